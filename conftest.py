@@ -1,0 +1,5 @@
+"""Root pytest configuration: registers the suite's fixture plugins (options, devices, models, results)."""
+
+pytest_plugins = [
+    "fixtures.options",
+]
