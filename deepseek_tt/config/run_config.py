@@ -1,0 +1,233 @@
+"""Weight records, placeholders, and the run-config merge (DESIGN.md section 3, stage 3).
+
+A module's three configs are nested dicts with the same key structure:
+
+- model config (``prefill_model_config`` / ``decode_model_config``): op configs whose weight fields hold
+  :class:`FromWeightConfig` and whose device fields hold :class:`MeshDeviceStub`;
+- weight config (``convert_weights``): :class:`WeightRecord` leaves, one per saved tensor;
+- state (``create_state``): runtime objects (KV caches, page tables, ...) and the device under
+  ``MESH_DEVICE_KEY``.
+
+:func:`create_run_config` merges the three. A ``FromWeightConfig`` meets its ``WeightRecord`` and becomes
+the tensor loaded with ``ttnn.load_tensor`` onto the mesh; a ``MeshDeviceStub`` becomes the state's
+device (shapes must agree); a key present in only one tree is taken as is; anything else present in two
+trees is a conflict and raises :class:`RunConfigError` naming the key path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from deepseek_tt.config.op_configs import config_to_json, is_op_config
+
+#: State key holding the ``ttnn.MeshDevice`` (at the top level, or at any level for a subtree).
+MESH_DEVICE_KEY = "mesh_device"
+
+WeightConfig = dict[str, Any]
+ModelConfig = dict[str, Any]
+RunConfig = dict[str, Any]
+
+
+class RunConfigError(ValueError):
+    """The model, weight and state trees cannot be merged; the message names the key path."""
+
+
+@dataclass(frozen=True)
+class FromWeightConfig:
+    """Placeholder in a model config for a tensor that ``convert_weights`` saved (same key path)."""
+
+
+@dataclass(frozen=True)
+class MeshDeviceStub:
+    """Placeholder in a model config for the mesh device of the given shape."""
+
+    mesh_shape: tuple[int, int]
+
+    def __init__(self, mesh_shape: Any):
+        object.__setattr__(self, "mesh_shape", tuple(int(d) for d in tuple(mesh_shape)))
+
+
+@dataclass(frozen=True)
+class WeightRecord:
+    """One converted tensor on disk: its path (relative to a weight root, or absolute) and the memory
+    config it is placed with when loaded."""
+
+    path: str
+    memory_config: Any = None
+
+    def resolve(self, weight_root: Path | None) -> Path:
+        """The absolute file path; a relative path needs ``weight_root``."""
+        path = Path(self.path)
+        if path.is_absolute():
+            return path
+        if weight_root is None:
+            raise RunConfigError(f"weight record {self.path!r} is relative but no weight_root was given")
+        return Path(weight_root) / path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "memory_config": config_to_json(self.memory_config)}
+
+
+#: Name used by tt-metal for the same thing.
+SavedWeight = WeightRecord
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _mesh_shape_of(device: Any) -> tuple[int, int]:
+    return tuple(int(d) for d in tuple(device.shape))  # type: ignore[return-value]
+
+
+# --- merge helpers -------------------------------------------------------------------------------
+
+
+def _merge_state(model: Any, state: Any, device: Any, path: str) -> Any:
+    """Model config + state: stubs become the device; a value in both trees is a conflict."""
+    if is_op_config(model):
+        if state is not None and not isinstance(state, dict):
+            raise RunConfigError(f"{path}: state value {state!r} collides with op config {type(model).__name__}")
+        merged = _merge_state({f.name: getattr(model, f.name) for f in fields(model)}, state, device, path)
+        return type(model)(**merged)
+    if isinstance(model, dict) or (model is None and isinstance(state, dict)):
+        model = model or {}
+        if state is not None and not isinstance(state, dict):
+            raise RunConfigError(f"{path}: state value {type(state).__name__} collides with a config subtree")
+        state = state or {}
+        if MESH_DEVICE_KEY in state:
+            device = state[MESH_DEVICE_KEY]
+        out = {}
+        for key in list(model) + [k for k in state if k not in model]:
+            out[key] = _merge_state(model.get(key), state.get(key), device, _join(path, key))
+        return out
+    if isinstance(model, (list, tuple)) and (state is None or isinstance(state, type(model))):
+        state_items = list(state) if state is not None else [None] * len(model)
+        if len(state_items) != len(model):
+            raise RunConfigError(f"{path}: model config has {len(model)} items, state has {len(state_items)}")
+        return type(model)(_merge_state(m, s, device, _join(path, i)) for i, (m, s) in enumerate(zip(model, state_items)))
+    if isinstance(model, MeshDeviceStub):
+        if state is not None:
+            raise RunConfigError(f"{path}: state value {state!r} collides with a MeshDeviceStub")
+        if device is None:
+            raise RunConfigError(f"{path}: MeshDeviceStub but the state has no {MESH_DEVICE_KEY!r}")
+        if _mesh_shape_of(device) != model.mesh_shape:
+            raise RunConfigError(
+                f"{path}: MeshDeviceStub{model.mesh_shape} but the state's device is {_mesh_shape_of(device)}"
+            )
+        return device
+    if state is None:
+        return model
+    if model is None:
+        return state
+    raise RunConfigError(f"{path}: both the model config ({model!r}) and the state ({state!r}) set this key")
+
+
+def _load(record: WeightRecord, device: Any, weight_root: Path | None, path: str) -> Any:
+    from deepseek_tt.backend import ttnn
+
+    file = record.resolve(weight_root)
+    if not file.is_file():
+        raise RunConfigError(f"{path}: weight file {file} does not exist")
+    if device is None:
+        raise RunConfigError(f"{path}: a weight must be loaded but the state has no {MESH_DEVICE_KEY!r}")
+    tensor = ttnn.load_tensor(str(file), device=device)
+    if record.memory_config is not None and tensor.memory_config() != record.memory_config:
+        tensor = ttnn.to_memory_config(tensor, record.memory_config)
+    return tensor
+
+
+def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None, path: str) -> Any:
+    """(Model config + state) + weight config: each FromWeightConfig meets its WeightRecord."""
+    if is_op_config(cfg):
+        if weights is not None and not isinstance(weights, dict):
+            raise RunConfigError(f"{path}: weight entry {weights!r} collides with op config {type(cfg).__name__}")
+        merged = _merge_weights({f.name: getattr(cfg, f.name) for f in fields(cfg)}, weights, device, weight_root, path)
+        return type(cfg)(**merged)
+    if isinstance(cfg, dict):
+        if weights is not None and not isinstance(weights, dict):
+            raise RunConfigError(f"{path}: weight entry {weights!r} collides with a config subtree")
+        weights = weights or {}
+        if cfg.get(MESH_DEVICE_KEY) is not None and not isinstance(cfg[MESH_DEVICE_KEY], (dict, MeshDeviceStub)):
+            device = cfg[MESH_DEVICE_KEY]
+        extra = [k for k in weights if k not in cfg]
+        if extra:
+            raise RunConfigError(
+                f"{_join(path, extra[0])}: the weight config has an entry the model config does not use"
+            )
+        return {key: _merge_weights(cfg[key], weights.get(key), device, weight_root, _join(path, key)) for key in cfg}
+    if isinstance(cfg, (list, tuple)):
+        items = list(weights) if weights is not None else [None] * len(cfg)
+        if not isinstance(weights, (list, tuple, type(None))) or len(items) != len(cfg):
+            raise RunConfigError(f"{path}: the weight config does not match the model config's {len(cfg)} items")
+        return type(cfg)(_merge_weights(c, w, device, weight_root, _join(path, i)) for i, (c, w) in enumerate(zip(cfg, items)))
+    if isinstance(cfg, FromWeightConfig):
+        if not isinstance(weights, WeightRecord):
+            raise RunConfigError(f"{path}: FromWeightConfig has no WeightRecord in the weight config (got {weights!r})")
+        return _load(weights, device, weight_root, path)
+    if weights is None:
+        return cfg
+    if cfg is None and not isinstance(weights, WeightRecord):
+        return weights
+    raise RunConfigError(f"{path}: the weight config sets {weights!r} where the model config has {cfg!r}")
+
+
+def create_run_config(
+    model_config: ModelConfig, weight_config: WeightConfig, state: dict[str, Any] | None, *, weight_root: Path | None = None
+) -> RunConfig:
+    """Merge a model config, a weight config and a state into a run config (see module docstring).
+
+    ``weight_root`` resolves relative :class:`WeightRecord` paths (the weight cache stores relative ones).
+    """
+    with_state = _merge_state(model_config, state, None, "")
+    top_device = (state or {}).get(MESH_DEVICE_KEY)
+    return _merge_weights(with_state, weight_config, top_device, Path(weight_root) if weight_root else None, "")
+
+
+# --- weight config <-> JSON ----------------------------------------------------------------------
+
+
+def weight_config_to_json(weight_config: Any, root: Path | None = None) -> Any:
+    """JSON view of a weight config; paths under ``root`` are written relative to it."""
+    if isinstance(weight_config, WeightRecord):
+        path = Path(weight_config.path)
+        if root is not None and path.is_absolute():
+            path = path.relative_to(root)
+        return {"__weight__": str(path)}
+    if isinstance(weight_config, dict):
+        return {str(k): weight_config_to_json(v, root) for k, v in weight_config.items()}
+    if isinstance(weight_config, (list, tuple)):
+        return {"__list__": [weight_config_to_json(v, root) for v in weight_config]}
+    if weight_config is None:
+        return None
+    raise TypeError(f"weight configs hold WeightRecord leaves only, got {type(weight_config).__name__}")
+
+
+def weight_config_from_json(data: Any) -> Any:
+    """Inverse of :func:`weight_config_to_json` (paths stay relative; pass ``weight_root`` when merging).
+
+    Memory configs are not serialized: loaded tensors keep the memory config they were dumped with.
+    """
+    if isinstance(data, dict) and "__weight__" in data:
+        return WeightRecord(path=data["__weight__"])
+    if isinstance(data, dict) and "__list__" in data:
+        return [weight_config_from_json(v) for v in data["__list__"]]
+    if isinstance(data, dict):
+        return {k: weight_config_from_json(v) for k, v in data.items()}
+    if data is None:
+        return None
+    raise ValueError(f"not a serialized weight config entry: {data!r}")
+
+
+def iter_weight_records(weight_config: Any, path: str = ""):
+    """Yield ``(key_path, WeightRecord)`` for every leaf of a weight config."""
+    if isinstance(weight_config, WeightRecord):
+        yield path, weight_config
+    elif isinstance(weight_config, dict):
+        for key, value in weight_config.items():
+            yield from iter_weight_records(value, _join(path, key))
+    elif isinstance(weight_config, (list, tuple)):
+        for i, value in enumerate(weight_config):
+            yield from iter_weight_records(value, _join(path, i))

@@ -1,0 +1,1 @@
+"""The DeepSeek-V3 submodules written against ttnn, each a namespace class with the three-stage contract."""

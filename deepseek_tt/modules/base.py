@@ -1,0 +1,141 @@
+"""The three-stage module contract (DESIGN.md section 3, seed README "How to develop").
+
+A module is a namespace class, never instantiated::
+
+    weight_config = MLP.convert_weights(hf_config, state_dict, out_dir, mesh_device, dtype_policy=policy)
+    model_config = MLP.decode_model_config(hf_config, mesh_device)      # or prefill_model_config
+    state = MLP.create_state(hf_config, mesh_device)
+    cfg = MLP.run_config(model_config, weight_config, state)
+    y = MLP.forward_decode(x, cfg)                                      # or forward_prefill
+
+``state_dict`` holds the module's own HF tensors with keys relative to the module (``"gate_proj.weight"``);
+``output_path`` is a directory the module writes its converted tensors into; the returned weight config
+mirrors the model config's key structure with :class:`WeightRecord` leaves. :func:`save_weight` is the
+one way to write a converted tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.config.run_config import MESH_DEVICE_KEY, RunConfig, WeightRecord, create_run_config
+
+#: File suffix of a dumped ttnn tensor.
+TENSOR_SUFFIX = ".tensorbin"
+
+
+class AbstractModule:
+    """Base of the namespace classes; every stage is a classmethod."""
+
+    def __init__(self) -> None:  # pragma: no cover - guard
+        raise TypeError(f"{type(self).__name__} is a namespace class; use its classmethods")
+
+    @classmethod
+    def convert_weights(
+        cls,
+        hf_config: Any,
+        state_dict: Mapping[str, torch.Tensor],
+        output_path: Path,
+        mesh_device: Any,
+        *,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def prefill_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def decode_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def create_state(cls, hf_config: Any, mesh_device: Any, **kwargs: Any) -> dict[str, Any]:
+        """Runtime objects of the module; by default just the device."""
+        return {MESH_DEVICE_KEY: mesh_device}
+
+    @classmethod
+    def run_config(
+        cls, model_config: dict[str, Any], weight_config: dict[str, Any], state: dict[str, Any], *, weight_root: Path | None = None
+    ) -> RunConfig:
+        return create_run_config(model_config, weight_config, state, weight_root=weight_root)
+
+    @classmethod
+    def forward_prefill(cls, x: Any, cfg: RunConfig) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def forward_decode(cls, x: Any, cfg: RunConfig) -> Any:
+        raise NotImplementedError
+
+
+# --- helpers shared by all modules ---------------------------------------------------------------
+
+
+def mesh_shape(mesh_device: Any) -> tuple[int, int]:
+    """``(rows, cols)`` of a mesh device."""
+    rows, cols = tuple(mesh_device.shape)
+    return int(rows), int(cols)
+
+
+def require_key(state_dict: Mapping[str, torch.Tensor], key: str, shape: tuple[int, ...] | None = None, *, where: str = "") -> torch.Tensor:
+    """``state_dict[key]`` with one clear error when it is missing or has the wrong shape."""
+    try:
+        tensor = state_dict[key]
+    except KeyError:
+        raise KeyError(f"{where or 'state dict'}: missing weight {key!r}") from None
+    if shape is not None and tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"{where or 'state dict'}: weight {key!r} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
+    return tensor
+
+
+def save_weight(
+    tensor: torch.Tensor,
+    path: Path,
+    mesh_device: Any,
+    *,
+    dtype: Any,
+    shard_dims: tuple[int | None, int | None] = (None, None),
+    layout: Any = None,
+    memory_config: Any = None,
+) -> WeightRecord:
+    """Convert a torch tensor to a mesh-distributed ttnn tensor, dump it to ``path`` and return its record.
+
+    ``shard_dims = (row_dim, col_dim)``: the tensor dim split across mesh rows / columns (``None``
+    replicates along that axis). The tensor is converted on the host (no device memory is used) with
+    ``ttnn.from_torch(..., mesh_mapper=ttnn.ShardTensor2dMesh(...))`` and written with ``ttnn.dump_tensor``.
+    """
+    from deepseek_tt.backend import ttnn
+
+    path = Path(path)
+    if path.suffix != TENSOR_SUFFIX:
+        path = path.with_name(path.name + TENSOR_SUFFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, cols = mesh_shape(mesh_device)
+    for axis, (dim, n) in enumerate(zip(shard_dims, (rows, cols))):
+        if dim is not None and tensor.shape[dim] % n:
+            raise ValueError(
+                f"{path.name}: dim {dim} of shape {tuple(tensor.shape)} does not split over {n} devices on mesh axis {axis}"
+            )
+    if memory_config is None:
+        memory_config = ttnn.DRAM_MEMORY_CONFIG
+    tt_tensor = ttnn.from_torch(
+        tensor.contiguous(),
+        dtype=dtype,
+        layout=layout if layout is not None else ttnn.TILE_LAYOUT,
+        memory_config=memory_config,
+        mesh_mapper=ttnn.ShardTensor2dMesh(mesh_device, mesh_shape=(rows, cols), dims=shard_dims),
+    )
+    ttnn.dump_tensor(str(path), tt_tensor)
+    return WeightRecord(path=str(path), memory_config=memory_config)
+
+
+def policy_dtype(dtype_policy: DtypePolicy | str | None, kind: str) -> Any:
+    """The ttnn dtype of a weight kind under a policy (name, object or ``None`` = default)."""
+    return get_dtype_policy(dtype_policy).dtype(kind)
