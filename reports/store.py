@@ -68,7 +68,13 @@ def machine_name() -> str:
     return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cpus)"
 
 
+RUN_ID_ENV = "DEEPSEEK_TT_RUN_ID"
+
+
 def new_run_id() -> str:
+    """``$DEEPSEEK_TT_RUN_ID`` when set (so several pytest sessions of one nightly share a run), else a fresh id."""
+    if os.environ.get(RUN_ID_ENV):
+        return os.environ[RUN_ID_ENV]
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
 
 
