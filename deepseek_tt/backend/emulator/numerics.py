@@ -1,0 +1,125 @@
+"""Value rounding to each ttnn data type, bit-identical to real ttnn's host conversion (NUMERICS.md).
+
+The emulator stores every tensor already rounded to its ttnn dtype (``round_to_dtype``), in a torch
+storage dtype that represents those values exactly (``storage_torch_dtype``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .types import FACE_SIZE, DataType
+
+#: magnitude bits (explicit leading one included) of each block-float format
+BFP_MANTISSA_BITS = {DataType.BFLOAT8_B: 7, DataType.BFLOAT4_B: 3}
+
+_FLOAT_STORAGE = {
+    DataType.BFLOAT16: torch.bfloat16,
+    DataType.BFLOAT8_B: torch.bfloat16,
+    DataType.BFLOAT4_B: torch.bfloat16,
+    DataType.FLOAT32: torch.float32,
+}
+#: wrap-around width of the integer dtypes (static_cast semantics of the C++ conversion)
+_INT_BITS = {DataType.UINT8: 8, DataType.UINT16: 16, DataType.UINT32: 32, DataType.INT32: 32, DataType.INT8: 8}
+_SIGNED_INTS = frozenset({DataType.INT32, DataType.INT8})
+
+#: torch dtype that ``ttnn.to_torch`` returns for each ttnn dtype (measured on ttnn 0.81.1)
+TO_TORCH_DTYPE = {
+    DataType.BFLOAT16: torch.bfloat16,
+    DataType.FLOAT32: torch.float32,
+    DataType.BFLOAT8_B: torch.float32,
+    DataType.BFLOAT4_B: torch.float32,
+    DataType.UINT8: torch.uint8,
+    DataType.UINT16: torch.uint16,
+    DataType.UINT32: torch.uint32,
+    DataType.INT32: torch.int32,
+    DataType.INT8: torch.int8,
+}
+
+
+def storage_torch_dtype(dtype: DataType) -> torch.dtype:
+    """The torch dtype the emulator keeps ``dtype`` values in (exact for every value of ``dtype``)."""
+    if dtype in _FLOAT_STORAGE:
+        return _FLOAT_STORAGE[dtype]
+    if dtype in _INT_BITS:
+        return torch.int64
+    raise TypeError(f"ttnn emulator: data type {dtype} is not supported")
+
+
+def is_float_dtype(dtype: DataType) -> bool:
+    return dtype in _FLOAT_STORAGE
+
+
+def round_to_dtype(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
+    """``t`` rounded to ``dtype`` as real ttnn's host conversion does, in the storage torch dtype.
+
+    bfloat16: round-to-nearest-even from fp32 (denormals kept); float32: exact (fp64 rounds RNE);
+    bfloat8_b / bfloat4_b: block-float per 16 values along the last dim (:func:`quantize_bfp`);
+    integers: truncation toward zero, then wrap-around to the type's width.
+    """
+    if dtype in BFP_MANTISSA_BITS:
+        return quantize_bfp(t, dtype).to(torch.bfloat16)
+    if dtype == DataType.BFLOAT16:
+        return t if t.dtype == torch.bfloat16 else t.to(torch.float32).to(torch.bfloat16)
+    if dtype == DataType.FLOAT32:
+        return t.to(torch.float32)
+    if dtype in _INT_BITS:
+        values = t.trunc().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
+        bits = _INT_BITS[dtype]
+        values = values & ((1 << bits) - 1)
+        if dtype in _SIGNED_INTS:
+            values = torch.where(values >= (1 << (bits - 1)), values - (1 << bits), values)
+        return values
+    raise TypeError(f"ttnn emulator: data type {dtype} is not supported")
+
+
+def quantize_bfp(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
+    """Block-float quantization of ``t`` (any float dtype) to ``bfloat8_b`` / ``bfloat4_b``; returns fp32.
+
+    Blocks are 16 consecutive values along the last dim, starting at index 0 (a face row of a 32x32
+    tile; the zero tile padding never raises a block's exponent). Per block: shared exponent = the
+    largest IEEE biased exponent; each value keeps sign and ``m`` magnitude bits (explicit leading
+    one) at step ``2^(E - 127 - (m - 1))``, rounded to nearest-even straight from the fp32 mantissa and
+    saturated at ``2^m - 1`` instead of carrying into the exponent. Denormals flush to 0, -0 becomes +0,
+    and a NaN/inf keeps itself while zeroing the rest of its block.
+    """
+    if dtype not in BFP_MANTISSA_BITS:
+        raise TypeError(f"quantize_bfp: {dtype} is not a block-float data type")
+    frac_bits = BFP_MANTISSA_BITS[dtype] - 1  # bits below the explicit leading one
+    x = t.to(torch.float32).contiguous()
+    shape = x.shape
+    if x.dim() == 0:
+        x = x.reshape(1)
+    width = x.shape[-1]
+    pad = (-width) % FACE_SIZE
+    if pad:
+        x = torch.nn.functional.pad(x, (0, pad))
+    blocks = x.reshape(*x.shape[:-1], -1, FACE_SIZE)
+    bits = blocks.view(torch.int32)
+
+    exponent = (bits >> 23) & 0xFF
+    negative = bits < 0
+    special = exponent == 0xFF
+    shared = exponent.amax(dim=-1, keepdim=True)
+
+    mantissa = (bits & 0x7FFFFF) | (1 << 23)
+    shift = (shared - exponent + (23 - frac_bits)).clamp_(max=30)
+    magnitude = mantissa >> shift
+    remainder = mantissa & ((1 << shift) - 1)
+    half = 1 << (shift - 1)
+    round_up = (remainder > half) | ((remainder == half) & ((magnitude & 1) == 1))
+    magnitude = (magnitude + round_up.to(torch.int32)).clamp_(max=(1 << (frac_bits + 1)) - 1)
+    magnitude = magnitude.masked_fill_(exponent == 0, 0)
+
+    signed = torch.where(negative, -magnitude, magnitude).to(torch.float32)
+    values = torch.ldexp(signed, (shared - 127 - frac_bits).to(torch.float32))
+    values = values + 0.0  # -0 -> +0
+
+    block_special = special.any(dim=-1, keepdim=True)
+    if bool(block_special.any()):
+        values = torch.where(block_special, torch.where(special, blocks, torch.zeros_like(blocks)), values)
+
+    values = values.reshape(*x.shape[:-1], -1)
+    if pad:
+        values = values[..., :width]
+    return values.reshape(shape)
