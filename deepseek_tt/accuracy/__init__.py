@@ -1,0 +1,1 @@
+"""Accuracy helpers: the `.refpt` reader (refpt.py), teacher-forced metrics, PCC."""

@@ -1,0 +1,8 @@
+"""The DeepSeek-V3 demo (seed README): ``run_demo`` and the CLI ``python -m deepseek_tt.demo``."""
+
+from deepseek_tt.demo.cli import create_parser, main
+from deepseek_tt.demo.errors import DemoInputError
+from deepseek_tt.demo.prompts import load_prompts_file
+from deepseek_tt.demo.run import run_demo
+
+__all__ = ["DemoInputError", "create_parser", "load_prompts_file", "main", "run_demo"]

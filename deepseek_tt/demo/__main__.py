@@ -1,0 +1,7 @@
+"""``python -m deepseek_tt.demo``."""
+
+import sys
+
+from deepseek_tt.demo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""Opening the mesh and loading the model runtime behind the facade (``TtModel`` or ``ReferenceModel``)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger("deepseek_tt.demo")
+
+RUNTIMES = ("auto", "tt", "reference")
+TRACE_REGION_SIZE = 64 * 1024 * 1024
+
+
+def tt_model_available() -> bool:
+    try:
+        from deepseek_tt.runtime.tt_model import TtModel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_runtime(runtime: str) -> str:
+    """``auto`` -> ``tt`` when the TT-NN model imports, else ``reference`` (logged)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime
+    if tt_model_available():
+        return "tt"
+    log.warning("deepseek_tt.runtime.tt_model is not available: running the torch reference model instead")
+    return "reference"
+
+
+@contextmanager
+def open_mesh(mesh_shape: tuple[int, int], enable_trace: bool) -> Iterator[Any]:
+    """The mesh device of the selected backend, closed on exit."""
+    from deepseek_tt.backend import ttnn
+
+    kwargs = {"trace_region_size": TRACE_REGION_SIZE} if enable_trace else {}
+    device = ttnn.open_mesh_device(ttnn.MeshShape(*mesh_shape), **kwargs)
+    try:
+        yield device
+    finally:
+        ttnn.close_mesh_device(device)
+
+
+def load_model(
+    runtime: str,
+    model_path: Path | None,
+    mesh_device: Any,
+    cache_dir: Path,
+    *,
+    dtype_policy: str,
+    max_seq_len: int,
+    random_weights: bool,
+    hf_config: Any = None,
+    recalculate_weights: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Load the model of ``runtime`` (``tt`` or ``reference``) for the demo."""
+    common = dict(
+        dtype_policy=dtype_policy,
+        max_seq_len=max_seq_len,
+        recalculate_weights=recalculate_weights,
+        random_weights=random_weights,
+    )
+    if runtime == "tt":
+        from deepseek_tt.runtime.tt_model import TtModel
+
+        extra = {"hf_config": hf_config} if hf_config is not None else {}
+        return TtModel.load(model_path, mesh_device, cache_dir, **common, **extra)
+    from deepseek_tt.runtime.reference_model import ReferenceModel
+
+    import torch
+
+    dtype = torch.bfloat16 if random_weights and hf_config is not None and hf_config.hidden_size >= 4096 else torch.float32
+    return ReferenceModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, dtype=dtype, progress=progress)
+
+
+__all__ = ["RUNTIMES", "load_model", "open_mesh", "resolve_runtime", "tt_model_available"]
