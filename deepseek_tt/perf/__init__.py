@@ -1,0 +1,1 @@
+"""Performance helpers: hardware figures and the roofline estimator."""

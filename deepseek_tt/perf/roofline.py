@@ -1,0 +1,225 @@
+"""Roofline estimator for DeepSeek-V3 on Tenstorrent meshes.
+
+From the model config, the dtype policy and the model's parallelization (docs/PARALLELISM.md) it lists
+every op of one decode or prefill step with the bytes it moves (weights, KV cache, activations), its
+FLOPs and its collective traffic, and turns them into a lower bound on step time with the figures of
+:mod:`deepseek_tt.perf.hardware`:
+
+- an op's DRAM time is the busiest chip's bytes over one chip's bandwidth: weights sharded over the
+  whole mesh (routed experts, LM head) spread over every chip, weights sharded over mesh columns and
+  replicated over rows (attention, dense MLP, shared expert) only over the columns;
+- its compute time is its FLOPs over the mesh's cores at the math fidelity its weight dtype pairs with;
+- a collective's time is the bytes one chip receives over its Ethernet links;
+- the step bound is the sum over ops of max(DRAM, compute), plus the collectives (not overlapped).
+
+``weights_only`` reproduces the usual back-of-envelope figure (every weight byte read once per step,
+spread over all chips, nothing else counted), which is what FACTS.md quotes.
+
+    python -m deepseek_tt.perf.roofline --preset full --system TG --users 1
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import pandas as pd
+
+from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.perf.hardware import BYTES_PER_VALUE, CORE_TFLOPS, FIDELITY_FOR_DTYPE, SYSTEMS, System
+
+ACTIVATION_BYTES = BYTES_PER_VALUE["bfloat16"]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of a step: what it reads and computes, and over how many chips its weights are split."""
+
+    name: str
+    layer: str
+    weight_values: float = 0.0  # values of weight read this step
+    weight_dtype: str = "bfloat16"
+    shard: str = "mesh"  # "mesh": split over every chip; "cols": split over columns, replicated over rows
+    kv_bytes: float = 0.0
+    flops: float = 0.0
+    collective_bytes_per_chip: float = 0.0  # bytes one chip receives over Ethernet
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.weight_values * BYTES_PER_VALUE[self.weight_dtype]
+
+
+def expected_distinct_experts(num_experts: int, experts_per_token: int, tokens: int) -> float:
+    """Experts touched by ``tokens`` tokens each picking ``experts_per_token`` of ``num_experts`` uniformly."""
+    return num_experts * (1.0 - (1.0 - experts_per_token / num_experts) ** tokens)
+
+
+def _ring_receive_bytes(total_bytes: float, chips: int) -> float:
+    """Bytes one chip receives in a ring all-gather / reduce-scatter of ``total_bytes`` over ``chips``."""
+    return 0.0 if chips <= 1 else total_bytes * (chips - 1) / chips
+
+
+def step_ops(config, policy: DtypePolicy, mesh: tuple[int, int], tokens: int, context: int, mode: str) -> list[Op]:
+    """Every op of one step. ``tokens``: users (decode) or prompt length (prefill); ``context``: KV length."""
+    rows, cols = mesh
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    nope, rope, v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
+    q_lora, kv_lora = config.q_lora_rank, config.kv_lora_rank
+    kvpe = kv_lora + rope
+    act_row = hidden * ACTIVATION_BYTES
+    tokens_per_row = tokens / rows if mode == "decode" else tokens
+    gather = _ring_receive_bytes(tokens_per_row * act_row, cols)  # all_gather / reduce_scatter over columns
+
+    def linear(name: str, layer: str, k: int, n: int, kind: str, shard: str, count: float = 1.0, used_tokens=tokens) -> Op:
+        return Op(name, layer, weight_values=k * n * count, weight_dtype=getattr(policy, kind), shard=shard,
+                  flops=2.0 * used_tokens * k * n * count)
+
+    ops: list[Op] = [Op("embedding", "embedding", weight_values=tokens * hidden, weight_dtype=policy.embedding)]
+    first_dense = config.first_k_dense_replace
+    for index in range(config.num_hidden_layers):
+        layer = f"layer{index}"
+        ops += [
+            Op("all_gather(attn in)", layer, collective_bytes_per_chip=gather),
+            linear("wq_a", layer, hidden, q_lora, "attention", "cols"),
+            linear("wq_b", layer, q_lora, heads * (nope + rope), "attention", "cols"),
+            linear("wkv_a", layer, hidden, kvpe, "attention", "cols"),
+            linear("wkv_b", layer, kv_lora, heads * (nope + v_dim), "attention", "cols"),
+        ]
+        if mode == "decode":  # absorbed attention over the latent cache: each user reads its whole context
+            attention_flops = 2.0 * tokens * heads * context * (kvpe + kv_lora)
+            kv_read = tokens * context * kvpe * BYTES_PER_VALUE[policy.kv_cache] / cols  # a row's users over its columns
+        else:
+            attention_flops = 2.0 * heads * (tokens * context / 2) * (nope + rope + v_dim)
+            kv_read = tokens * kvpe * BYTES_PER_VALUE[policy.kv_cache]  # written once
+        ops += [
+            Op("attention", layer, kv_bytes=kv_read, flops=attention_flops),
+            linear("wo", layer, heads * v_dim, hidden, "attention", "cols"),
+            Op("reduce_scatter(attn out)", layer, collective_bytes_per_chip=gather),
+        ]
+        if index < first_dense:
+            inter = config.intermediate_size
+            ops += [
+                Op("all_gather(mlp in)", layer, collective_bytes_per_chip=gather),
+                linear("w1+w3", layer, hidden, inter, "dense_mlp", "cols", count=2),
+                linear("w2", layer, inter, hidden, "dense_mlp", "cols"),
+                Op("reduce_scatter(mlp out)", layer, collective_bytes_per_chip=gather),
+            ]
+            continue
+        experts, top_k = config.n_routed_experts, config.num_experts_per_tok
+        moe_inter = config.moe_intermediate_size
+        touched = expected_distinct_experts(experts, top_k, tokens)
+        dispatch = tokens_per_row * top_k * act_row * (rows * cols - 1) / (rows * cols)
+        ops += [
+            Op("all_gather(moe in)", layer, collective_bytes_per_chip=gather),
+            linear("gate", layer, hidden, experts, "router", "cols"),
+            linear("shared w1+w3", layer, hidden, moe_inter * config.n_shared_experts, "shared_expert", "cols", count=2),
+            linear("shared w2", layer, moe_inter * config.n_shared_experts, hidden, "shared_expert", "cols"),
+            Op("all_to_all_dispatch", layer, collective_bytes_per_chip=dispatch / (rows * cols) * rows),
+            Op("experts w1+w3", layer, weight_values=2 * hidden * moe_inter * touched,
+               weight_dtype=policy.expert_gate_up, shard="mesh", flops=2.0 * tokens * top_k * 2 * hidden * moe_inter),
+            Op("experts w2", layer, weight_values=moe_inter * hidden * touched,
+               weight_dtype=policy.expert_down, shard="mesh", flops=2.0 * tokens * top_k * moe_inter * hidden),
+            Op("all_to_all_combine", layer, collective_bytes_per_chip=dispatch / (rows * cols) * rows),
+            Op("reduce_scatter(moe out)", layer, collective_bytes_per_chip=gather),
+        ]
+    lm_tokens = tokens if mode == "decode" else 1  # prefill only needs the last position's logits
+    ops.append(linear("lm_head", "lm_head", hidden, config.vocab_size, "lm_head", "mesh", used_tokens=lm_tokens))
+    return ops
+
+
+def op_table(ops: list[Op], system: System) -> pd.DataFrame:
+    """Per-op bytes, FLOPs and the DRAM / compute / Ethernet time bounds (seconds)."""
+    rows, cols = system.mesh
+    chip_bw = system.dram_gb_s_per_chip * 1e9
+    eth_bw = max(system.links_per_neighbour, 1) * system.eth_gb_s_per_link * 1e9
+    records = []
+    for op in ops:
+        spread = rows * cols if op.shard == "mesh" else cols
+        dram_bytes_busiest_chip = op.weight_bytes / spread + op.kv_bytes
+        fidelity = FIDELITY_FOR_DTYPE[op.weight_dtype]
+        mesh_flops = system.num_chips * system.cores_per_chip * CORE_TFLOPS[fidelity] * 1e12
+        t_dram = dram_bytes_busiest_chip / chip_bw
+        t_compute = op.flops / mesh_flops
+        t_comm = op.collective_bytes_per_chip / eth_bw if system.num_chips > 1 else 0.0
+        records.append({
+            "op": op.name, "layer": op.layer, "weight_dtype": op.weight_dtype, "weight_bytes": op.weight_bytes,
+            "kv_bytes": op.kv_bytes, "flops": op.flops, "collective_bytes": op.collective_bytes_per_chip,
+            "t_dram_s": t_dram, "t_compute_s": t_compute, "t_comm_s": t_comm,
+            "t_bound_s": max(t_dram, t_compute) + t_comm,
+        })
+    return pd.DataFrame.from_records(records)
+
+
+@dataclass(frozen=True)
+class Roofline:
+    system: str
+    mode: str
+    users: int
+    step_time_s: float  # per-op bound summed over the step
+    weights_only_step_time_s: float  # every weight byte once, spread over all chips, nothing else
+    table: pd.DataFrame
+
+    @property
+    def tokens_per_s_per_user(self) -> float:
+        return 1.0 / self.step_time_s
+
+    @property
+    def weights_only_tokens_per_s_per_user(self) -> float:
+        return 1.0 / self.weights_only_step_time_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.users / self.step_time_s
+
+
+def estimate(
+    config,
+    system: str | System = "TG",
+    policy: str | DtypePolicy | None = "default",
+    mode: str = "decode",
+    users: int = 1,
+    context: int = 1024,
+    prefill_len: int = 1024,
+) -> Roofline:
+    """The roofline of one decode step (``users`` users at ``context``) or one prefill of ``prefill_len``."""
+    if mode not in ("decode", "prefill"):
+        raise ValueError(f"mode must be 'decode' or 'prefill', not {mode!r}")
+    resolved = SYSTEMS[system] if isinstance(system, str) else system
+    dtype_policy = get_dtype_policy(policy)
+    tokens = users if mode == "decode" else prefill_len
+    ops = step_ops(config, dtype_policy, resolved.mesh, tokens, context if mode == "decode" else prefill_len, mode)
+    table = op_table(ops, resolved)
+    weights_only = table["weight_bytes"].sum() / resolved.dram_bytes_per_s
+    return Roofline(resolved.name, mode, users, float(table["t_bound_s"].sum()), float(weights_only), table)
+
+
+def summary(config, policy: str = "default", context: int = 1024) -> pd.DataFrame:
+    """Decode bounds for every system at batch 1 and 32 users per mesh row."""
+    records = []
+    for key, system in SYSTEMS.items():
+        for users in sorted({1, 32 * system.mesh[0]}):
+            roof = estimate(config, key, policy, "decode", users=users, context=context)
+            records.append({
+                "system": system.name, "users": users, "policy": policy,
+                "step_bound_ms": roof.step_time_s * 1e3, "t/s/u_bound": roof.tokens_per_s_per_user,
+                "t/s_bound": roof.tokens_per_s, "weights_only_t/s/u": roof.weights_only_tokens_per_s_per_user,
+            })
+    return pd.DataFrame.from_records(records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from reference_models.presets import PRESET_NAMES, get_preset
+
+    parser = argparse.ArgumentParser(prog="python -m deepseek_tt.perf.roofline", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="full", choices=PRESET_NAMES)
+    parser.add_argument("--policy", default="default")
+    parser.add_argument("--context", type=int, default=1024)
+    args = parser.parse_args(argv)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(summary(get_preset(args.preset), args.policy, args.context).round(2).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The roofline estimator against FACTS.md's published decode bounds, and its internal consistency."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepseek_tt.config.dtype_policy import DtypePolicy
+from deepseek_tt.perf.roofline import estimate, expected_distinct_experts, summary
+from reference_models.presets import get_preset
+
+pytestmark = pytest.mark.unit
+
+#: FACTS.md: one Wormhole Galaxy, weights only, all weights sharded over every chip.
+BFP8_EVERYWHERE = DtypePolicy(name="bfp8", expert_gate_up="bfloat8_b", router="bfloat8_b", embedding="bfloat8_b")
+BFP4_EXPERTS = DtypePolicy(
+    name="bfp4-experts", expert_gate_up="bfloat4_b", expert_down="bfloat4_b", router="bfloat8_b", embedding="bfloat8_b"
+)
+
+
+@pytest.fixture(scope="module")
+def full_config():
+    return get_preset("full")
+
+
+@pytest.mark.parametrize(
+    ("policy", "users", "published"),
+    [(BFP8_EVERYWHERE, 1, 237.0), (BFP4_EXPERTS, 1, 343.0), (BFP8_EVERYWHERE, 32, 20.0), (BFP4_EXPERTS, 32, 37.0)],
+    ids=["bfp8-batch1", "bfp4experts-batch1", "bfp8-batch32", "bfp4experts-batch32"],
+)
+def test_galaxy_decode_bound_matches_published_figure(full_config, policy, users, published):
+    roof = estimate(full_config, "TG", policy, "decode", users=users)
+    assert roof.weights_only_tokens_per_s_per_user == pytest.approx(published, rel=0.15)
+
+
+def test_distinct_experts_at_batch_32():
+    assert expected_distinct_experts(256, 8, 32) == pytest.approx(163, abs=1)
+    assert expected_distinct_experts(256, 8, 1) == pytest.approx(8)
+
+
+def test_model_bound_is_never_faster_than_weights_only(full_config):
+    for users in (1, 32, 128):
+        roof = estimate(full_config, "TG", "default", "decode", users=users)
+        assert roof.step_time_s >= roof.weights_only_step_time_s
+
+
+def test_bounds_order_sensibly(full_config):
+    tg = estimate(full_config, "TG", "default", users=1).tokens_per_s_per_user
+    quad = estimate(full_config, "QUAD", "default", users=1).tokens_per_s_per_user
+    n150 = estimate(full_config, "N150", "default", users=1).tokens_per_s_per_user
+    assert n150 < tg < quad
+    bf16 = estimate(full_config, "TG", "high_precision", users=1).weights_only_tokens_per_s_per_user
+    assert bf16 < estimate(full_config, "TG", "default", users=1).weights_only_tokens_per_s_per_user
+    long_context = estimate(full_config, "TG", "default", users=128, context=16384).step_time_s
+    assert long_context > estimate(full_config, "TG", "default", users=128, context=1024).step_time_s
+
+
+def test_prefill_is_compute_heavier_than_decode(full_config):
+    prefill = estimate(full_config, "TG", "default", "prefill", prefill_len=4096)
+    assert prefill.table["flops"].sum() > 1000 * estimate(full_config, "TG", "default", users=1).table["flops"].sum()
+
+
+def test_summary_covers_every_system_at_batch_1_and_32_per_row(full_config):
+    table = summary(full_config)
+    assert set(table["system"].str.split().str[0]) == {"N150", "T3K", "TG", "DUAL", "QUAD"}
+    tg = table[table["system"].str.startswith("TG")]
+    assert sorted(tg["users"]) == [1, 128]
+
+
+def test_unknown_mode_is_rejected(full_config):
+    with pytest.raises(ValueError, match="mode"):
+        estimate(full_config, mode="train")
