@@ -263,6 +263,77 @@ class SliceConfig(OpConfig):
     memory_config: Any = None
 
 
+# --- mixture of experts ---------------------------------------------------------------------------
+
+
+@dataclass
+class SumConfig(OpConfig):
+    """``ttnn.sum(input_tensor, dim, keepdim, *, memory_config)``."""
+
+    dim: int | None = None
+    keepdim: bool = False
+    memory_config: Any = None
+
+
+@dataclass
+class RepeatConfig(OpConfig):
+    """``ttnn.repeat(input_tensor, repeat_dims, *, memory_config)``."""
+
+    repeat_dims: Any = None
+    memory_config: Any = None
+
+
+@dataclass
+class ScatterConfig(OpConfig):
+    """``ttnn.scatter(input, dim, index, src, *, memory_config)``: index and src are given at the call."""
+
+    dim: int = -1
+    memory_config: Any = None
+
+
+@dataclass
+class GatherConfig(OpConfig):
+    """``ttnn.gather(input, dim, index, *, memory_config)``: index is given at the call."""
+
+    dim: int = -1
+    memory_config: Any = None
+
+
+@dataclass
+class MeshPartitionConfig(OpConfig):
+    """``ttnn.mesh_partition(input_tensor, dim, cluster_axis, *, memory_config)``: each device keeps its
+    slice of ``dim`` according to its coordinate along ``cluster_axis``."""
+
+    dim: int = 0
+    cluster_axis: int | None = None
+    memory_config: Any = None
+
+
+@dataclass
+class AllToAllDispatchConfig(OpConfig):
+    """``ttnn.all_to_all_dispatch(input_tensor, expert_indices_tensor, expert_mapping_tensor, *, cluster_axis,
+    num_links, topology, memory_config, output_concat_dim)``."""
+
+    cluster_axis: int | None = None
+    num_links: int | None = None
+    topology: Any = None
+    memory_config: Any = None
+    output_concat_dim: int | None = None
+
+
+@dataclass
+class AllToAllCombineConfig(OpConfig):
+    """``ttnn.all_to_all_combine(input_tensor, expert_metadata_tensor, expert_mapping_tensor, *, local_reduce,
+    num_links, topology, memory_config, cluster_axis, output_shard_dim)``."""
+
+    cluster_axis: int | None = None
+    local_reduce: bool | None = None
+    num_links: int | None = None
+    topology: Any = None
+    memory_config: Any = None
+    output_shard_dim: int | None = None
+
+
 # --- JSON ----------------------------------------------------------------------------------------
 
 
