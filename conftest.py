@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "fixtures.options",
+    "fixtures.devices",
     "fixtures.results",
 ]
