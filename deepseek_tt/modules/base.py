@@ -167,3 +167,11 @@ def ccl_topology(mesh_device: Any, cluster_axis: int) -> Any:
     from deepseek_tt.backend import ttnn
 
     return ttnn.Topology.Linear
+
+
+def sub_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> Mapping[str, torch.Tensor]:
+    """The entries under ``prefix`` with the prefix stripped; lazy (``LazyStateDict.view``) when possible."""
+    view = getattr(state_dict, "view", None)
+    if callable(view):
+        return view(prefix)
+    return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}

@@ -1,0 +1,169 @@
+"""Decoder blocks: ``x + MLA(norm(x))`` then ``+ FFN(norm(.))``, FFN the dense MLP or the MoE.
+
+HF keys relative to the layer (``model.layers.{i}.``): ``input_layernorm.weight``, ``self_attn.*``,
+``post_attention_layernorm.weight``, ``mlp.*``. Input and output in the residual layout
+``[1, 1, T, hidden / C]``; both norms are :class:`DistributedRMSNorm` and the residual adds are local
+(no collective). The sub-configs live under ``input_norm``, ``mla``, ``post_attention_norm``, ``mlp``.
+
+- :class:`DecoderBlock`: dense FFN (:class:`~deepseek_tt.modules.mlp.MLP`), the first
+  ``first_k_dense_replace`` layers.
+- :class:`MoEDecoderBlock`: FFN = ``deepseek_tt.modules.moe.MoE`` (gate, routed experts, shared expert).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.dtype_policy import DtypePolicy
+from deepseek_tt.config.op_configs import AddConfig
+from deepseek_tt.config.run_config import MESH_DEVICE_KEY
+from deepseek_tt.modules.base import AbstractModule, sub_state_dict
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig
+from deepseek_tt.modules.mla import MLA
+from deepseek_tt.modules.mlp import MLP
+from deepseek_tt.modules.rms_norm import DistributedRMSNorm
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` passing only the keyword arguments its signature accepts."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **kwargs)
+    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
+
+
+class DecoderBlock(AbstractModule):
+    """Dense decoder block."""
+
+    IS_MOE = False
+
+    @classmethod
+    def ffn(cls) -> Any:
+        """The FFN namespace class of this block."""
+        return MLP
+
+    @classmethod
+    def convert_weights(
+        cls,
+        hf_config: Any,
+        state_dict: Mapping[str, torch.Tensor],
+        output_path: Path,
+        mesh_device: Any,
+        *,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        out = Path(output_path)
+        parts = (
+            ("input_norm", DistributedRMSNorm, "input_layernorm."),
+            ("mla", MLA, "self_attn."),
+            ("post_attention_norm", DistributedRMSNorm, "post_attention_layernorm."),
+            ("mlp", cls.ffn(), "mlp."),
+        )
+        return {
+            name: _call(
+                module.convert_weights, hf_config, sub_state_dict(state_dict, prefix), out / name, mesh_device, dtype_policy=dtype_policy
+            )
+            for name, module, prefix in parts
+        }
+
+    @classmethod
+    def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: Any) -> dict[str, Any]:
+        method = f"{mode}_model_config"
+        return {
+            "input_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
+            "mla": getattr(MLA, method)(hf_config, mesh_device, users_per_row=users_per_row),
+            "post_attention_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
+            "mlp": _call(getattr(cls.ffn(), method), hf_config, mesh_device, dtype_policy=dtype_policy, users_per_row=users_per_row),
+            "residual_add": AddConfig(memory_config=ttnn.DRAM_MEMORY_CONFIG, dtype=ttnn.bfloat16),
+            "is_moe": cls.IS_MOE,
+        }
+
+    @classmethod
+    def prefill_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
+        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row, dtype_policy)
+
+    @classmethod
+    def decode_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
+        return cls._model_config(hf_config, mesh_device, "decode", users_per_row, dtype_policy)
+
+    @classmethod
+    def create_state(
+        cls,
+        hf_config: Any,
+        mesh_device: Any,
+        paged_config: PagedConfig | None = None,
+        *,
+        caches: torch.Tensor | None = None,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        """The device and this layer's KVPE cache (``caches``: prefilled pages, see ``MLA.create_state``)."""
+        return {
+            MESH_DEVICE_KEY: mesh_device,
+            "mla": MLA.create_state(hf_config, mesh_device, paged_config, caches=caches, dtype_policy=dtype_policy),
+            "mlp": _call(cls.ffn().create_state, hf_config, mesh_device, dtype_policy=dtype_policy),
+        }
+
+    @classmethod
+    def forward_prefill(cls, x: Any, user_id: int, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
+        """One user's ``[1, 1, S, hidden / C]`` -> same; fills the user's KVPE pages of this layer."""
+        attn_in = DistributedRMSNorm.forward_prefill(x, cfg["input_norm"])
+        attn_out = MLA.forward_prefill(attn_in, user_id, rope_tensors, page_table, cfg["mla"])
+        ttnn.deallocate(attn_in)
+        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=False)
+
+    @classmethod
+    def forward_decode(cls, x: Any, position_idxs: Any, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
+        """One token per user ``[1, 1, U, hidden / C]`` -> same; writes each user's KVPE at its position."""
+        attn_in = DistributedRMSNorm.forward_decode(x, cfg["input_norm"])
+        attn_out = MLA.forward_decode(attn_in, position_idxs, rope_tensors, page_table, cfg["mla"])
+        ttnn.deallocate(attn_in)
+        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=True)
+
+    @classmethod
+    def _add(cls, residual: Any, update: Any, cfg: dict[str, Any]) -> Any:
+        out = ttnn.add(residual, update, **cfg["residual_add"])
+        ttnn.deallocate(update)
+        return out
+
+    @classmethod
+    def _ffn_residual(cls, h: Any, cfg: dict[str, Any], *, decode: bool) -> Any:
+        norm = DistributedRMSNorm.forward_decode if decode else DistributedRMSNorm.forward_prefill
+        ffn_in = norm(h, cfg["post_attention_norm"])
+        ffn = cls.ffn().forward_decode if decode else cls.ffn().forward_prefill
+        ffn_out = ffn(ffn_in, cfg["mlp"])
+        ttnn.deallocate(ffn_in)
+        return cls._add(h, ffn_out, cfg)
+
+
+class MoEDecoderBlock(DecoderBlock):
+    """MoE decoder block (layers from ``first_k_dense_replace`` on)."""
+
+    IS_MOE = True
+
+    @classmethod
+    def ffn(cls) -> Any:
+        from deepseek_tt.modules.moe import MoE
+
+        return MoE
+
+
+def is_moe_layer(hf_config: Any, layer: int) -> bool:
+    """Whether decoder layer ``layer`` has a MoE FFN (DeepSeek-V3: every layer from ``first_k_dense_replace``)."""
+    if not getattr(hf_config, "n_routed_experts", None):
+        return False
+    freq = int(getattr(hf_config, "moe_layer_freq", 1) or 1)
+    return layer >= hf_config.first_k_dense_replace and layer % freq == 0
+
+
+def block_for_layer(hf_config: Any, layer: int) -> type[DecoderBlock]:
+    return MoEDecoderBlock if is_moe_layer(hf_config, layer) else DecoderBlock
