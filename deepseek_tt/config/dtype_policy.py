@@ -1,8 +1,10 @@
 """Dtype policies: which ttnn dtype each kind of converted weight (and the KV cache) is stored in.
 
 ``default`` follows the tt-metal anchor: attention weights and the KV cache bfloat8_b, routed-expert
-gate/up bfloat4_b and down bfloat8_b, dense MLP / shared expert / LM head bfloat8_b, norms, embedding and
-the router in bfloat16. ``high_precision`` stores everything in bfloat16. Dtypes are held as ttnn
+gate/up bfloat4_b and down bfloat8_b, dense MLP / shared expert / LM head bfloat8_b, norms and embedding in
+bfloat16. ``high_precision`` stores everything in bfloat16. The router (MoE gate weight and correction
+bias) is float32 in every policy, as in transformers: expert selection must match the reference exactly,
+and a bf16 router flips near-tied top-k choices (the router is tiny: E x hidden). Dtypes are held as ttnn
 attribute names (``"bfloat8_b"``) so a policy is plain JSON data and part of the weight-cache fingerprint.
 """
 
@@ -39,7 +41,7 @@ class DtypePolicy:
     shared_expert: str = "bfloat8_b"
     expert_gate_up: str = "bfloat4_b"
     expert_down: str = "bfloat8_b"
-    router: str = "bfloat16"
+    router: str = "float32"
     norm: str = "bfloat16"
     embedding: str = "bfloat16"
     lm_head: str = "bfloat8_b"
@@ -65,7 +67,7 @@ class DtypePolicy:
 
 DEFAULT_POLICY = DtypePolicy(name="default")
 HIGH_PRECISION_POLICY = replace(
-    DEFAULT_POLICY, name="high_precision", **{kind: "bfloat16" for kind in WEIGHT_KINDS}
+    DEFAULT_POLICY, name="high_precision", **{kind: "bfloat16" for kind in WEIGHT_KINDS if kind != "router"}
 )
 
 DTYPE_POLICIES: dict[str, DtypePolicy] = {p.name: p for p in (DEFAULT_POLICY, HIGH_PRECISION_POLICY)}

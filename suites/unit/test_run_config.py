@@ -70,7 +70,9 @@ def test_dtype_policies():
     assert get_dtype_policy(None) is DEFAULT_POLICY
     assert get_dtype_policy("high-precision") is HIGH_PRECISION_POLICY
     assert DEFAULT_POLICY.expert_gate_up == "bfloat4_b" and DEFAULT_POLICY.attention == "bfloat8_b"
-    assert set(HIGH_PRECISION_POLICY.to_json().values()) == {"high_precision", "bfloat16"}
+    high = HIGH_PRECISION_POLICY.to_json()
+    assert high.pop("router") == DEFAULT_POLICY.router == "float32"  # the router stays fp32 (exact top-k)
+    assert set(high.values()) == {"high_precision", "bfloat16"}
     with pytest.raises(ValueError, match="unknown dtype policy 'fp64'"):
         get_dtype_policy("fp64")
 
