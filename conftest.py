@@ -3,5 +3,6 @@
 pytest_plugins = [
     "fixtures.options",
     "fixtures.devices",
+    "fixtures.models",
     "fixtures.results",
 ]
