@@ -1,0 +1,59 @@
+"""``python -m deepseek_tt.serving``: the OpenAI-compatible server on the TT-NN model (emulated here).
+
+    python -m deepseek_tt.serving --port 8000                     # embedded model, MESH_DEVICE or 1x1
+    MESH_DEVICE="(4,8)" python -m deepseek_tt.serving --model-path $DEEPSEEK_V3_HF_MODEL
+
+The served model id is ``$HF_MODEL`` (the seed README's variable) or ``deepseek-ai/DeepSeek-R1-0528``,
+plus the model directory's name; requests naming either are accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_SERVED_NAME = "deepseek-ai/DeepSeek-R1-0528"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deepseek_tt.serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-path", type=Path, default=None, help="HF model dir (default $DEEPSEEK_V3_HF_MODEL, else the embedded model)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="converted-weight cache (default $DEEPSEEK_V3_CACHE)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--mesh-shape", default=None, help="mesh name or RxC (default $MESH_DEVICE, else 1x1)")
+    parser.add_argument("--backend", default=None, choices=("auto", "ttnn", "emulator"))
+    parser.add_argument("--runtime", default="auto", choices=("auto", "tt", "reference"), help="tt: the TT-NN model; reference: transformers")
+    parser.add_argument("--max-seq-len", type=int, default=1024, help="context per request (prompt + max_tokens)")
+    parser.add_argument("--served-model-name", action="append", default=None, help="model id(s) clients may send")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from deepseek_tt.serving.launch import load_serving_stack
+
+    try:
+        stack = load_serving_stack(
+            model_path=args.model_path, cache_dir=args.cache_dir, mesh_shape=args.mesh_shape, backend=args.backend,
+            runtime=args.runtime, max_seq_len=args.max_seq_len,
+            served_names=args.served_model_name or [os.environ.get("HF_MODEL", DEFAULT_SERVED_NAME)],
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        uvicorn.run(stack.app, host=args.host, port=args.port, log_level="info")
+    finally:
+        stack.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
