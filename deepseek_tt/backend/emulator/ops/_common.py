@@ -1,0 +1,146 @@
+"""Shared helpers of the emulator's ops: unwrapping stacked data, building outputs, validating meshes.
+
+Every op works on ``Tensor._data`` (shape ``[num_devices, *per_device_shape]``) so that one torch call
+serves all devices of a mesh, and produces its output through ``Tensor.from_stacked``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .. import types as T
+
+
+def tensor_cls():
+    """The emulator's ``Tensor`` class (imported lazily: tensor.py imports nothing from ops)."""
+    from ..tensor import Tensor
+
+    return Tensor
+
+
+def is_tensor(value: Any) -> bool:
+    return isinstance(value, tensor_cls())
+
+
+def data(t: Any) -> torch.Tensor:
+    """The stacked torch data ``[num_devices, *shape]`` of an emulator tensor."""
+    if not is_tensor(t):
+        raise TypeError(f"expected a ttnn.Tensor, got {type(t).__name__}")
+    d = t._data
+    if d is None:
+        raise RuntimeError("ttnn: the tensor has been deallocated")
+    return d
+
+
+def device_of(t: Any):
+    """The ``MeshDevice`` a tensor lives on (None for a host tensor)."""
+    dev = getattr(t, "device", None)
+    if callable(dev):
+        dev = dev()
+    return dev
+
+
+def num_devices(t: Any) -> int:
+    return int(data(t).shape[0])
+
+
+def mesh_shape(t: Any) -> tuple[int, int]:
+    """(rows, cols) of the tensor's mesh; ``(1, num_devices)`` for a host tensor with several shards."""
+    dev = device_of(t)
+    if dev is None:
+        return (1, num_devices(t))
+    shape = tuple(int(s) for s in dev.shape)
+    return shape if len(shape) == 2 else (1, int(torch.tensor(shape).prod()))
+
+
+def require_device(t: Any, op: str, name: str = "input_tensor") -> None:
+    if device_of(t) is None:
+        raise RuntimeError(f"{op}: {name} must be on a device (got a host tensor); use ttnn.to_device first")
+
+
+def same_mesh(op: str, *tensors: Any) -> None:
+    """All tensors must live on the same mesh device (as ttnn requires); raises a clear error otherwise."""
+    devices = [(device_of(t), t) for t in tensors if t is not None and is_tensor(t)]
+    if not devices:
+        return
+    first = devices[0][0]
+    for dev, t in devices[1:]:
+        if dev is not first:
+            raise RuntimeError(
+                f"{op}: all tensors must be on the same mesh device; got one on {first!r} and one on {dev!r}"
+            )
+
+
+def stack_broadcast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Align the device dims of two stacked tensors (a host/1-shard tensor broadcasts over devices)."""
+    if a.shape[0] != b.shape[0]:
+        if a.shape[0] == 1:
+            a = a.expand(b.shape[0], *a.shape[1:])
+        elif b.shape[0] == 1:
+            b = b.expand(a.shape[0], *b.shape[1:])
+        else:
+            raise RuntimeError(f"tensors live on meshes of {a.shape[0]} and {b.shape[0]} devices")
+    return a, b
+
+
+def output_layout(layout: Any, *inputs: Any) -> Any:
+    if layout is not None:
+        return layout
+    for t in inputs:
+        if is_tensor(t):
+            return t.layout
+    return T.Layout.TILE
+
+
+def output_memory_config(memory_config: Any, like: Any) -> Any:
+    if memory_config is not None:
+        return memory_config
+    if is_tensor(like):
+        mc = like.memory_config
+        return mc() if callable(mc) else mc
+    return T.DRAM_MEMORY_CONFIG
+
+
+def make(
+    stacked: torch.Tensor,
+    like: Any,
+    *,
+    dtype: Any = None,
+    layout: Any = None,
+    memory_config: Any = None,
+    device: Any = "like",
+) -> Any:
+    """Build an op's output tensor from stacked torch data, taking unset attributes from ``like``."""
+    dtype = dtype if dtype is not None else like.dtype
+    layout = layout if layout is not None else like.layout
+    if layout == T.Layout.ROW_MAJOR and dtype in T.BLOCK_FLOAT_DTYPES:
+        layout = T.Layout.TILE
+    if device == "like":
+        device = device_of(like)
+    memory_config = output_memory_config(memory_config, like)
+    return tensor_cls().from_stacked(
+        stacked.contiguous(), dtype=dtype, layout=layout, device=device, memory_config=memory_config
+    )
+
+
+def compute_dtype(d: torch.Tensor) -> torch.Tensor:
+    """fp32 working copy of stored float values (exact for bf16/bfp storage); integer data stays integer."""
+    if d.dtype == torch.float32 or not d.is_floating_point():
+        return d
+    return d.to(torch.float32)
+
+
+def norm_dim(dim: int, rank: int, op: str = "ttnn") -> int:
+    if not -rank <= dim < rank:
+        raise RuntimeError(f"{op}: dim {dim} is out of range for a rank-{rank} tensor")
+    return dim % rank
+
+
+def as_int_list(values: Iterable[Any]) -> list[int]:
+    return [int(v) for v in values]
+
+
+def scalar_list(values: Sequence[Any] | None) -> list[Any]:
+    return list(values) if values is not None else []

@@ -1,0 +1,266 @@
+"""Element-wise ops (binary with broadcasting and scalars, unary SFPU functions, softmax).
+
+Inputs are the stored (already rounded) values; math runs in fp32 and the output is rounded to the
+output dtype by ``Tensor.from_stacked``. ``fast_and_approximate_mode`` of ``exp`` follows the SFPU's
+approximate exponential (see NUMERICS.md); other approximate modes are computed exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from .. import types as T
+from . import _activations as activations
+from ._common import compute_dtype, data, is_tensor, make, norm_dim, same_mesh, stack_broadcast
+from .trace import device_op
+
+
+def _align(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Broadcast-align two stacked tensors: per-device dims from the right, device dim first."""
+    rank = max(a.dim(), b.dim())
+    a = a.reshape(a.shape[0], *([1] * (rank - a.dim())), *a.shape[1:])
+    b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:])
+    a, b = stack_broadcast(a, b)
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"ttnn binary op: shapes {tuple(a.shape[1:])} and {tuple(b.shape[1:])} are not broadcastable"
+        ) from exc
+    return a, b
+
+
+def _binary(
+    name: str,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    input_tensor_a: Any,
+    input_tensor_b: Any,
+    dtype: Any,
+    memory_config: Any,
+    output_tensor: Any,
+    activations_after: Any,
+    a_activations: Any,
+    b_activations: Any,
+) -> Any:
+    tensors = [t for t in (input_tensor_a, input_tensor_b) if is_tensor(t)]
+    if not tensors:
+        raise TypeError(f"ttnn.{name}: at least one input must be a ttnn.Tensor")
+    same_mesh(f"ttnn.{name}", *tensors)
+    like = tensors[0]
+    a = compute_dtype(data(input_tensor_a)) if is_tensor(input_tensor_a) else float(input_tensor_a)
+    b = compute_dtype(data(input_tensor_b)) if is_tensor(input_tensor_b) else float(input_tensor_b)
+    if isinstance(a, torch.Tensor):
+        a = activations.apply_all(a, a_activations)
+    if isinstance(b, torch.Tensor):
+        b = activations.apply_all(b, b_activations)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        a, b = _align(a, b)
+    out = activations.apply_all(fn(a, b), activations_after)
+    if isinstance(out, float):
+        raise TypeError(f"ttnn.{name}: at least one input must be a ttnn.Tensor")
+    result = make(out, like, dtype=dtype, memory_config=memory_config)
+    return _into(result, output_tensor)
+
+
+def _into(result: Any, output_tensor: Any) -> Any:
+    """Write into a preallocated ``output_tensor`` (same object returned), as ttnn does."""
+    if output_tensor is None:
+        return result
+    if tuple(output_tensor.shape) != tuple(result.shape):
+        raise RuntimeError(f"ttnn: output_tensor has shape {output_tensor.shape}, the result {result.shape}")
+    output_tensor._data = make(data(result), output_tensor, dtype=output_tensor.dtype)._data
+    return output_tensor
+
+
+def _binary_op(name: str, fn: Callable[[Any, Any], Any], approx_default: bool) -> Callable:
+    @device_op
+    def op(
+        input_tensor_a: Any,
+        input_tensor_b: Any,
+        *,
+        fast_and_approximate_mode: bool = approx_default,
+        dtype: Any = None,
+        memory_config: Any = None,
+        output_tensor: Any = None,
+        activations: Any = (),
+        input_tensor_a_activations: Any = (),
+        input_tensor_b_activations: Any = (),
+        sub_core_grids: Any = None,
+        sub_device_id: Any = None,
+    ) -> Any:
+        return _binary(
+            name,
+            fn,
+            input_tensor_a,
+            input_tensor_b,
+            dtype,
+            memory_config,
+            output_tensor,
+            activations,
+            input_tensor_a_activations,
+            input_tensor_b_activations,
+        )
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"``ttnn.{name}``: element-wise with broadcasting; tensor or scalar operands."
+    return op
+
+
+add = _binary_op("add", lambda a, b: a + b, True)
+sub = _binary_op("sub", lambda a, b: a - b, True)
+mul = _binary_op("mul", lambda a, b: a * b, False)
+subtract = sub
+multiply = mul
+maximum = _binary_op("maximum", lambda a, b: torch.maximum(torch.as_tensor(a), torch.as_tensor(b)), False)
+minimum = _binary_op("minimum", lambda a, b: torch.minimum(torch.as_tensor(a), torch.as_tensor(b)), False)
+
+
+@device_op
+def div(
+    input_tensor_a: Any,
+    input_tensor_b: Any,
+    *,
+    fast_and_approximate_mode: bool = False,
+    rounding_mode: str | None = None,
+    dtype: Any = None,
+    memory_config: Any = None,
+    output_tensor: Any = None,
+    activations: Any = (),
+    input_tensor_a_activations: Any = (),
+    input_tensor_b_activations: Any = (),
+    sub_core_grids: Any = None,
+    sub_device_id: Any = None,
+) -> Any:
+    """``ttnn.div``: element-wise division (``rounding_mode`` None, "trunc" or "floor")."""
+    fn = lambda a, b: torch.div(torch.as_tensor(a), b, rounding_mode=rounding_mode)  # noqa: E731
+    return _binary(
+        "div", fn, input_tensor_a, input_tensor_b, dtype, memory_config, output_tensor,
+        activations, input_tensor_a_activations, input_tensor_b_activations,
+    )
+
+
+# --- unary -----------------------------------------------------------------------------------------
+
+
+def approx_exp(x: torch.Tensor) -> torch.Tensor:
+    """The SFPU's fast approximate exp: 2**(x/ln2) with the fraction's 2**f replaced by 1 + f."""
+    y = x * (1.0 / math.log(2.0))
+    floor = torch.floor(y)
+    return torch.ldexp(1.0 + (y - floor), floor.to(torch.int32)).to(torch.float32)
+
+
+def _unary(fn: Callable[[torch.Tensor], torch.Tensor], t: Any, memory_config: Any, output_tensor: Any) -> Any:
+    return _into(make(fn(compute_dtype(data(t))), t, memory_config=memory_config), output_tensor)
+
+
+def _unary_op(name: str, fn: Callable[[torch.Tensor], torch.Tensor], doc: str) -> Callable:
+    @device_op
+    def op(input_tensor: Any, *, memory_config: Any = None, output_tensor: Any = None, sub_core_grids: Any = None) -> Any:
+        return _unary(fn, input_tensor, memory_config, output_tensor)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+silu = _unary_op("silu", torch.nn.functional.silu, "``ttnn.silu``: x * sigmoid(x).")
+neg = _unary_op("neg", torch.neg, "``ttnn.neg``.")
+reciprocal = _unary_op("reciprocal", torch.reciprocal, "``ttnn.reciprocal``: 1 / x.")
+relu = _unary_op("relu", torch.relu, "``ttnn.relu``.")
+square = _unary_op("square", torch.square, "``ttnn.square``.")
+tanh = _unary_op("tanh", torch.tanh, "``ttnn.tanh``.")
+abs = _unary_op("abs", torch.abs, "``ttnn.abs``.")  # noqa: A001
+
+
+@device_op
+def sigmoid(
+    input_tensor: Any, *, vector_mode: int = 4, mode: Any = None, memory_config: Any = None,
+    output_tensor: Any = None, sub_core_grids: Any = None,
+) -> Any:
+    """``ttnn.sigmoid``: 1 / (1 + exp(-x))."""
+    return _unary(torch.sigmoid, input_tensor, memory_config, output_tensor)
+
+
+@device_op
+def exp(
+    input_tensor: Any, *, fast_and_approximate_mode: bool = False, memory_config: Any = None,
+    output_tensor: Any = None, sub_core_grids: Any = None,
+) -> Any:
+    """``ttnn.exp`` (``fast_and_approximate_mode`` uses the SFPU's approximate exponential)."""
+    return _unary(approx_exp if fast_and_approximate_mode else torch.exp, input_tensor, memory_config, output_tensor)
+
+
+def _fast_unary(name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    @device_op
+    def op(
+        input_tensor: Any, *, fast_and_approximate_mode: bool = False, memory_config: Any = None,
+        output_tensor: Any = None, sub_core_grids: Any = None,
+    ) -> Any:
+        return _unary(fn, input_tensor, memory_config, output_tensor)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"``ttnn.{name}``."
+    return op
+
+
+rsqrt = _fast_unary("rsqrt", torch.rsqrt)
+sqrt = _fast_unary("sqrt", torch.sqrt)
+log = _fast_unary("log", torch.log)
+
+
+@device_op
+def gelu(
+    input_tensor: Any, *, fast_and_approximate_mode: bool = False, memory_config: Any = None,
+    output_tensor: Any = None, sub_core_grids: Any = None,
+) -> Any:
+    """``ttnn.gelu`` (the approximate mode uses the tanh form)."""
+    approximate = "tanh" if fast_and_approximate_mode else "none"
+    fn = lambda x: torch.nn.functional.gelu(x, approximate=approximate)  # noqa: E731
+    return _unary(fn, input_tensor, memory_config, output_tensor)
+
+
+@device_op
+def softmax(
+    input_tensor: Any,
+    dim: int = -1,
+    *,
+    memory_config: Any = None,
+    compute_kernel_config: Any = None,
+    numeric_stable: bool = True,
+) -> Any:
+    """``ttnn.softmax`` along ``dim`` (fp32 math, output in the input dtype)."""
+    x = compute_dtype(data(input_tensor))
+    d = norm_dim(dim, x.dim() - 1, "ttnn.softmax") + 1
+    if numeric_stable:
+        out = torch.softmax(x, dim=d)
+    else:
+        e = torch.exp(x)
+        out = e / e.sum(dim=d, keepdim=True)
+    return make(out, input_tensor, memory_config=memory_config)
+
+
+@device_op
+def where(
+    predicate: Any, true_value: Any, false_value: Any, *, memory_config: Any = None,
+    output_tensor: Any = None, sub_core_grids: Any = None,
+) -> Any:
+    """``ttnn.where``: ``true_value`` where ``predicate`` != 0, else ``false_value``."""
+    p = data(predicate)
+    t = compute_dtype(data(true_value)) if is_tensor(true_value) else torch.tensor(float(true_value))
+    f = compute_dtype(data(false_value)) if is_tensor(false_value) else torch.tensor(float(false_value))
+    like = true_value if is_tensor(true_value) else false_value if is_tensor(false_value) else predicate
+    if t.dim():
+        p, t = _align(p, t)
+    if f.dim():
+        p, f = _align(p, f)
+    out = torch.where(p != 0, t.to(p.device), f.to(p.device))
+    return _into(make(out.to(torch.float32), like, memory_config=memory_config), output_tensor)
+
+__all__ = [
+    "add", "sub", "subtract", "mul", "multiply", "div", "maximum", "minimum",
+    "silu", "sigmoid", "exp", "neg", "reciprocal", "rsqrt", "sqrt", "square", "relu", "gelu", "tanh", "abs", "log",
+    "softmax", "where",
+]

@@ -1,0 +1,173 @@
+"""ttnn.matmul / ttnn.linear on stacked mesh data, with the precision model of precision.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import types as T
+from . import _activations as activations
+from ._common import compute_dtype, data, make, require_device, same_mesh, stack_broadcast
+from ._precision import device_matmul, matmul_precision
+from .trace import device_op
+
+_FLOAT_DTYPES = (T.DataType.BFLOAT16, T.DataType.FLOAT32, T.DataType.BFLOAT8_B, T.DataType.BFLOAT4_B)
+
+
+def _check_operand(t: Any, name: str, op: str) -> None:
+    require_device(t, op, name)
+    if t.layout != T.Layout.TILE:
+        raise RuntimeError(f"{op}: {name} must be in TILE layout (got {t.layout}); use ttnn.to_layout first")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise RuntimeError(f"{op}: {name} has dtype {t.dtype}; matmul supports BFLOAT16, FLOAT32, BFLOAT8_B, BFLOAT4_B")
+
+
+def _check_program_config(program_config: Any, op: str) -> Any:
+    if program_config is None:
+        return None
+    if not isinstance(program_config, T.MATMUL_PROGRAM_CONFIGS):
+        raise TypeError(f"{op}: program_config must be a matmul program config, got {type(program_config).__name__}")
+    return getattr(program_config, "fused_activation", None)
+
+
+def _matmul(
+    op: str,
+    input_tensor_a: Any,
+    input_tensor_b: Any,
+    *,
+    bias: Any,
+    transpose_a: bool,
+    transpose_b: bool,
+    memory_config: Any,
+    dtype: Any,
+    program_config: Any,
+    activation: Any,
+    compute_kernel_config: Any,
+) -> Any:
+    _check_operand(input_tensor_a, "input_tensor_a", op)
+    _check_operand(input_tensor_b, "input_tensor_b", op)
+    same_mesh(op, input_tensor_a, input_tensor_b, bias)
+    fused = _check_program_config(program_config, op)
+    a = compute_dtype(data(input_tensor_a))
+    b = compute_dtype(data(input_tensor_b))
+    if a.dim() < 2 or b.dim() < 2:
+        raise RuntimeError(f"{op}: input tensors must have rank >= 1 per device")
+    if a.dim() == 2:  # per-device rank 1: a row vector
+        a = a.unsqueeze(1)
+    if b.dim() == 2:
+        b = b.unsqueeze(-1)
+    if transpose_a:
+        a = a.transpose(-1, -2)
+    if transpose_b:
+        b = b.transpose(-1, -2)
+    if a.shape[-1] != b.shape[-2]:
+        raise RuntimeError(
+            f"{op}: the width of the first tensor must be equal to the height of the second tensor "
+            f"(input_tensor_a {tuple(a.shape[1:])} x input_tensor_b {tuple(b.shape[1:])}: {a.shape[-1]} != {b.shape[-2]})"
+        )
+    # Align per-device batch dims (the device dim stays first).
+    rank = max(a.dim(), b.dim())
+    a = a.reshape(a.shape[0], *([1] * (rank - a.dim())), *a.shape[1:])
+    b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:])
+    a, b = stack_broadcast(a, b)
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.shape[1:-2])} "
+            "do not broadcast"
+        ) from exc
+    out = device_matmul(a, b, matmul_precision(compute_kernel_config))
+    if bias is not None:
+        bias_data = compute_dtype(data(bias))
+        if bias_data.shape[-1] != out.shape[-1]:
+            raise RuntimeError(f"{op}: bias width {bias_data.shape[-1]} does not match the output width {out.shape[-1]}")
+        bias_row = bias_data.reshape(bias_data.shape[0], -1, bias_data.shape[-1])[:, :1, :]
+        out = out + bias_row.reshape(bias_row.shape[0], *([1] * (out.dim() - 2)), out.shape[-1])
+    out = activations.apply(out, fused)
+    out = activations.apply(out, activation)
+    orig_rank = max(data(input_tensor_a).dim(), data(input_tensor_b).dim())
+    if out.dim() > orig_rank:  # undo the rank-1 promotion
+        out = out.reshape(out.shape[0], *out.shape[out.dim() - orig_rank + 1 :])
+    return make(
+        out,
+        input_tensor_a,
+        dtype=dtype or input_tensor_a.dtype,
+        layout=T.Layout.TILE,
+        memory_config=memory_config or T.DRAM_MEMORY_CONFIG,
+    )
+
+
+@device_op
+def matmul(
+    input_tensor_a: Any,
+    input_tensor_b: Any,
+    *,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    memory_config: Any = None,
+    dtype: Any = None,
+    program_config: Any = None,
+    activation: Any = None,
+    compute_kernel_config: Any = None,
+    core_grid: Any = None,
+    output_tile: Any = None,
+    optional_output_tensor: Any = None,
+    global_cb: Any = None,
+    sub_device_id: Any = None,
+    prefetcher_pipes: Any = (),
+) -> Any:
+    """``ttnn.matmul``: batched matrix product (torch broadcasting of batch dims, as ttnn)."""
+    return _matmul(
+        "ttnn.matmul",
+        input_tensor_a,
+        input_tensor_b,
+        bias=None,
+        transpose_a=transpose_a,
+        transpose_b=transpose_b,
+        memory_config=memory_config,
+        dtype=dtype,
+        program_config=program_config,
+        activation=activation,
+        compute_kernel_config=compute_kernel_config,
+    )
+
+
+@device_op
+def linear(
+    input_tensor_a: Any,
+    input_tensor_b: Any,
+    *,
+    bias: Any = None,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    memory_config: Any = None,
+    dtype: Any = None,
+    program_config: Any = None,
+    activation: Any = None,
+    compute_kernel_config: Any = None,
+    core_grid: Any = None,
+    output_tile: Any = None,
+    optional_output_tensor: Any = None,
+    global_cb: Any = None,
+    sub_device_id: Any = None,
+    prefetcher_pipes: Any = (),
+    in0_column_offset: Any = None,
+) -> Any:
+    """``ttnn.linear``: ``input_tensor_a @ input_tensor_b (+ bias)``, then the fused activation."""
+    return _matmul(
+        "ttnn.linear",
+        input_tensor_a,
+        input_tensor_b,
+        bias=bias,
+        transpose_a=transpose_a,
+        transpose_b=transpose_b,
+        memory_config=memory_config,
+        dtype=dtype,
+        program_config=program_config,
+        activation=activation,
+        compute_kernel_config=compute_kernel_config,
+    )
+
+__all__ = ["matmul", "linear"]

@@ -1,0 +1,152 @@
+"""MoE all-to-all: ``ttnn.all_to_all_dispatch`` and ``ttnn.all_to_all_combine`` (see TEAM_CONTRACTS.md).
+
+Dispatch group: the devices along ``cluster_axis`` that share the other mesh coordinate (the whole mesh
+when None). ``expert_mapping_tensor`` is ``[1, 1, E, D]`` per device (replicated), one-hot: row e has a
+1 in the column of the global device index (row-major over the whole mesh) that holds expert e.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import types as T
+from ._common import data, make, require_device, same_mesh
+from .collectives import group_gather, groups
+from .trace import device_op
+
+
+def _mapping(expert_mapping_tensor: Any, num_devices: int, op: str) -> torch.Tensor:
+    m = data(expert_mapping_tensor)
+    if m.dim() != 5:
+        raise RuntimeError(f"{op}: expert_mapping_tensor must be rank 4 ([1, 1, E, D] per device)")
+    table = m[0, 0, 0].long() != 0  # [E, D]; replicated on every device
+    if table.shape[-1] != num_devices:
+        raise RuntimeError(
+            f"{op}: expert_mapping_tensor has {table.shape[-1]} device columns, the mesh has {num_devices} devices"
+        )
+    return table
+
+
+def _rank4(t: Any, name: str, op: str) -> torch.Tensor:
+    x = data(t)
+    if x.dim() != 5:
+        raise RuntimeError(f"{op}: {name} must be rank 4 per device, got shape {tuple(t.shape)}")
+    return x
+
+
+@device_op
+def all_to_all_dispatch(input_tensor: Any, expert_indices_tensor: Any, expert_mapping_tensor: Any, *,
+                        cluster_axis: int | None = None, output_tensors: Any = None, num_links: Any = None,
+                        topology: Any = None, memory_config: Any = None, subdevice_id: Any = None,
+                        output_concat_dim: int | None = 1) -> list:
+    """``ttnn.all_to_all_dispatch``: send every token to the devices holding its selected experts.
+
+    Per device: ``input_tensor`` [B, S, 1, H] (or [B, 1, S, H]) tokens, ``expert_indices_tensor`` the
+    same with K expert ids. Returns ``[tokens, metadata]``: tokens [1, B*D[A], S, H] (concat dim 1) or
+    [1, B, S*D[A], H] (dim 2), holding the group's tokens that selected an expert of this device and
+    zero rows elsewhere (placeholder rows are unspecified on device); metadata the same shape with K
+    instead of H: the all-gathered expert indices.
+    """
+    op = "ttnn.all_to_all_dispatch"
+    require_device(input_tensor, op)
+    same_mesh(op, input_tensor, expert_indices_tensor, expert_mapping_tensor)
+    x = _rank4(input_tensor, "input_tensor", op)
+    idx = _rank4(expert_indices_tensor, "expert_indices_tensor", op)
+    if x.shape[:-1] != idx.shape[:-1]:
+        raise RuntimeError(f"{op}: input_tensor {tuple(input_tensor.shape)} and expert_indices_tensor "
+                           f"{tuple(expert_indices_tensor.shape)} must match on all dims but the last")
+    if output_concat_dim not in (1, 2):
+        raise RuntimeError(f"{op}: output_concat_dim must be 1 or 2, got {output_concat_dim}")
+    n = x.shape[0]
+    table = _mapping(expert_mapping_tensor, n, op)
+    groups(input_tensor, cluster_axis, op)
+    tokens = x.reshape(n, x.shape[1], -1, x.shape[-1])  # [n, B, S, H]
+    ids = idx.reshape(n, idx.shape[1], -1, idx.shape[-1]).long()  # [n, B, S, K]
+    if ids.numel() and (ids.min() < 0 or ids.max() >= table.shape[0]):
+        raise RuntimeError(f"{op}: expert index out of range for {table.shape[0]} experts")
+    gdim = output_concat_dim - 1
+    g_tokens = group_gather(tokens, input_tensor, gdim, cluster_axis)  # [n, B', S', H]
+    g_ids = group_gather(ids, input_tensor, gdim, cluster_axis)  # [n, B', S', K]
+    columns = table.t().to(g_ids.device)  # [D, E]
+    mine = columns[torch.arange(n, device=g_ids.device).view(n, 1, 1, 1), g_ids].any(dim=-1)  # [n, B', S']
+    out_tokens = torch.where(mine.unsqueeze(-1), g_tokens, torch.zeros((), dtype=g_tokens.dtype, device=g_tokens.device))
+    mc = memory_config or T.DRAM_MEMORY_CONFIG
+    return [
+        make(out_tokens.unsqueeze(1), input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=mc),
+        make(g_ids.unsqueeze(1), expert_indices_tensor, layout=T.Layout.ROW_MAJOR, memory_config=mc),
+    ]
+
+
+@device_op
+def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_mapping_tensor: Any, *,
+                       local_reduce: bool = False, output_shard_dim: int | None = 1, cluster_axis: int | None = None,
+                       subdevice_id: Any = None, memory_config: Any = None, output_tensor: Any = None,
+                       num_links: Any = None, topology: Any = None) -> Any:
+    """``ttnn.all_to_all_combine``: return expert outputs to the tokens' devices, one row per top-k slot.
+
+    Per device: ``input_tensor`` [E_local, B*D[A], S, H] (expert outputs for the dispatched tokens; local
+    experts in ascending global id) or [1, B*D[A], S, H] with ``local_reduce``; ``expert_metadata_tensor``
+    [1, B*D[A], S, K] from dispatch. Output [K, B, S, H] (``output_shard_dim`` 1; [K, B*D[A], S/D[A], H]
+    for 2): row k of a token is the output of its k-th expert, taken from the group device holding that
+    expert; zero when that device is outside the group (an expert on another mesh row/column). With
+    ``local_reduce`` a device's (already reduced) row goes to the first slot whose expert it holds and
+    the other slots of that device stay zero.
+    """
+    op = "ttnn.all_to_all_combine"
+    require_device(input_tensor, op)
+    same_mesh(op, input_tensor, expert_metadata_tensor, expert_mapping_tensor)
+    x = _rank4(input_tensor, "input_tensor", op)
+    meta = _rank4(expert_metadata_tensor, "expert_metadata_tensor", op).long()
+    n = x.shape[0]
+    table = _mapping(expert_mapping_tensor, n, op)
+    num_experts = table.shape[0]
+    if num_experts % n:
+        raise RuntimeError(f"{op}: the number of experts ({num_experts}) must be divisible by the devices ({n})")
+    if not local_reduce and x.shape[1] != num_experts // n:
+        raise RuntimeError(f"{op}: input_tensor's leading dim ({x.shape[1]}) must equal experts / devices "
+                           f"({num_experts // n}) unless local_reduce is set")
+    if output_shard_dim not in (1, 2):
+        raise RuntimeError(f"{op}: output_shard_dim must be 1 or 2, got {output_shard_dim}")
+    group_id, pos, size = groups(input_tensor, cluster_axis, op)
+    meta = meta[:, 0]  # [n, B', S', K]
+    tokens_b, tokens_s, k = meta.shape[1], meta.shape[2], meta.shape[3]
+    if x.shape[2:4] != meta.shape[1:3]:
+        raise RuntimeError(f"{op}: input_tensor {tuple(input_tensor.shape)} does not match the metadata "
+                           f"{tuple(expert_metadata_tensor.shape)} on the token dims")
+    along = tokens_b if output_shard_dim == 1 else tokens_s
+    if along % size:
+        raise RuntimeError(f"{op}: metadata dim {output_shard_dim} ({along}) is not divisible by the {size} devices")
+    local = along // size
+    device = x.device
+    dev_of_expert = table.float().argmax(dim=1).to(device)  # [E]
+    held = table.any(dim=1).to(device)
+    local_index = (table.long().cumsum(dim=0) - 1).gather(1, dev_of_expert.cpu().unsqueeze(1)).squeeze(1).to(device)
+    ar = torch.arange(n, device=device)
+    offs = (pos.to(device) * local).view(n, 1)
+    sel = offs + torch.arange(local, device=device).view(1, local)  # [n, local]
+    if output_shard_dim == 1:
+        meta_mine = meta[ar.view(n, 1), sel]  # [n, local, S', K]
+        b_idx = sel.view(n, local, 1, 1)
+        s_idx = torch.arange(tokens_s, device=device).view(1, 1, tokens_s, 1)
+    else:
+        meta_mine = meta[ar.view(n, 1, 1), torch.arange(tokens_b, device=device).view(1, tokens_b, 1), sel.view(n, 1, local)]
+        b_idx = torch.arange(tokens_b, device=device).view(1, tokens_b, 1, 1)
+        s_idx = sel.view(n, 1, local, 1)
+    src = dev_of_expert[meta_mine]  # [n, b, s, K]
+    valid = held[meta_mine] & (group_id.to(device)[src] == group_id.to(device).view(n, 1, 1, 1))
+    if local_reduce:
+        same = src.unsqueeze(-1) == src.unsqueeze(-2)  # [.., K, K]
+        earlier = torch.ones(k, k, dtype=torch.bool, device=device).tril(-1)
+        valid = valid & ~(same & earlier).any(dim=-1)
+        expert_row = torch.zeros_like(src)
+    else:
+        expert_row = local_index[meta_mine]
+    values = x[src, expert_row, b_idx, s_idx]  # [n, b, s, K, H]
+    values = torch.where(valid.unsqueeze(-1), values, torch.zeros((), dtype=values.dtype, device=device))
+    out = values.permute(0, 3, 1, 2, 4)  # [n, K, b, s, H]
+    return make(out, input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
+
+
+__all__ = ["all_to_all_dispatch", "all_to_all_combine"]
