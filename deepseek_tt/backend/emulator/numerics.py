@@ -95,31 +95,31 @@ def quantize_bfp(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
     if pad:
         x = torch.nn.functional.pad(x, (0, pad))
     blocks = x.reshape(*x.shape[:-1], -1, FACE_SIZE)
-    bits = blocks.view(torch.int32)
-
-    exponent = (bits >> 23) & 0xFF
-    negative = bits < 0
-    special = exponent == 0xFF
+    exponent = (blocks.view(torch.int32) >> 23) & 0xFF
     shared = exponent.amax(dim=-1, keepdim=True)
 
-    mantissa = (bits & 0x7FFFFF) | (1 << 23)
-    shift = (shared - exponent + (23 - frac_bits)).clamp_(max=30)
-    magnitude = mantissa >> shift
-    remainder = mantissa & ((1 << shift) - 1)
-    half = 1 << (shift - 1)
-    round_up = (remainder > half) | ((remainder == half) & ((magnitude & 1) == 1))
-    magnitude = (magnitude + round_up.to(torch.int32)).clamp_(max=(1 << (frac_bits + 1)) - 1)
-    magnitude = magnitude.masked_fill_(exponent == 0, 0)
+    # |x| / step with step = 2^(E - 127 - frac_bits): exact power-of-two scaling (split in two factors
+    # so that neither over- nor underflows), then round half to even, saturating instead of carrying.
+    step_exp = shared - (127 + frac_bits)
+    high = (-step_exp).clamp(max=100)
+    scaled = blocks.abs().mul_(_pow2(high)).mul_(_pow2(-step_exp - high))
+    scaled.masked_fill_(exponent == 0, 0.0)  # denormals (and zeros) flush to zero
+    magnitude = scaled.round_().clamp_(max=float((1 << (frac_bits + 1)) - 1))
+    low = step_exp.clamp(min=-100)
+    values = magnitude.mul_(_pow2(low)).mul_(_pow2(step_exp - low))  # exact, possibly an fp32 denormal
+    values = values.copysign_(blocks).add_(0.0)  # -0 -> +0
 
-    signed = torch.where(negative, -magnitude, magnitude).to(torch.float32)
-    values = torch.ldexp(signed, (shared - 127 - frac_bits).to(torch.float32))
-    values = values + 0.0  # -0 -> +0
-
-    block_special = special.any(dim=-1, keepdim=True)
-    if bool(block_special.any()):
+    special = exponent == 0xFF
+    if bool(special.any()):  # a NaN/inf keeps itself and zeroes the rest of its block
+        block_special = special.any(dim=-1, keepdim=True)
         values = torch.where(block_special, torch.where(special, blocks, torch.zeros_like(blocks)), values)
 
     values = values.reshape(*x.shape[:-1], -1)
     if pad:
         values = values[..., :width]
     return values.reshape(shape)
+
+
+def _pow2(exponent: torch.Tensor) -> torch.Tensor:
+    """``2.0 ** exponent`` in fp32 for integer exponents in [-126, 127], built from the bit pattern."""
+    return ((exponent + 127) << 23).to(torch.int32).view(torch.float32)
