@@ -176,16 +176,17 @@ def run_demo(
 
         resolved_model, model_source = None, "random-weights"
         hf_config = random_weights_config(random_weights_preset, num_layers=1)
+        vocab_size = hf_config.vocab_size
     else:
         resolved_model, model_source = resolve_model_path(model_path, cache)
-        check_model_dir(resolved_model, model_source)
+        vocab_size = int(check_model_dir(resolved_model, model_source)["vocab_size"])
 
     reference = None
     if token_accuracy:
         from deepseek_tt.accuracy.refpt import RefptError, load_refpt
 
         try:
-            reference = load_refpt(reference_file)
+            reference = load_refpt(reference_file, vocab_size=vocab_size)
             reference.prompt_len(tf_prompt_len)
         except RefptError as exc:
             raise DemoInputError(f"--reference-file {exc}") from None
@@ -291,13 +292,8 @@ def _run_generation(model, prompts, codec, generator, enable_trace, max_new_toke
 
 
 def _run_teacher_forcing(model, reference, codec, max_new_tokens, tf_prompt_len, streamer, progress, config_block):
-    from deepseek_tt.accuracy.refpt import RefptError, load_refpt
     from deepseek_tt.generator.teacher_forcing import teacher_force
 
-    try:
-        reference = load_refpt(reference.path, vocab_size=model.vocab_size)
-    except RefptError as exc:
-        raise DemoInputError(f"--reference-file {exc}") from None
     available = reference.length - reference.prompt_len(tf_prompt_len)
     if max_new_tokens > available:
         log.info("--max-new-tokens %d capped to the %d ground-truth tokens in %s", max_new_tokens, available, reference.path)
