@@ -125,10 +125,13 @@ def _merge_state(model: Any, state: Any, device: Any, path: str) -> Any:
     raise RunConfigError(f"{path}: both the model config ({model!r}) and the state ({state!r}) set this key")
 
 
-def _load(record: WeightRecord, device: Any, weight_root: Path | None, path: str) -> Any:
+def _load(record: WeightRecord, device: Any, weight_root: Path | None, path: str, loaded: dict | None) -> Any:
     from deepseek_tt.backend import ttnn
 
     file = record.resolve(weight_root)
+    memo_key = (str(file), id(device))
+    if loaded is not None and memo_key in loaded:
+        return loaded[memo_key]
     if not file.is_file():
         raise RunConfigError(f"{path}: weight file {file} does not exist")
     if device is None:
@@ -136,15 +139,17 @@ def _load(record: WeightRecord, device: Any, weight_root: Path | None, path: str
     tensor = ttnn.load_tensor(str(file), device=device)
     if record.memory_config is not None and tensor.memory_config() != record.memory_config:
         tensor = ttnn.to_memory_config(tensor, record.memory_config)
+    if loaded is not None:
+        loaded[memo_key] = tensor
     return tensor
 
 
-def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None, path: str) -> Any:
+def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None, path: str, loaded: dict | None) -> Any:
     """(Model config + state) + weight config: each FromWeightConfig meets its WeightRecord."""
     if is_op_config(cfg):
         if weights is not None and not isinstance(weights, dict):
             raise RunConfigError(f"{path}: weight entry {weights!r} collides with op config {type(cfg).__name__}")
-        merged = _merge_weights({f.name: getattr(cfg, f.name) for f in fields(cfg)}, weights, device, weight_root, path)
+        merged = _merge_weights({f.name: getattr(cfg, f.name) for f in fields(cfg)}, weights, device, weight_root, path, loaded)
         return type(cfg)(**merged)
     if isinstance(cfg, dict):
         if weights is not None and not isinstance(weights, dict):
@@ -157,16 +162,16 @@ def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None
             raise RunConfigError(
                 f"{_join(path, extra[0])}: the weight config has an entry the model config does not use"
             )
-        return {key: _merge_weights(cfg[key], weights.get(key), device, weight_root, _join(path, key)) for key in cfg}
+        return {key: _merge_weights(cfg[key], weights.get(key), device, weight_root, _join(path, key), loaded) for key in cfg}
     if isinstance(cfg, (list, tuple)):
         items = list(weights) if weights is not None else [None] * len(cfg)
         if not isinstance(weights, (list, tuple, type(None))) or len(items) != len(cfg):
             raise RunConfigError(f"{path}: the weight config does not match the model config's {len(cfg)} items")
-        return type(cfg)(_merge_weights(c, w, device, weight_root, _join(path, i)) for i, (c, w) in enumerate(zip(cfg, items)))
+        return type(cfg)(_merge_weights(c, w, device, weight_root, _join(path, i), loaded) for i, (c, w) in enumerate(zip(cfg, items)))
     if isinstance(cfg, FromWeightConfig):
         if not isinstance(weights, WeightRecord):
             raise RunConfigError(f"{path}: FromWeightConfig has no WeightRecord in the weight config (got {weights!r})")
-        return _load(weights, device, weight_root, path)
+        return _load(weights, device, weight_root, path, loaded)
     if weights is None:
         return cfg
     if cfg is None and not isinstance(weights, WeightRecord):
@@ -175,15 +180,22 @@ def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None
 
 
 def create_run_config(
-    model_config: ModelConfig, weight_config: WeightConfig, state: dict[str, Any] | None, *, weight_root: Path | None = None
+    model_config: ModelConfig,
+    weight_config: WeightConfig,
+    state: dict[str, Any] | None,
+    *,
+    weight_root: Path | None = None,
+    loaded: dict | None = None,
 ) -> RunConfig:
     """Merge a model config, a weight config and a state into a run config (see module docstring).
 
     ``weight_root`` resolves relative :class:`WeightRecord` paths (the weight cache stores relative ones).
+    ``loaded``: a dict shared between calls so that the prefill and decode run configs of one model load
+    each weight file once (keyed by file and device).
     """
     with_state = _merge_state(model_config, state, None, "")
     top_device = (state or {}).get(MESH_DEVICE_KEY)
-    return _merge_weights(with_state, weight_config, top_device, Path(weight_root) if weight_root else None, "")
+    return _merge_weights(with_state, weight_config, top_device, Path(weight_root) if weight_root else None, "", loaded)
 
 
 # --- weight config <-> JSON ----------------------------------------------------------------------

@@ -62,9 +62,15 @@ class AbstractModule:
 
     @classmethod
     def run_config(
-        cls, model_config: dict[str, Any], weight_config: dict[str, Any], state: dict[str, Any], *, weight_root: Path | None = None
+        cls,
+        model_config: dict[str, Any],
+        weight_config: dict[str, Any],
+        state: dict[str, Any],
+        *,
+        weight_root: Path | None = None,
+        loaded: dict | None = None,
     ) -> RunConfig:
-        return create_run_config(model_config, weight_config, state, weight_root=weight_root)
+        return create_run_config(model_config, weight_config, state, weight_root=weight_root, loaded=loaded)
 
     @classmethod
     def forward_prefill(cls, x: Any, cfg: RunConfig) -> Any:

@@ -1,0 +1,241 @@
+"""``TtModel``: the TT-NN DeepSeek-V3 behind the runtime facade of docs/TEAM_CONTRACTS.md.
+
+Loads (or converts and caches) the weights, builds the prefill and decode run configs once (sharing the
+loaded weights and the paged KVPE caches), and turns torch token ids into logits:
+
+- ``prefill(tokens[S], user_id) -> [S, V]``: one user's prompt from position 0; the sequence is padded to
+  a multiple of 32 (padding is causal-invisible and never read back); fills the user's KV pages.
+- ``decode(tokens[B], positions[B]) -> [B, V]`` with ``B == max_batch_size`` (32 users per mesh row by
+  default); a slot at position ``-1`` holds no user: its KV is not written and its logits are undefined.
+- ``reset()``: zeroes every user's KV.
+
+For tracing, ``decode`` is split into ``decode_host_inputs`` (host tensors), ``decode_device_step`` (device
+ops only) and ``decode_output_to_torch``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.base import mesh_shape
+from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.lm_head import LMHead
+from deepseek_tt.modules.model import Model
+from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.weights.convert import load_or_convert_model_weights
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_USERS_PER_ROW = kv_cache.USERS_PER_ROW
+DEFAULT_MAX_SEQ_LEN = 4096
+RANDOM_WEIGHTS_SEED = 0
+TILE = 32
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return (value + multiple - 1) // multiple * multiple
+
+
+class TtModel:
+    """The TT-NN model on a mesh; build it with :meth:`load`."""
+
+    def __init__(
+        self,
+        hf_config: Any,
+        mesh_device: Any,
+        weight_config: dict[str, Any],
+        weight_root: Path | None,
+        *,
+        dtype_policy: DtypePolicy | str | None = None,
+        max_batch_size: int | None = None,
+        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+    ) -> None:
+        rows, cols = mesh_shape(mesh_device)
+        if max_batch_size is None:
+            max_batch_size = DEFAULT_USERS_PER_ROW * rows
+        if max_batch_size % rows:
+            raise ValueError(f"max_batch_size {max_batch_size} does not split over {rows} mesh rows")
+        self.hf_config = hf_config
+        self.mesh_device = mesh_device
+        self.dtype_policy = get_dtype_policy(dtype_policy)
+        self.vocab_size = int(hf_config.vocab_size)
+        self.max_batch_size = int(max_batch_size)
+        self.users_per_row = self.max_batch_size // rows
+        kv_cache.users_per_device(self.users_per_row, cols)
+        self.max_seq_len = int(max_seq_len)
+        self.weight_config = weight_config
+        self.weight_root = weight_root
+        self.paged_config = kv_cache.paged_config_for(
+            _round_up(self.max_seq_len, kv_cache.BLOCK_SIZE), users_per_row=self.users_per_row, mesh_cols=cols
+        )
+        self.page_table = kv_cache.default_page_table(self.paged_config)
+        self.rope = RotarySetup(hf_config, mesh_device, users_per_row=self.users_per_row)
+        self._loaded: dict = {}
+        self._prefill_model_config = Model.prefill_model_config(
+            hf_config, mesh_device, users_per_row=self.users_per_row, dtype_policy=self.dtype_policy
+        )
+        self._decode_model_config = Model.decode_model_config(
+            hf_config, mesh_device, users_per_row=self.users_per_row, dtype_policy=self.dtype_policy
+        )
+        self._build_run_configs()
+
+    # --- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path | None,
+        mesh_device: Any,
+        cache_dir: str | Path | None = None,
+        dtype_policy: DtypePolicy | str = "default",
+        max_batch_size: int | None = None,
+        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        recalculate_weights: bool = False,
+        random_weights: bool = False,
+        *,
+        hf_config: Any = None,
+        seed: int = RANDOM_WEIGHTS_SEED,
+        progress: bool = True,
+    ) -> "TtModel":
+        """Load ``model_path`` (an HF model directory, fp8 or bf16) through the weight cache, or build
+        random weights (``random_weights=True``) for ``hf_config`` (else ``model_path``'s config, else the
+        ``full`` preset cut to one dense layer)."""
+        if hf_config is None:
+            if model_path is not None:
+                from deepseek_tt.weights.hf_config import load_hf_config
+
+                hf_config = load_hf_config(model_path)
+            elif random_weights:
+                from deepseek_tt.runtime.reference_model import random_weights_config
+
+                hf_config = random_weights_config()
+            else:
+                raise ValueError("TtModel.load: model_path is required unless random_weights=True")
+        if cache_dir is None:
+            raise ValueError("TtModel.load: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
+        result = load_or_convert_model_weights(
+            hf_config,
+            mesh_device,
+            Path(cache_dir),
+            model_path=None if random_weights else Path(model_path),  # type: ignore[arg-type]
+            random_seed=seed if random_weights else None,
+            dtype_policy=dtype_policy,
+            recalculate=recalculate_weights,
+            progress=progress,
+        )
+        logger.info(
+            "weights %s in %.1f s (%s): %s",
+            "converted" if result.converted else "loaded from cache",
+            result.seconds,
+            result.reason,
+            result.entry_dir,
+        )
+        model = cls(
+            hf_config,
+            mesh_device,
+            result.weight_config,
+            result.entry_dir,
+            dtype_policy=dtype_policy,
+            max_batch_size=max_batch_size,
+            max_seq_len=max_seq_len,
+        )
+        model.cache_result = result
+        return model
+
+    def _build_run_configs(self) -> None:
+        state = Model.create_state(
+            self.hf_config, self.mesh_device, self.paged_config, page_table=self.page_table, dtype_policy=self.dtype_policy
+        )
+        common = dict(weight_root=self.weight_root, loaded=self._loaded)
+        self._prefill_cfg = Model.run_config(self._prefill_model_config, self.weight_config, state, **common)
+        self._decode_cfg = Model.run_config(self._decode_model_config, self.weight_config, state, **common)
+
+    def reset(self) -> None:
+        """Forget every user's KV (fresh zeroed caches; weights stay loaded)."""
+        self._build_run_configs()
+
+    # --- prefill ---------------------------------------------------------------------------------
+
+    def prefill(self, tokens: torch.Tensor, user_id: int) -> torch.Tensor:
+        """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32)."""
+        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+        seq_len = int(tokens.numel())
+        if not 0 <= int(user_id) < self.max_batch_size:
+            raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
+        if not 1 <= seq_len <= self.max_seq_len:
+            raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
+        self._check_token_ids(tokens, "prefill")
+        padded_len = _round_up(seq_len, TILE)
+        padded = torch.zeros(padded_len, dtype=torch.long)
+        padded[:seq_len] = tokens
+        tt_tokens = Embedding.prefill_input(padded, self.mesh_device)
+        logits = Model.forward_prefill(tt_tokens, int(user_id), self.rope.prefill_tensors(padded_len), self._prefill_cfg)
+        ttnn.deallocate(tt_tokens)
+        out = LMHead.logits_to_torch(logits, self.mesh_device, decode=False)[:seq_len, : self.vocab_size]
+        ttnn.deallocate(logits)
+        return out
+
+    # --- decode ----------------------------------------------------------------------------------
+
+    def decode_host_inputs(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[Any, ...]:
+        """Host (not on device) input tensors of one decode step, the same shapes every step."""
+        tokens, positions = self._check_decode(tokens, positions)
+        tokens = torch.where(positions < 0, torch.zeros_like(tokens), tokens)
+        tt_tokens = Embedding.decode_input(tokens, self.mesh_device, on_device=False)
+        rope = self.rope.decode_tensors(positions)
+        host_pos = ttnn.from_device(kv_cache.decode_positions_tensor(positions, self.mesh_device, self.users_per_row))
+        return (
+            tt_tokens,
+            host_pos,
+            ttnn.from_device(rope["cos_matrix"]),
+            ttnn.from_device(rope["sin_matrix"]),
+        )
+
+    def decode_device_step(self, device_inputs: tuple[Any, ...]) -> Any:
+        """Device ops only (traceable): inputs as ``decode_host_inputs`` made them, moved to the device."""
+        tt_tokens, position_idxs, cos, sin = device_inputs
+        rope = {"cos_matrix": cos, "sin_matrix": sin, "trans_matrix": self.rope.trans_matrix}
+        return Model.forward_decode(tt_tokens, position_idxs, rope, self._decode_cfg)
+
+    def decode_output_to_torch(self, logits: Any) -> torch.Tensor:
+        """Device logits of a decode step -> ``[B, V]`` float32."""
+        return LMHead.logits_to_torch(logits, self.mesh_device, decode=True)[:, : self.vocab_size]
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One token per slot at its position (``-1``: empty slot) -> logits ``[B, V]`` (float32)."""
+        host_inputs = self.decode_host_inputs(tokens, positions)
+        device_inputs = tuple(ttnn.to_device(t, self.mesh_device) for t in host_inputs)
+        logits = self.decode_device_step(device_inputs)
+        out = self.decode_output_to_torch(logits)
+        for t in (*device_inputs, logits):
+            ttnn.deallocate(t)
+        return out
+
+    # --- checks ----------------------------------------------------------------------------------
+
+    def _check_token_ids(self, tokens: torch.Tensor, where: str) -> None:
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+            raise ValueError(f"{where}: token ids must lie in [0, vocab_size={self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
+
+    def _check_decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+        positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
+        if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
+            raise ValueError(
+                f"decode expects {self.max_batch_size} tokens and positions (max_batch_size), got {tokens.numel()}/{positions.numel()}"
+            )
+        active = positions >= 0
+        self._check_token_ids(tokens[active], "decode")
+        if active.any() and int(positions[active].max()) >= self.max_seq_len:
+            raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
+        return tokens, positions
+
+
+__all__ = ["TtModel"]

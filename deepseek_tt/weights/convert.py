@@ -1,0 +1,98 @@
+"""Conversion driver: source weights (checkpoint or random) -> the cached ttnn weight config of the model.
+
+Sources are lazy mappings under the official checkpoint keys: a :class:`LazyStateDict` over a model
+directory (fp8 dequantized block-wise on access), or :class:`RandomStateDict`, which generates each
+tensor on access with ``reference_models.random_weights`` (the same values ``build_reference_model`` and
+the checkpoint writer produce for that seed). ``Model.convert_weights`` reads them one layer (one module)
+at a time, so the whole model is never in host memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.modules.base import mesh_shape
+from deepseek_tt.weights.cache import CacheResult, WeightCache, checkpoint_identity
+from deepseek_tt.weights.lazy_state_dict import LazyStateDict
+
+
+class RandomStateDict(Mapping[str, torch.Tensor]):
+    """Lazy official-key state dict of deterministic random weights for ``hf_config`` and ``seed``."""
+
+    def __init__(self, hf_config: Any, seed: int = 0, prefix: str = "") -> None:
+        from reference_models.state_dict_keys import official_weight_specs
+
+        self.hf_config = hf_config
+        self.seed = int(seed)
+        self._prefix = prefix
+        self._specs = official_weight_specs(hf_config)
+
+    def view(self, prefix: str) -> "RandomStateDict":
+        prefix = prefix if not prefix or prefix.endswith(".") else prefix + "."
+        other = object.__new__(RandomStateDict)
+        other.__dict__.update(self.__dict__)
+        other._prefix = self._prefix + prefix
+        return other
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from reference_models.random_weights import random_tensor
+
+        full = self._prefix + key
+        if full not in self._specs:
+            raise KeyError(f"{key!r} is not a weight of this config (full key {full!r})")
+        return random_tensor(full, self._specs[full], self.seed)
+
+    def __iter__(self) -> Iterator[str]:
+        cut = len(self._prefix)
+        return (k[cut:] for k in self._specs if k.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for k in self._specs if k.startswith(self._prefix))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (self._prefix + key) in self._specs
+
+
+def load_or_convert_model_weights(
+    hf_config: Any,
+    mesh_device: Any,
+    cache_dir: Path,
+    *,
+    model_path: Path | None = None,
+    random_seed: int | None = None,
+    dtype_policy: DtypePolicy | str | None = None,
+    recalculate: bool = False,
+    progress: bool = True,
+) -> CacheResult:
+    """The model's weight config from the cache, converting (and caching) it when needed.
+
+    Exactly one source: ``model_path`` (a checkpoint directory) or ``random_seed`` (random weights).
+    The returned weight config has paths relative to ``result.entry_dir``.
+    """
+    from deepseek_tt.modules.model import Model
+
+    if (model_path is None) == (random_seed is None):
+        raise ValueError("load_or_convert_model_weights: give exactly one of model_path or random_seed")
+    policy = get_dtype_policy(dtype_policy)
+    if model_path is not None:
+        identity = checkpoint_identity(Path(model_path))
+
+        def source() -> Mapping[str, torch.Tensor]:
+            return LazyStateDict(model_path, dequantize=True, dtype=torch.float32)
+    else:
+        identity = {"random": {"seed": int(random_seed)}}
+
+        def source() -> Mapping[str, torch.Tensor]:
+            return RandomStateDict(hf_config, int(random_seed))
+
+    cache = WeightCache(cache_dir, hf_config, policy, mesh_shape(mesh_device), identity)
+
+    def convert(out_dir: Path) -> dict[str, Any]:
+        return Model.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
+
+    return cache.load_or_convert(convert, recalculate=recalculate)
