@@ -4,7 +4,8 @@ A weight ``W`` [M, N] is stored as ``W_fp8`` (float8_e4m3fn) and ``W.weight_scal
 [ceil(M/bm), ceil(N/bn)] with blocks of bm x bn = 128 x 128; the value is ``W_fp8 * scale_inv`` of its
 block. Edge blocks are ragged when M or N is not a multiple of the block (e.g. the 576-row
 ``kv_a_proj_with_mqa``), exactly as DeepSeek's own ``weight_dequant`` kernel treats them.
-Dequantization walks over row blocks, so no full-size scale tensor is ever built.
+Dequantization walks over row blocks and broadcasts one scale per block, so no full-size scale
+tensor is ever built.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def dequantize_fp8_blocks(
     """``weight`` (fp8) x its per-block ``scale_inv`` -> a ``dtype`` tensor of the weight's shape.
 
     The product is formed in fp32 (as transformers' and DeepSeek's kernels do) and then cast.
-    Memory: the output plus one row block at a time; the scales are expanded along columns only.
+    Memory: the output plus one fp32 row block at a time; scales are broadcast, never expanded.
     """
     expected = scale_grid_shape(weight.shape, block)
     if tuple(scale_inv.shape) != expected:
@@ -45,12 +46,17 @@ def dequantize_fp8_blocks(
         )
     rows, cols = weight.shape
     bm, bn = block
+    full_cols = (cols // bn) * bn  # columns in complete blocks; the rest form the ragged edge block
     out = torch.empty((rows, cols), dtype=dtype)
     scales = scale_inv.to(torch.float32)
     for rb in range(expected[0]):
         r0, r1 = rb * bm, min(rows, (rb + 1) * bm)
-        col_scale = scales[rb].repeat_interleave(bn)[:cols]  # [N]: one row of scales, not [M, N]
-        out[r0:r1] = (weight[r0:r1].to(torch.float32) * col_scale).to(dtype)
+        values = weight[r0:r1].to(torch.float32)
+        if full_cols:  # [r, nb, bn] *= [nb, 1]: one scale per block, broadcast, never expanded
+            values[:, :full_cols].unflatten(1, (full_cols // bn, bn)).mul_(scales[rb, : full_cols // bn, None])
+        if full_cols < cols:
+            values[:, full_cols:].mul_(scales[rb, -1])
+        out[r0:r1] = values
     return out
 
 
