@@ -1,0 +1,160 @@
+"""Routed experts, expert-parallel over every device of the mesh.
+
+Placement: with ``D = R * C`` devices, device ``d = r * C + c`` holds experts ``d * El .. d * El + El - 1``
+(``El = n_routed_experts / D``), in the order of ``MoE``'s expert-mapping tensor. Per device:
+``w1`` (gate^T) and ``w3`` (up^T) ``[1, El, hidden, I]``, ``w2`` (down^T) ``[1, El, I, hidden]``; dtypes from
+the policy kinds ``expert_gate_up`` (default bfloat4_b, LoFi) and ``expert_down`` (bfloat8_b, HiFi2).
+
+Streamed conversion: experts are read one *slot* at a time. Slot ``j`` is the ``j``-th local expert of
+every device (``D`` experts, one per device); it is dequantized from the (lazy) state dict, converted and
+dumped as one mesh tensor ``[1, 1, hidden, I]`` per device, then freed. Peak host memory is one slot of
+one projection (``D`` experts: 1 on a 1x1 mesh, 32 on a Galaxy), never the layer. Loading concatenates a
+projection's ``El`` slot tensors along dim 1 on the device (:meth:`Experts.stack_weights`).
+
+Forward: ``x`` ``[1, El, N, hidden]`` (the dispatched tokens, repeated for each local expert) ->
+``[1, El, N, hidden]``: ``w2(silu(w1 x) * w3 x)`` as batched matmuls, each local expert on all N rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.config.op_configs import ConcatConfig, LinearConfig, MulConfig
+from deepseek_tt.config.run_config import FromWeightConfig, RunConfig
+from deepseek_tt.modules.base import AbstractModule, matmul_compute_config, mesh_shape, require_key, save_weight
+
+#: ttnn name -> (HF projection, dtype-policy kind, transpose to [in, out]).
+PROJECTIONS = {
+    "w1": ("gate_proj", "expert_gate_up"),
+    "w3": ("up_proj", "expert_gate_up"),
+    "w2": ("down_proj", "expert_down"),
+}
+
+
+def num_devices(mesh_device: Any) -> int:
+    rows, cols = mesh_shape(mesh_device)
+    return rows * cols
+
+
+def experts_per_device(hf_config: Any, mesh_device: Any) -> int:
+    """``n_routed_experts / (R * C)``; one clear error when the experts do not split evenly."""
+    devices = num_devices(mesh_device)
+    if hf_config.n_routed_experts % devices:
+        raise ValueError(
+            f"Experts: n_routed_experts={hf_config.n_routed_experts} does not split over the {devices} devices "
+            f"of a {'x'.join(map(str, mesh_shape(mesh_device)))} mesh"
+        )
+    return hf_config.n_routed_experts // devices
+
+
+def expert_device(expert: int, hf_config: Any, mesh_device: Any) -> int:
+    """The mesh device index (row-major) that holds ``expert``."""
+    return expert // experts_per_device(hf_config, mesh_device)
+
+
+class Experts(AbstractModule):
+    """The routed experts of one MoE layer (see module docstring)."""
+
+    @classmethod
+    def convert_weights(
+        cls,
+        hf_config: Any,
+        state_dict: Mapping[str, torch.Tensor],
+        output_path: Path,
+        mesh_device: Any,
+        *,
+        dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """``state_dict`` keys relative to the experts (``"{e}.gate_proj.weight"`` ...), lazily read."""
+        per_device = experts_per_device(hf_config, mesh_device)
+        rows, cols = mesh_shape(mesh_device)
+        hidden, inter = hf_config.hidden_size, hf_config.moe_intermediate_size
+        policy = get_dtype_policy(dtype_policy)
+        out = Path(output_path)
+        weights: dict[str, Any] = {name: {"input_tensor_b": []} for name in PROJECTIONS}
+        bar = tqdm(total=per_device * len(PROJECTIONS), desc=f"experts -> {out.name}", unit="slot", disable=not progress, leave=False)
+        for slot in range(per_device):
+            for name, (hf_name, kind) in PROJECTIONS.items():
+                shape = (hidden, inter) if hf_name == "down_proj" else (inter, hidden)
+                slot_tensor = torch.empty(rows, cols, shape[1], shape[0], dtype=torch.float32)
+                for device in range(rows * cols):
+                    expert = device * per_device + slot
+                    w = require_key(state_dict, f"{expert}.{hf_name}.weight", shape, where="Experts")
+                    slot_tensor[device // cols, device % cols] = w.to(torch.float32).T
+                    del w
+                record = save_weight(
+                    slot_tensor, out / f"{name}.slot{slot:03d}", mesh_device, dtype=policy.dtype(kind), shard_dims=(0, 1)
+                )
+                del slot_tensor
+                weights[name]["input_tensor_b"].append(record)
+                bar.update(1)
+        bar.close()
+        return weights
+
+    @classmethod
+    def _model_config(cls, hf_config: Any, mesh_device: Any, memory_config: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
+        per_device = experts_per_device(hf_config, mesh_device)
+        policy = get_dtype_policy(dtype_policy)
+        cfg: dict[str, Any] = {}
+        for name, (_, kind) in PROJECTIONS.items():
+            cfg[name] = LinearConfig(
+                input_tensor_b=[FromWeightConfig() for _ in range(per_device)],
+                memory_config=memory_config,
+                dtype=ttnn.bfloat16,
+                compute_kernel_config=matmul_compute_config(getattr(policy, kind)),
+            )
+        cfg["mul"] = MulConfig(memory_config=memory_config, dtype=ttnn.bfloat16, input_tensor_a_activations=[ttnn.UnaryOpType.SILU])
+        cfg["stack"] = ConcatConfig(dim=1, memory_config=ttnn.DRAM_MEMORY_CONFIG)
+        cfg["experts_per_device"] = per_device
+        return cfg
+
+    @classmethod
+    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+        return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG, dtype_policy)
+
+    @classmethod
+    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+        return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
+
+    @classmethod
+    def run_config(cls, model_config: dict[str, Any], weight_config: dict[str, Any], state: dict[str, Any], *, weight_root: Path | None = None) -> RunConfig:
+        return cls.stack_weights(super().run_config(model_config, weight_config, state, weight_root=weight_root))
+
+    @classmethod
+    def stack_weights(cls, cfg: RunConfig) -> RunConfig:
+        """Concatenate each projection's loaded slot tensors into one ``[1, El, ., .]`` weight (in place;
+        a no-op once done). Parents that merge a whole tree call this on their experts subtree."""
+        for name in PROJECTIONS:
+            slots = cfg[name].input_tensor_b
+            if isinstance(slots, (list, tuple)):
+                stacked = slots[0] if len(slots) == 1 else ttnn.concat(list(slots), **cfg["stack"])
+                if len(slots) > 1:
+                    for t in slots:
+                        ttnn.deallocate(t)
+                cfg[name] = replace(cfg[name], input_tensor_b=stacked)
+        return cfg
+
+    @classmethod
+    def forward(cls, x: Any, cfg: RunConfig) -> Any:
+        """``[1, El, N, hidden]`` -> ``[1, El, N, hidden]`` (TILE, bf16)."""
+        cls.stack_weights(cfg)
+        gate = ttnn.linear(x, **cfg["w1"])
+        up = ttnn.linear(x, **cfg["w3"])
+        activated = ttnn.mul(gate, up, **cfg["mul"])
+        ttnn.deallocate(gate)
+        ttnn.deallocate(up)
+        out = ttnn.linear(activated, **cfg["w2"])
+        ttnn.deallocate(activated)
+        return out
+
+    forward_prefill = forward
+    forward_decode = forward
