@@ -1,0 +1,65 @@
+"""Shared pieces of the model-library accuracy tests: the galaxy-tiny reference, meshes, I/O helpers.
+
+The reference is transformers' DeepseekV3 with the realistic random weights of ``reference_models``
+(fp32); the TT modules convert the very same tensors. Inputs to the norms / MLPs are unit-RMS random
+activations, as they come out of an RMSNorm.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import DeepseekV3ForCausalLM
+
+from deepseek_tt.modules.base import AbstractModule, mesh_shape
+from reference_models.presets import get_preset
+from reference_models.reference import build_reference_model, layer_state_dict, official_state_dict, strip_prefix
+
+PRESET = "galaxy-tiny"
+SEED = 2024
+USERS_PER_ROW = 32
+
+MESHES = [pytest.param((1, 1), id="mesh1x1"), pytest.param((4, 8), id="mesh4x8")]
+#: Prefill lengths: one tile-aligned short one (CI) and a longer one.
+PREFILL_LENGTHS = [pytest.param(128, marks=pytest.mark.quick, id="seq128"), pytest.param(1024, id="seq1024")]
+
+
+@functools.lru_cache(maxsize=2)
+def reference_model(num_layers: int = 2) -> DeepseekV3ForCausalLM:
+    """Galaxy-tiny with ``num_layers`` layers (layer 0 dense, the rest MoE), fp32, built once per process."""
+    return build_reference_model(copy.deepcopy(get_preset(PRESET, num_layers=num_layers)), seed=SEED)
+
+
+def layer_weights(model: DeepseekV3ForCausalLM, layer: int, prefix: str) -> dict[str, torch.Tensor]:
+    """Official-key weights of ``model.layers.{layer}.{prefix}``, prefix stripped."""
+    return strip_prefix(layer_state_dict(model, layer), f"model.layers.{layer}.{prefix}")
+
+
+def model_weights(model: DeepseekV3ForCausalLM, prefix: str) -> dict[str, torch.Tensor]:
+    return strip_prefix(official_state_dict(model, prefix), prefix)
+
+
+def mesh_name(mesh_device: Any) -> str:
+    rows, cols = mesh_shape(mesh_device)
+    return f"{rows}x{cols}"
+
+
+def decode_users(mesh_device: Any) -> int:
+    return USERS_PER_ROW * mesh_shape(mesh_device)[0]
+
+
+def build(module: type[AbstractModule], hf_config: Any, weights: dict[str, torch.Tensor], mesh_device: Any, out: Path, mode: str, **state_kwargs: Any) -> dict[str, Any]:
+    """Stage 1 + 2 + 3 of ``module``: convert, model config of ``mode``, state, run config."""
+    weight_config = module.convert_weights(hf_config, weights, out, mesh_device)
+    model_config = (module.prefill_model_config if mode == "prefill" else module.decode_model_config)(hf_config, mesh_device)
+    state = module.create_state(hf_config, mesh_device, **state_kwargs)
+    return module.run_config(model_config, weight_config, state)
+
+
+def activations(tokens: int, hidden: int, seed: int) -> torch.Tensor:
+    return torch.randn(tokens, hidden, generator=torch.Generator().manual_seed(seed))
