@@ -17,6 +17,7 @@ from deepseek_tt.demo.errors import EXIT_BAD_INPUT, DemoInputError
 from deepseek_tt.demo.model_source import CACHE_DIR_ENV, MODEL_PATH_ENV
 from deepseek_tt.demo.output import default_output_path
 from deepseek_tt.demo.prompts import load_prompts_file
+from deepseek_tt.demo.runtime import DEFAULT_RUNTIME, RUNTIMES
 from deepseek_tt.demo.run import GENERATOR_CHOICES, RANDOM_WEIGHTS_PRESETS, SINGLE_LAYER_CHOICES, run_demo
 
 
@@ -57,8 +58,8 @@ def create_parser() -> argparse.ArgumentParser:
     extra.add_argument("--backend", choices=("auto", "ttnn", "emulator"), default=None,
                        help="ttnn backend (default $DEEPSEEK_TT_BACKEND or auto: real ttnn when a device is present).")
     extra.add_argument("--mesh-shape", default=None, help="Mesh: N150, N300, T3K, TG, DUAL, QUAD or RxC (default $MESH_DEVICE or 1x1).")
-    extra.add_argument("--runtime", choices=("auto", "tt", "reference"), default="auto",
-                       help="Model runtime: the TT-NN model (tt), the torch reference (reference), or auto.")
+    extra.add_argument("--runtime", choices=RUNTIMES, default=None,
+                       help=f"Model runtime: the TT-NN model (tt) or the transformers reference (reference); default {DEFAULT_RUNTIME}.")
     extra.add_argument("--dtype-policy", choices=("default", "high_precision"), default="default", help="Weight/KV dtype policy of the TT-NN model.")
     extra.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default); > 0 samples.")
     extra.add_argument("--top-k", type=int, default=None, help="Sample only among the k most likely tokens.")

@@ -120,7 +120,7 @@ def run_demo(
     output_path: str | Path | None = None,
     backend: str | None = None,
     mesh_shape: tuple[int, int] | str | None = None,
-    runtime: str = "auto",
+    runtime: str | None = None,
     dtype_policy: str = "default",
     temperature: float = 0.0,
     top_k: int | None = None,
@@ -191,7 +191,10 @@ def run_demo(
         except RefptError as exc:
             raise DemoInputError(f"--reference-file {exc}") from None
 
-    runtime_name = resolve_runtime(runtime)
+    try:
+        runtime_name = resolve_runtime(runtime)
+    except ValueError as exc:
+        raise DemoInputError(f"--runtime: {exc}") from None
     codec: TextCodec
     if random_weights:
         codec = _random_weights_codec(hf_config.vocab_size)

@@ -9,28 +9,18 @@ from typing import Any, Iterator
 
 log = logging.getLogger("deepseek_tt.demo")
 
-RUNTIMES = ("auto", "tt", "reference")
+RUNTIMES = ("tt", "reference")
+#: The runtime the demo uses unless told otherwise (switches to "tt" once the TT-NN model runs end to end).
+DEFAULT_RUNTIME = "reference"
 TRACE_REGION_SIZE = 64 * 1024 * 1024
 
 
-def tt_model_available() -> bool:
-    try:
-        from deepseek_tt.runtime.tt_model import TtModel  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_runtime(runtime: str) -> str:
-    """``auto`` -> ``tt`` when the TT-NN model imports, else ``reference`` (logged)."""
+def resolve_runtime(runtime: str | None) -> str:
+    """``tt`` (the TT-NN model) or ``reference`` (transformers on torch); ``None`` is the default."""
+    runtime = runtime or DEFAULT_RUNTIME
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    if runtime != "auto":
-        return runtime
-    if tt_model_available():
-        return "tt"
-    log.warning("deepseek_tt.runtime.tt_model is not available: running the torch reference model instead")
-    return "reference"
+    return runtime
 
 
 @contextmanager
@@ -79,4 +69,4 @@ def load_model(
     return ReferenceModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, dtype=dtype, progress=progress)
 
 
-__all__ = ["RUNTIMES", "load_model", "open_mesh", "resolve_runtime", "tt_model_available"]
+__all__ = ["DEFAULT_RUNTIME", "RUNTIMES", "load_model", "open_mesh", "resolve_runtime"]
