@@ -110,6 +110,11 @@ def test_moe_dispatch_then_combine_routes_every_token_once():
         combined = ttnn.all_to_all_combine(t_expert_out, metadata, t_map, cluster_axis=0)
         assert combined.shape == (k, batch // ROWS, 1, hidden)
         c = shards(combined).reshape(ROWS, COLS, k, batch // ROWS, 1, hidden)
+        preset = ttnn.full((k, batch // ROWS, 1, hidden), 7.0, layout=rm, device=device)
+        into = ttnn.all_to_all_combine(t_expert_out, metadata, t_map, cluster_axis=0, output_tensor=preset)
+        assert into is preset
+        kept = shards(into).reshape(ROWS, COLS, k, batch // ROWS, 1, hidden)
+        assert torch.equal(torch.where(c != 0, c, torch.full_like(c, 7.0)), kept)
     per_row = c.sum(dim=1)  # the experts of a token live in different columns: one non-zero per slot
     for row in range(ROWS):
         for b in range(batch // ROWS):

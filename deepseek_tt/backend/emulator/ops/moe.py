@@ -90,7 +90,8 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
     experts in ascending global id) or [1, B*D[A], S, H] with ``local_reduce``; ``expert_metadata_tensor``
     [1, B*D[A], S, K] from dispatch. Output [K, B, S, H] (``output_shard_dim`` 1; [K, B*D[A], S/D[A], H]
     for 2): row k of a token is the output of its k-th expert, taken from the group device holding that
-    expert; zero when that device is outside the group (an expert on another mesh row/column). With
+    expert; zero when that device is outside the group (an expert on another mesh row/column), or the
+    value already in ``output_tensor`` when one is given (it is written in place and returned). With
     ``local_reduce`` a device's (already reduced) row goes to the first slot whose expert it holds and
     the other slots of that device stay zero.
     """
@@ -144,8 +145,16 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
     else:
         expert_row = local_index[meta_mine]
     values = x[src, expert_row, b_idx, s_idx]  # [n, b, s, K, H]
-    values = torch.where(valid.unsqueeze(-1), values, torch.zeros((), dtype=values.dtype, device=device))
-    out = values.permute(0, 3, 1, 2, 4)  # [n, K, b, s, H]
+    valid = valid.permute(0, 3, 1, 2).unsqueeze(-1)  # [n, K, b, s, 1]
+    values = values.permute(0, 3, 1, 2, 4)  # [n, K, b, s, H]
+    if output_tensor is not None:
+        base = data(output_tensor)
+        if tuple(base.shape) != tuple(values.shape):
+            raise RuntimeError(f"{op}: output_tensor {tuple(output_tensor.shape)} must be {tuple(values.shape[1:])}")
+        out = torch.where(valid, values.to(base.dtype), base)
+        output_tensor._data = make(out, output_tensor)._data
+        return output_tensor
+    out = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=device))
     return make(out, input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
 
 

@@ -248,5 +248,5 @@ globals().update(_host_traffic_functions())
 
 __all__ = [
     "begin_trace_capture", "end_trace_capture", "execute_trace", "release_trace", "MeshTraceId",
-    "copy_host_to_device_tensor", "from_torch", "to_device", "to_torch", "from_device",
+    "copy_host_to_device_tensor", "from_torch", "to_device", "to_torch", "from_device", "TraceError",
 ]
