@@ -167,6 +167,7 @@ def test_integer_conversion_truncates_and_wraps():
     assert numerics.round_to_dtype(x, DataType.UINT32).tolist() == [1, 2**32 - 1, 3_000_000_000, 2]
     assert numerics.round_to_dtype(x[[0, 1, 3]], DataType.INT32).tolist() == [1, -1, 2]
     assert numerics.round_to_dtype(torch.tensor([70000]), DataType.UINT16).tolist() == [70000 - 65536]
+    assert numerics.round_to_dtype(torch.tensor([1e6, -1.2, 7.9]), DataType.UINT16).tolist() == [65535, 0, 7]
 
 
 def test_float32_is_exact():

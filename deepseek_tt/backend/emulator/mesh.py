@@ -252,12 +252,14 @@ class MeshMapperConfig:
 class MeshComposerConfig:
     """``MeshComposerConfig(dims, mesh_shape_override=None)`` or ``MeshComposerConfig(row_dim, col_dim, ...)``."""
 
-    def __init__(self, dims, *rest) -> None:
-        if isinstance(dims, int):
-            dims = [dims, rest[0]]
-            rest = rest[1:]
+    def __init__(self, dims, mesh_shape_override=None, mesh_offset_override=None, *more) -> None:
+        if isinstance(dims, int):  # 2-D form (row_dim, col_dim, mesh_shape_override=None, mesh_offset_override=...)
+            dims, mesh_shape_override = [dims, mesh_shape_override], mesh_offset_override
+            mesh_offset_override = more[0] if more else None
         self.dims = [int(d) for d in dims]
-        self.mesh_shape_override = MeshShape(rest[0]) if rest and rest[0] is not None else None
+        self.mesh_shape_override = None if mesh_shape_override is None else MeshShape(mesh_shape_override)
+        if mesh_offset_override is not None and any(mesh_offset_override.coords):
+            raise NotImplementedError("MeshComposerConfig: mesh_offset_override is not emulated")
 
     def __repr__(self) -> str:
         return f"MeshComposerConfig(dims={self.dims}, mesh_shape_override={self.mesh_shape_override})"
@@ -288,6 +290,9 @@ class TensorToMesh:
 
     def map(self, tensor: torch.Tensor) -> torch.Tensor:
         """``[num_devices, *shard_shape]`` in device order (row-major over ``mesh_shape``)."""
+        dims = [_normalize_dim(p.dim, tensor.dim(), "mesh mapper") for p in self.placements if isinstance(p, PlacementShard)]
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"mesh mapper: dims must be unique (placements {self.placements} shard one dim twice)")
         pieces = [tensor]
         for axis, (size, placement) in enumerate(zip(self.distribution_shape, self.placements)):
             if isinstance(placement, PlacementShard):

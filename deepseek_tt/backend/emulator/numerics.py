@@ -22,6 +22,8 @@ _FLOAT_STORAGE = {
 #: wrap-around width of the integer dtypes (static_cast semantics of the C++ conversion)
 _INT_BITS = {DataType.UINT8: 8, DataType.UINT16: 16, DataType.UINT32: 32, DataType.INT32: 32, DataType.INT8: 8}
 _SIGNED_INTS = frozenset({DataType.INT32, DataType.INT8})
+#: float -> narrow unsigned conversion saturates in ttnn's vectorised path (its scalar tail wraps; not modelled)
+_SATURATING_FROM_FLOAT = frozenset({DataType.UINT16, DataType.UINT8})
 
 #: torch dtype that ``ttnn.to_torch`` returns for each ttnn dtype (measured on ttnn 0.81.1)
 TO_TORCH_DTYPE = {
@@ -55,7 +57,8 @@ def round_to_dtype(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
 
     bfloat16: round-to-nearest-even from fp32 (denormals kept); float32: exact (fp64 rounds RNE);
     bfloat8_b / bfloat4_b: block-float per 16 values along the last dim (:func:`quantize_bfp`);
-    integers: truncation toward zero, then wrap-around to the type's width.
+    integers: truncation toward zero, then wrap-around to the type's width (floats to uint16/uint8
+    saturate instead, as ttnn's vectorised conversion does).
     """
     if dtype in BFP_MANTISSA_BITS:
         return quantize_bfp(t, dtype).to(torch.bfloat16)
@@ -64,8 +67,10 @@ def round_to_dtype(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
     if dtype == DataType.FLOAT32:
         return t.to(torch.float32)
     if dtype in _INT_BITS:
-        values = t.trunc().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
         bits = _INT_BITS[dtype]
+        if t.is_floating_point() and dtype in _SATURATING_FROM_FLOAT:
+            return t.trunc().clamp(0, (1 << bits) - 1).to(torch.int64)
+        values = t.trunc().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
         values = values & ((1 << bits) - 1)
         if dtype in _SIGNED_INTS:
             values = torch.where(values >= (1 << (bits - 1)), values - (1 << bits), values)

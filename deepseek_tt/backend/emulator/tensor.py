@@ -339,7 +339,8 @@ def to_device(
     tensor: Tensor,
     device: MeshDevice,
     memory_config: MemoryConfig | None = None,
-    cq_id: int | None = None,
+    *,
+    queue_id: int | None = None,
 ) -> Tensor:
     """``ttnn.to_device``: a host tensor onto a mesh (one host shard is replicated to every device)."""
     if device is None:
@@ -373,7 +374,7 @@ def to_device(
                   mesh_shape=device.shape, placements=tensor._placements)
 
 
-def from_device(tensor: Tensor, blocking: bool = True, cq_id: int | None = None, queue_id: int | None = None) -> Tensor:
+def from_device(tensor: Tensor, blocking: bool = True, *, queue_id: int | None = None) -> Tensor:
     """``ttnn.from_device``: the same shards on host."""
     if tensor.device() is None:
         return tensor

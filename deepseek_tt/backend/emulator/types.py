@@ -149,6 +149,7 @@ class Arch(enum.Enum):
     GRAYSKULL = 1
     WORMHOLE_B0 = 2
     BLACKHOLE = 3
+    QUASAR = 4
 
     def __repr__(self) -> str:
         return f"Arch.{self.name}"
@@ -352,7 +353,7 @@ class ShardSpec:
         self,
         grid: CoreRangeSet,
         shard_shape: Sequence[int],
-        shard_orientation: ShardOrientation = ShardOrientation.ROW_MAJOR,
+        shard_orientation: ShardOrientation,
     ) -> None:
         if len(shard_shape) != 2:
             raise RuntimeError(f"ShardSpec: shard_shape must have 2 dims, got {list(shard_shape)}")
@@ -472,9 +473,6 @@ class WormholeComputeKernelConfig:
     packer_l1_acc: bool = False
     dst_full_sync_en: bool = False
     throttle_level: ThrottleLevel = ThrottleLevel.NO_THROTTLE
-
-
-BlackholeComputeKernelConfig = WormholeComputeKernelConfig
 
 
 def init_device_compute_kernel_config(
