@@ -14,6 +14,7 @@ existing non-empty directory is never replaced unless ``overwrite=True``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -202,8 +203,18 @@ def _prepare_target(out_dir: str | Path, overwrite: bool) -> Path:
     return target
 
 
+def _apply_umask(tmp: Path) -> None:
+    """mkdtemp makes 0700 and safetensors writes 0600: give the model directory ordinary permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for path in tmp.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
 def _commit(tmp: Path, target: Path) -> None:
     """Replace ``target`` by the finished ``tmp`` directory (the old one is removed only afterwards)."""
+    _apply_umask(tmp)
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{tmp.name}")

@@ -1,0 +1,53 @@
+"""The model fixtures: default checkpoint, explicit paths, skips with reasons, errors for bad directories."""
+
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+pytest_plugins = ["pytester"]
+
+TEST_FILE = """
+def test_uses_the_model(model_path, hf_config, state_dict, reference_model):
+    assert hf_config.model_type == "deepseek_v3"
+    assert "model.embed_tokens.weight" in state_dict
+    assert reference_model.config.vocab_size == hf_config.vocab_size
+    print("MODEL_PATH", model_path)
+"""
+
+
+def _run(pytester, *args):
+    pytester.makepyfile(test_model=TEST_FILE)
+    return pytester.runpytest_inprocess("-p", "fixtures.options", "-p", "fixtures.models", "-s", *args)
+
+
+def test_default_is_a_written_tiny_checkpoint(pytester, monkeypatch):
+    monkeypatch.delenv("DEEPSEEK_V3_HF_MODEL", raising=False)
+    result = _run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*MODEL_PATH *tiny-Lall-seed0*"])
+
+
+def test_env_var_path_that_does_not_exist_skips_with_the_reason(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPSEEK_V3_HF_MODEL", str(tmp_path / "absent"))
+    result = _run(pytester, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*DEEPSEEK_V3_HF_MODEL is not available*absent*does not exist*"])
+
+
+def test_malformed_model_directory_fails_naming_the_problem(pytester, preset_checkpoint, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(preset_checkpoint("tiny"), broken)
+    (broken / "config.json").write_text('{"model_type": "deepseek_v3"}')
+    result = _run(pytester, "--model-path", str(broken))
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*--model-path is not a usable DeepSeek-V3 directory*missing required field*"])
+
+
+def test_seeding_is_deterministic(deterministic_seed):
+    import torch
+
+    first = torch.rand(3)
+    torch.manual_seed(deterministic_seed)
+    assert torch.equal(first, torch.rand(3))
