@@ -1,0 +1,107 @@
+"""MoE placement and streamed conversion: expert -> device mapping, slot files, bounded host memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pytest
+import torch
+
+from deepseek_tt.backend import ttnn
+from deepseek_tt.modules import experts as experts_module
+from deepseek_tt.modules.experts import Experts, expert_device, experts_per_device
+from deepseek_tt.modules.moe import expert_mapping, sub_state_dict
+from deepseek_tt.modules.moe_gate import MoEGate
+from reference_models.presets import get_preset
+from reference_models.random_weights import random_tensor
+from reference_models.state_dict_keys import layer_weight_specs
+
+pytestmark = pytest.mark.unit
+
+
+def _config(**changes):
+    config = get_preset("tiny", num_layers=2)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+class CountingStateDict(Mapping[str, torch.Tensor]):
+    """Random official-key weights of the tiny preset's MoE experts; counts reads since the last reset."""
+
+    def __init__(self, config, layer: int = 1) -> None:
+        prefix = f"model.layers.{layer}.mlp.experts."
+        self.specs = {k[len(prefix):]: (k, s) for k, s in layer_weight_specs(config, layer).items() if k.startswith(prefix)}
+        self.reads_since_save = 0
+        self.max_reads_between_saves = 0
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        full, spec = self.specs[key]
+        self.reads_since_save += 1
+        self.max_reads_between_saves = max(self.max_reads_between_saves, self.reads_since_save)
+        return random_tensor(full, spec, seed=3)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+def test_expert_mapping_places_expert_e_on_device_e_div_el():
+    config = get_preset("galaxy-tiny")
+    mesh = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
+    per_device = experts_per_device(config, mesh)
+    mapping = expert_mapping(config, mesh)[0, 0]
+    assert per_device == 2 and mapping.shape == (64, 32)
+    assert torch.equal(mapping.sum(dim=1), torch.ones(64, dtype=mapping.dtype))
+    assert [int(mapping[e].argmax()) for e in range(64)] == [e // 2 for e in range(64)]
+    assert expert_device(63, config, mesh) == 31
+
+
+def test_experts_that_do_not_split_over_the_mesh_are_refused():
+    mesh = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
+    with pytest.raises(ValueError, match="n_routed_experts=16 does not split over the 32 devices"):
+        experts_per_device(get_preset("tiny"), mesh)
+
+
+def test_gate_refuses_unsupported_routing():
+    with pytest.raises(ValueError, match="scoring_func 'softmax'"):
+        MoEGate.check_config(_config(scoring_func="softmax"))
+    with pytest.raises(ValueError, match="groups of at least 2 experts"):
+        MoEGate.check_config(_config(n_group=16))
+
+
+def test_sub_state_dict_is_lazy():
+    source = CountingStateDict(get_preset("tiny", num_layers=2))
+    view = sub_state_dict(source, "3.")
+    assert sorted(view) == ["down_proj.weight", "gate_proj.weight", "up_proj.weight"]
+    assert source.reads_since_save == 0
+    assert view["up_proj.weight"].shape == (64, 128)
+
+
+def test_expert_conversion_streams_one_slot_at_a_time_and_places_experts(tmp_path, monkeypatch):
+    """On a 2x2 mesh (4 experts per device) each saved file holds one slot: one expert per device, read
+    just before it is written; loading stacks the slots so device d holds experts d*4 .. d*4+3."""
+    config = get_preset("tiny", num_layers=2)  # 16 experts
+    mesh = ttnn.open_mesh_device(ttnn.MeshShape(2, 2))
+    source = CountingStateDict(config)
+    saved_shapes = []
+    real_save = experts_module.save_weight
+
+    def counting_save(tensor, *args, **kwargs):
+        saved_shapes.append(tuple(tensor.shape))
+        source.reads_since_save = 0
+        return real_save(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(experts_module, "save_weight", counting_save)
+    wc = Experts.convert_weights(config, source, tmp_path, mesh, dtype_policy="high_precision", progress=False)
+    assert source.max_reads_between_saves == 4  # one expert per device, never the layer
+    assert len(saved_shapes) == 3 * 4 and saved_shapes[0] == (2, 2, 128, 64)
+
+    cfg = Experts.run_config(Experts.prefill_model_config(config, mesh, dtype_policy="high_precision"), wc, Experts.create_state(config, mesh))
+    w1 = ttnn.to_torch(cfg["w1"].input_tensor_b, mesh_composer=ttnn.ConcatMeshToTensor(mesh, dim=1))[0]  # [16, hidden, I]
+    w2 = ttnn.to_torch(cfg["w2"].input_tensor_b, mesh_composer=ttnn.ConcatMeshToTensor(mesh, dim=1))[0]  # [16, I, hidden]
+    for e in (0, 5, 15):
+        assert torch.equal(w1[e], source[f"{e}.gate_proj.weight"].T.to(torch.bfloat16))
+        assert torch.equal(w2[e], source[f"{e}.down_proj.weight"].T.to(torch.bfloat16))
