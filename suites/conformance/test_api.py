@@ -1,0 +1,59 @@
+"""The emulator's public names and signatures against the real module (live; the default suite checks
+the recorded copy in fixtures/golden/ttnn_api.json)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from . import api_surface
+from .make_golden_vectors import API_FILE, GOLDEN_DIR, real_api
+
+pytestmark = pytest.mark.conformance
+
+NOT_CONSTRUCTED = {"Tensor", "MeshDevice", "CppTensorToMesh", "CppMeshToTensor", "TensorToMesh", "MeshToTensor"}
+
+
+def _names() -> list[str]:
+    from deepseek_tt.backend import emulator
+
+    names = set(api_surface.MODEL_API_NAMES) | set(api_surface.model_code_ttnn_names())
+    return sorted(n for n in names | set(api_surface.public_names(emulator)) if n not in NOT_CONSTRUCTED)
+
+
+@pytest.mark.parametrize("name", _names())
+def test_signature(real_ttnn, emulator, name):
+    try:
+        real = api_surface.resolve(real_ttnn, name)
+    except AttributeError:
+        pytest.skip(f"ttnn.{name} is not in the real module (the default suite lists emulator-only names)")
+    try:
+        emulated = api_surface.resolve(emulator, name)
+    except AttributeError:
+        if name in api_surface.model_code_ttnn_names() or name in api_surface.MODEL_API_NAMES:
+            pytest.fail(f"ttnn.{name} is needed by the model but not emulated")
+        pytest.skip(f"ttnn.{name} is not emulated")
+    problems = api_surface.signature_problems(api_surface.describe(real), api_surface.describe(emulated))
+    assert not problems, f"ttnn.{name}: " + "; ".join(problems)
+
+
+def test_model_code_names_exist_in_real_ttnn(real_ttnn):
+    missing = {n: f for n, f in api_surface.model_code_ttnn_names().items() if not _has(real_ttnn, n)}
+    assert not missing, f"model code uses names that real ttnn lacks: {missing}"
+
+
+def test_recorded_api_is_current(real_ttnn):
+    recorded = json.loads((GOLDEN_DIR / API_FILE).read_text(encoding="utf-8"))
+    live = real_api(real_ttnn)
+    assert recorded["names"] == live["names"]
+    stale = sorted(n for n, d in live["signatures"].items() if recorded["signatures"].get(n) != d)
+    assert not stale, f"fixtures/golden/{API_FILE} is out of date for {stale}: rerun make_golden_vectors"
+
+
+def _has(module, name: str) -> bool:
+    try:
+        api_surface.resolve(module, name)
+        return True
+    except AttributeError:
+        return False
