@@ -18,11 +18,13 @@ Parallelism on an R x C mesh (docs/PARALLELISM.md):
 - in / out: the residual ``[1, 1, T, hidden / C]``, hidden sharded over columns, replicated over rows.
 - ``wq_kv_a`` (q_a_proj and kv_a_proj_with_mqa fused) is sharded on its input (hidden) dim over
   columns: partial sums, one ``all_reduce`` along the row. Norms run replicated.
-- ``wq_b`` and ``wkv_b1`` are sharded by heads over columns; ``wkv_b2`` is replicated;
-  ``wo`` is sharded on its output (hidden) dim, which yields the residual layout directly.
-- prefill (one user, replicated over rows): each column attends with its heads (``flash_mla_prefill``),
-  the latent outputs are all-gathered over heads; the user's KVPE goes to the pages of the one device
-  that holds its cache (``paged_fill_cache`` with ``mesh_coords``).
+- ``wq_b`` and ``wkv_b1`` are sharded by heads over columns; ``wkv_b2`` is stored twice: replicated
+  (decode) and by heads (prefill, 1/C the size); ``wo`` is sharded on its output (hidden) dim, which
+  yields the residual layout directly.
+- prefill (one user, replicated over rows): each column attends with its heads (``flash_mla_prefill``)
+  and applies its heads' ``wkv_b2``; the values (v_head wide, not kv_lora) are all-gathered over heads;
+  the user's KVPE goes to the pages of the one device that holds its cache (``paged_fill_cache`` with
+  ``mesh_coords``).
 - decode (U users per row): q is computed head-parallel, then all-gathered over heads and partitioned
   over users, so column c attends for its u = U / C users with all heads over its own cache
   (``paged_flash_multi_latent_attention_decode``); the outputs are all-gathered over users before ``wo``.
@@ -160,8 +162,10 @@ class MLA(AbstractModule):
             "wq_b": {"input_tensor_b": save("wq_b", q_b.T, (None, 1))},
             # [1, heads, nope, kv_lora], heads split over columns.
             "wkv_b1": {"input_tensor_b": save("wkv_b1", w_uk[None], (None, 1))},
-            # [1, heads, kv_lora, v_head], replicated (decode attends with all heads on each column).
+            # [1, heads, kv_lora, v_head]: replicated for decode (each column attends with all heads for its
+            # users), and split by heads for prefill (each column attends with its heads).
             "wkv_b2": {"input_tensor_b": save("wkv_b2", w_uv[None], (None, None))},
+            "wkv_b2_local_heads": {"input_tensor_b": save("wkv_b2_local_heads", w_uv[None], (None, 1))},
             # [heads * v_head, hidden], output dim split over columns -> residual layout.
             "wo": {"input_tensor_b": save("wo", o.T, (None, 1))},
         }
@@ -234,10 +238,11 @@ class MLA(AbstractModule):
             "wq_b": linear(),
             "wkv_b1": linear(),
             "wkv_b2": linear(),
+            "wkv_b2_local_heads": linear(),
             "wo": linear(),
             "attention": attention,
-            "heads_all_gather": gather(2),  # decode: [1, U, heads/C, kvpe] -> all heads
-            "latent_all_gather": gather(1),  # prefill: [1, heads/C, S, c] -> all heads
+            "heads_all_gather": gather(2),  # decode: [1, U, heads/C, c+r] -> all heads
+            "values_all_gather": gather(2),  # prefill: [1, S, heads/C, v_head] -> all heads
             "users_all_gather": gather(1),  # decode: [1, u, heads, v] -> all U users of the row
         }
 
@@ -359,11 +364,11 @@ class MLA(AbstractModule):
         latent = ttnn.transformer.flash_mla_prefill(q, kvpe, **cfg["attention"])  # [1, heads/C, S, c]
         ttnn.deallocate(q)
         ttnn.deallocate(kvpe)
-        if cfg["latent_all_gather"] is not None:
-            latent = ttnn.all_gather(latent, **cfg["latent_all_gather"])  # [1, heads, S, c]
-        v = ttnn.linear(latent, **cfg["wkv_b2"])  # [1, heads, S, v_head]
+        v = ttnn.linear(latent, **cfg["wkv_b2_local_heads"])  # [1, heads/C, S, v_head]
         ttnn.deallocate(latent)
-        v = ttnn.permute(v, (0, 2, 1, 3))  # [1, S, heads, v_head]
+        v = ttnn.permute(v, (0, 2, 1, 3))  # [1, S, heads/C, v_head]
+        if cfg["values_all_gather"] is not None:
+            v = ttnn.all_gather(v, **cfg["values_all_gather"])  # [1, S, heads, v_head]
         return cls._output(v, cfg)
 
     @classmethod

@@ -1,0 +1,291 @@
+"""MLA (deepseek_tt.modules.mla) against transformers' DeepseekV3Attention on the same weights.
+
+Prefill: one user's sequence; the output and the user's KVPE pages are compared. Decode: U users per
+mesh row at random positions over a KVPE cache prefilled from the reference; each user's output is the
+last row of the reference's causal attention over its whole sequence. Galaxy-tiny preset, emulated
+1x1 and 4x8 meshes (on real hardware only the selected mesh runs).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from transformers import DeepseekV3Config, DynamicCache
+from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
+    DeepseekV3Attention,
+    DeepseekV3RotaryEmbedding,
+    apply_rotary_pos_emb_interleave,
+)
+
+from deepseek_tt.accuracy.metrics import pcc
+from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.backend import backend_name, ttnn
+from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
+from deepseek_tt.modules.mla import MLA
+from deepseek_tt.modules.rope import RotarySetup, halves_to_interleaved
+from reference_models.presets import get_preset, preset_fields
+from reference_models.reference import build_reference_model, get_attention
+
+pytestmark = [pytest.mark.accuracy]
+
+PRESET = "galaxy-tiny"
+SEED = 1234
+MESHES = [pytest.param((1, 1), id="1x1"), pytest.param((4, 8), id="4x8")]
+
+
+# --- reference ---------------------------------------------------------------------------------------
+
+
+class Reference:
+    """A transformers attention with its rotary embedding, and the pieces the TT cache holds."""
+
+    def __init__(self, config: DeepseekV3Config, attention: torch.nn.Module):
+        self.config = config
+        self.attention = attention
+        self.rotary = DeepseekV3RotaryEmbedding(config)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal attention over one sequence ``[S, hidden]`` (positions 0..S-1) -> ``[S, hidden]``."""
+        seq = x.shape[0]
+        cos, sin = self.rotary(x, torch.arange(seq)[None])
+        mask = torch.full((seq, seq), float("-inf")).triu(1)[None, None]
+        out, _ = self.attention(x[None], position_embeddings=(cos, sin), attention_mask=mask)
+        return out[0]
+
+    @torch.no_grad()
+    def latents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What transformers caches for positions 0..S-1: the normed latent ``[1, 1, S, kv_lora]`` and the
+        roped key ``[1, 1, S, rope]`` (rope dims as transformers lays them out: [even | odd] halves)."""
+        attn, c = self.attention, self.config.kv_lora_rank
+        kv = attn.kv_a_proj_with_mqa(x[None])
+        latent = attn.kv_a_layernorm(kv[..., :c])[:, None]
+        k_rope = kv[..., c:][:, None]
+        cos, sin = self.rotary(x, torch.arange(x.shape[0])[None])
+        _, k_rope = apply_rotary_pos_emb_interleave(k_rope, k_rope, cos, sin)
+        return latent, k_rope
+
+    def kvpe(self, x: torch.Tensor) -> torch.Tensor:
+        """``[S, kv_lora + rope]`` as the TT cache holds it (rope part interleaved)."""
+        latent, k_rope = self.latents(x)
+        return torch.cat((latent[0, 0], halves_to_interleaved(k_rope[0, 0])), dim=-1)
+
+    @torch.no_grad()
+    def decode(self, history: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """transformers' decode step: token ``x [hidden]`` at position ``len(history)`` over a cache that
+        holds the history's latents -> ``[hidden]``."""
+        cache = DynamicCache(config=self.config)
+        if history.shape[0]:
+            cache.update(*self.latents(history), 0)
+        cos, sin = self.rotary(x, torch.tensor([[history.shape[0]]]))
+        out, _ = self.attention(x[None, None], position_embeddings=(cos, sin), attention_mask=None, cache=cache)
+        return out[0, 0]
+
+
+def _reference(config: DeepseekV3Config) -> Reference:
+    model = build_reference_model(copy.deepcopy(config), seed=SEED)
+    return Reference(config, get_attention(model, 0))
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    return _reference(get_preset(PRESET, num_layers=1))
+
+
+def _hidden(tokens: int, hidden: int, generator: torch.Generator) -> torch.Tensor:
+    """Attention inputs as they come out of the input RMSNorm: unit RMS."""
+    return torch.randn(tokens, hidden, generator=generator)
+
+
+# --- device helpers ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mesh_device(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
+    shape = request.param
+    if backend_name() == "ttnn" and tuple(shape) != tuple(pytestconfig.mesh_shape):
+        pytest.skip(f"real ttnn: this run uses the {pytestconfig.mesh_shape} mesh, not {shape}")
+    device = ttnn.open_mesh_device(ttnn.MeshShape(*shape))
+    yield device
+    ttnn.close_mesh_device(device)
+
+
+def _mesh_name(mesh_device: Any) -> str:
+    rows, cols = tuple(mesh_device.shape)
+    return f"{rows}x{cols}"
+
+
+def _read_caches(cache: Any, mesh_device: Any) -> torch.Tensor:
+    return ttnn.to_torch(cache, mesh_composer=ttnn.ConcatMeshToTensor(mesh_device, dim=0)).float()
+
+
+def _build(reference: Reference, mesh_device: Any, tmp_path, mode: str, paged, caches=None) -> dict[str, Any]:
+    config = reference.config
+    weights = MLA.convert_weights(config, reference.attention.state_dict(), tmp_path / "mla", mesh_device)
+    model_config = (MLA.prefill_model_config if mode == "prefill" else MLA.decode_model_config)(config, mesh_device)
+    state = MLA.create_state(config, mesh_device, paged, caches=caches)
+    return MLA.run_config(model_config, weights, state)
+
+
+def test_reference_decode_step_equals_the_last_row_of_causal_attention(reference: Reference) -> None:
+    """The decode reference (transformers' cache path) is the full-sequence reference's last row."""
+    x = _hidden(77, reference.config.hidden_size, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(reference.decode(x[:-1], x[-1]), reference.forward(x)[-1], rtol=1e-4, atol=1e-5)
+
+
+# --- prefill -----------------------------------------------------------------------------------------
+
+
+def _run_prefill(reference: Reference, mesh_device: Any, tmp_path, seq_len: int, user_id: int):
+    generator = torch.Generator().manual_seed(seq_len + user_id)
+    x = _hidden(seq_len, reference.config.hidden_size, generator)
+    paged = kv_cache.paged_config_for(seq_len, mesh_cols=tuple(mesh_device.shape)[1])
+    page_table = kv_cache.default_page_table(paged)
+    cfg = _build(reference, mesh_device, tmp_path, "prefill", paged)
+    rope = RotarySetup(reference.config, mesh_device)
+
+    y = MLA.forward_prefill(
+        residual_to_device(x, mesh_device, decode=False),
+        user_id,
+        rope.prefill_tensors(seq_len),
+        kv_cache.create_page_table(paged, mesh_device, page_table),
+        cfg,
+    )
+    rows = tuple(mesh_device.shape)[0]
+    # Every row must compute the same thing (prefill is replicated over rows).
+    per_row = ttnn.to_torch(y, mesh_composer=ttnn.ConcatMesh2dToTensor(mesh_device, mesh_shape=tuple(mesh_device.shape), dims=(0, 3)))
+    for row in range(1, rows):
+        assert torch.equal(per_row[row], per_row[0]), f"mesh row {row} differs from row 0"
+    return x, residual_to_torch(y, mesh_device, decode=False), _read_caches(cfg["kvpe_cache"], mesh_device), paged, page_table
+
+
+@pytest.mark.parametrize("mesh_device", MESHES, indirect=True)
+@pytest.mark.parametrize("seq_len", [pytest.param(128, marks=pytest.mark.quick), 1024])
+def test_mla_prefill(reference: Reference, mesh_device: Any, seq_len: int, tmp_path, record_result) -> None:
+    rows, cols = tuple(mesh_device.shape)
+    user_id = rows * kv_cache.USERS_PER_ROW - 3  # last row, last column when C > 1: not device 0
+    x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path, seq_len, user_id)
+    mesh = _mesh_name(mesh_device)
+
+    out_pcc = pcc(reference.forward(x), out)
+    threshold = pcc_threshold("mla", "prefill")
+    record_result(module="mla", mode="prefill", metric="pcc", value=out_pcc, threshold=threshold, seq_len=seq_len, batch=1, mesh=mesh)
+
+    cached = kv_cache.unpack_user_cache(caches, user_id, seq_len, paged, page_table, (rows, cols))
+    cache_pcc = pcc(reference.kvpe(x), cached)
+    cache_threshold = pcc_threshold("kvpe_cache", "prefill")
+    record_result(
+        module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, seq_len=seq_len, batch=1, mesh=mesh
+    )
+    # Only the device that owns the user wrote pages.
+    row, col, _ = kv_cache.user_location(user_id, (rows, cols))
+    per_device = caches.reshape(rows * cols, -1)
+    written = [i for i in range(rows * cols) if per_device[i].abs().sum() > 0]
+    assert written == [row * cols + col]
+
+    assert out_pcc >= threshold, f"MLA prefill output PCC {out_pcc:.5f} < {threshold}"
+    assert cache_pcc >= cache_threshold, f"KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
+
+
+# --- decode ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="1x1", marks=pytest.mark.quick), pytest.param((4, 8), id="4x8", marks=pytest.mark.quick)], indirect=True)
+def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_result) -> None:
+    rows, cols = tuple(mesh_device.shape)
+    users = rows * kv_cache.USERS_PER_ROW
+    max_seq_len = 160  # 5 pages per user
+    generator = torch.Generator().manual_seed(7)
+    positions = torch.randint(0, max_seq_len, (users,), generator=generator)
+    positions[0] = 0  # empty history: attends only to itself
+    positions[-1] = max_seq_len - 1  # last slot of the last page
+    sequences = [_hidden(int(p) + 1, reference.config.hidden_size, generator) for p in positions]
+
+    expected = torch.stack([reference.decode(seq[:-1], seq[-1]) for seq in sequences])
+    full_kvpe = [reference.kvpe(seq) for seq in sequences]
+    history = [kvpe[:-1] for kvpe in full_kvpe]
+
+    paged = kv_cache.paged_config_for(max_seq_len, mesh_cols=cols)
+    page_table = kv_cache.default_page_table(paged)
+    caches = kv_cache.pack_user_caches(history, paged, page_table, (rows, cols))
+    cfg = _build(reference, mesh_device, tmp_path, "decode", paged, caches=caches)
+    rope = RotarySetup(reference.config, mesh_device)
+
+    x = torch.stack([seq[-1] for seq in sequences])
+    y = MLA.forward_decode(
+        residual_to_device(x, mesh_device, decode=True),
+        kv_cache.decode_positions_tensor(positions, mesh_device),
+        rope.decode_tensors(positions),
+        kv_cache.create_page_table(paged, mesh_device, page_table),
+        cfg,
+    )
+    out = residual_to_torch(y, mesh_device, decode=True)
+    mesh = _mesh_name(mesh_device)
+
+    out_pcc = pcc(expected, out)
+    worst_user = min(range(users), key=lambda u: pcc(expected[u], out[u]))
+    worst_pcc = pcc(expected[worst_user], out[worst_user])
+    threshold = pcc_threshold("mla", "decode")
+    record_result(module="mla", mode="decode", metric="pcc", value=out_pcc, threshold=threshold, seq_len=max_seq_len, batch=users, mesh=mesh)
+    record_result(
+        module="mla", mode="decode", metric="pcc_worst_user", value=worst_pcc, threshold=threshold, seq_len=max_seq_len, batch=users, mesh=mesh
+    )
+
+    caches_after = _read_caches(cfg["kvpe_cache"], mesh_device)
+    cached = torch.cat(
+        [kv_cache.unpack_user_cache(caches_after, u, int(positions[u]) + 1, paged, page_table, (rows, cols)) for u in range(users)]
+    )
+    cache_pcc = pcc(torch.cat(full_kvpe), cached)
+    new_rows_pcc = pcc(
+        torch.stack([kvpe[-1] for kvpe in full_kvpe]),
+        torch.stack([kv_cache.unpack_user_cache(caches_after, u, int(positions[u]) + 1, paged, page_table, (rows, cols))[-1] for u in range(users)]),
+    )
+    cache_threshold = pcc_threshold("kvpe_cache", "decode")
+    record_result(
+        module="kvpe_cache", mode="decode", metric="pcc", value=cache_pcc, threshold=cache_threshold, seq_len=max_seq_len, batch=users, mesh=mesh
+    )
+    record_result(
+        module="kvpe_cache", mode="decode", metric="pcc_new_rows", value=new_rows_pcc, threshold=cache_threshold, seq_len=max_seq_len, batch=users, mesh=mesh
+    )
+
+    assert out_pcc >= threshold, f"MLA decode output PCC {out_pcc:.5f} < {threshold}"
+    assert worst_pcc >= threshold, f"MLA decode: user {worst_user} at position {int(positions[worst_user])} has PCC {worst_pcc:.5f}"
+    assert cache_pcc >= cache_threshold, f"KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
+    assert new_rows_pcc >= cache_threshold, f"KVPE rows written by decode: PCC {new_rows_pcc:.5f} < {cache_threshold}"
+
+
+# --- YaRN matters ------------------------------------------------------------------------------------
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="1x1")], indirect=True)
+def test_mla_yarn_off_moves_the_output_and_still_matches(reference: Reference, mesh_device: Any, tmp_path, record_result) -> None:
+    """Same weights, YaRN removed from the config: the reference output moves (softmax-scale correction
+    and interpolated frequencies), and the TT output follows it."""
+    fields = preset_fields(PRESET)
+    fields.update(rope_scaling=None, num_hidden_layers=1)
+    plain_config = DeepseekV3Config(**fields)
+    plain_config._attn_implementation = "eager"
+    # A fresh module: DeepseekV3Attention fixes its softmax scale (YaRN's mscale) at construction.
+    plain_attention = DeepseekV3Attention(copy.deepcopy(plain_config), layer_idx=0)
+    plain_attention.load_state_dict(reference.attention.state_dict())
+    plain = Reference(plain_config, plain_attention.eval())
+    assert plain_attention.scaling < reference.attention.scaling
+    seq_len = 1024  # at 128 tokens the two references still agree to PCC ~0.997; at 1024 to ~0.90
+    x_on, out_on, *_ = _run_prefill(reference, mesh_device, tmp_path / "yarn", seq_len, user_id=0)
+    x_off, out_off, *_ = _run_prefill(plain, mesh_device, tmp_path / "plain", seq_len, user_id=0)
+    assert torch.equal(x_on, x_off)
+
+    expected_on, expected_off = reference.forward(x_on), plain.forward(x_off)
+    moved = pcc(expected_on, expected_off)
+    threshold = pcc_threshold("mla", "prefill")
+    assert moved < threshold, f"turning YaRN off barely changes the reference (PCC {moved:.5f}): the test shows nothing"
+    off_pcc = pcc(expected_off, out_off)
+    record_result(module="mla", mode="prefill_yarn_off", metric="pcc", value=off_pcc, threshold=threshold, seq_len=seq_len, batch=1, mesh="1x1")
+    assert off_pcc >= threshold, f"MLA without YaRN: PCC {off_pcc:.5f} < {threshold}"
+    assert pcc(expected_on, out_off) < threshold, "the TT output without YaRN still matches the YaRN reference"
+    assert pcc(expected_off, out_on) < threshold, "the TT output with YaRN matches the reference without it"
