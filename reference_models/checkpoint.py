@@ -29,7 +29,7 @@ from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 from deepseek_tt.weights.fp8 import DEFAULT_BLOCK, quantize_fp8_blocks
 from deepseek_tt.weights.lazy_state_dict import INDEX_NAME
 from reference_models.presets import get_preset
-from reference_models.random_weights import iter_random_weights
+from reference_models.random_weights import random_tensor
 from reference_models.state_dict_keys import (
     EMBEDDING,
     LINEAR,
@@ -42,7 +42,7 @@ from reference_models.state_dict_keys import (
 )
 from reference_models.tokenizers import TOKENIZER_FILES, builtin_corpus, copy_deepseek_v3_tokenizer, train_small_bpe
 
-DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
+DEFAULT_MAX_SHARD_BYTES = 1024**3  # a shard is held in memory until written
 #: The genuine tokenizer has 128815 tokens; smaller vocabularies get a small BPE of exactly vocab_size.
 DEEPSEEK_TOKENIZER_MIN_VOCAB = 128815
 
@@ -286,7 +286,13 @@ def write_checkpoint(
         config = preset
         if num_layers is not None:
             config = DeepseekV3Config(**{**config.to_dict(), "num_hidden_layers": int(num_layers)})
-    tensors = ((key, tensor) for key, _, tensor in iter_random_weights(config, seed))
+    def generate():
+        for key, spec in official_weight_specs(config).items():
+            # fp32 for what gets quantized, else straight to the stored dtype (no full fp32 copy)
+            dtype = torch.float32 if spec.kind == LINEAR and quantize else _STORED_DTYPE[spec.kind]
+            yield key, random_tensor(key, spec, seed, dtype)
+
+    tensors = generate()
     return write_checkpoint_from_tensors(
         config, tensors, out_dir, tokenizer=tokenizer, quantize=quantize, max_shard_bytes=max_shard_bytes, overwrite=overwrite
     )

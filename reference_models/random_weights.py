@@ -34,26 +34,43 @@ ROUTER_BIAS_STD = 0.1
 LM_HEAD_GAIN = 3.0
 
 
-def _generator(seed: int, key: str) -> torch.Generator:
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + zlib.crc32(key.encode())) % (2**63))
+ROWS_PER_CHUNK = 4096
+
+
+def _generator(seed: int, key: str, chunk: int) -> torch.Generator:
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + zlib.crc32(f"{key}#{chunk}".encode())) % (2**63))
+
+
+def _scale_and_shift(spec: WeightSpec) -> tuple[float, float]:
+    """(std, mean) of each weight kind."""
+    if spec.kind == NORM:
+        return NORM_SPREAD, 1.0
+    if spec.kind == EMBEDDING:
+        return 1.0, 0.0
+    if spec.kind == ROUTER_BIAS:
+        return ROUTER_BIAS_STD, 0.0
+    if spec.kind in (LINEAR, ROUTER):
+        return spec.fan_in**-0.5, 0.0
+    if spec.kind == LM_HEAD:
+        return LM_HEAD_GAIN * spec.fan_in**-0.5, 0.0
+    raise ValueError(f"unknown weight kind {spec.kind!r}")  # pragma: no cover - all kinds are listed above
 
 
 def random_tensor(key: str, spec: WeightSpec, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The random value of official tensor ``key`` for ``seed`` (deterministic)."""
-    gen = _generator(seed, key)
-    if spec.kind == NORM:
-        t = torch.randn(spec.shape, generator=gen, dtype=dtype).mul_(NORM_SPREAD).add_(1.0)
-    elif spec.kind == EMBEDDING:
-        t = torch.randn(spec.shape, generator=gen, dtype=dtype)
-    elif spec.kind == ROUTER_BIAS:
-        t = torch.randn(spec.shape, generator=gen, dtype=dtype).mul_(ROUTER_BIAS_STD)
-    elif spec.kind in (LINEAR, ROUTER):
-        t = torch.randn(spec.shape, generator=gen, dtype=dtype).mul_(spec.fan_in**-0.5)
-    elif spec.kind == LM_HEAD:
-        t = torch.randn(spec.shape, generator=gen, dtype=dtype).mul_(LM_HEAD_GAIN * spec.fan_in**-0.5)
-    else:  # pragma: no cover - all kinds are listed above
-        raise ValueError(f"{key}: unknown weight kind {spec.kind!r}")
-    return t
+    """The random value of official tensor ``key`` for ``seed`` (deterministic), as ``dtype``.
+
+    Values are drawn in fp32, ``ROWS_PER_CHUNK`` rows at a time (one generator per chunk), and cast
+    chunk by chunk, so a bf16 result never holds a full fp32 copy (the 129280-row embedding of ``full``).
+    ``random_tensor(..., dtype=bf16)`` equals ``random_tensor(...).to(bf16)``.
+    """
+    std, mean = _scale_and_shift(spec)
+    out = torch.empty(spec.shape, dtype=dtype)
+    rows = spec.shape[0]
+    for chunk, start in enumerate(range(0, rows, ROWS_PER_CHUNK)):
+        stop = min(rows, start + ROWS_PER_CHUNK)
+        values = torch.randn((stop - start, *spec.shape[1:]), generator=_generator(seed, key, chunk))
+        out[start:stop] = values.mul_(std).add_(mean)
+    return out
 
 
 def iter_random_weights(config: DeepseekV3Config, seed: int) -> Iterator[tuple[str, WeightSpec, torch.Tensor]]:

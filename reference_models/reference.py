@@ -75,6 +75,12 @@ def load_reference_model(model_dir: str | Path, dtype: torch.dtype = torch.float
 
     fp8 weights are dequantized with their 128x128 ``weight_scale_inv`` blocks (ragged edge blocks
     handled); keys of layers beyond ``num_hidden_layers`` (the MTP layer) are ignored.
+
+    Why not ``from_pretrained``: transformers 5.24's CPU fp8 dequantization derives the block size as
+    rows // scale_rows, so it rejects ragged weights such as the real 576 x 7168 ``kv_a_proj_with_mqa``
+    (scale grid 5 x 56) and silently uses a wrong block for e.g. 192 rows (2 scale rows). Where it
+    applies (every dim a multiple of 128 or at most 128, as in the ``tiny`` preset) both give identical
+    weights, which the unit tests check.
     """
     config = load_hf_config(model_dir)
     state = LazyStateDict(model_dir, dequantize=True, dtype=torch.float32)

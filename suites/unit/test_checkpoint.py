@@ -139,3 +139,27 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         write_checkpoint("tiny", tmp_path / "model", tokenizer="deepseek-v3")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_holds_the_built_reference_weights(tiny_dir):
+    """write_checkpoint(preset, seed) stores build_reference_model(preset, seed) (bf16 / fp8-rounded)."""
+    built = official_state_dict(build_reference_model(get_preset("tiny"), seed=0))
+    raw = LazyStateDict(tiny_dir)
+    for key in ("model.embed_tokens.weight", "lm_head.weight", "model.layers.1.mlp.gate.weight", "model.norm.weight"):
+        assert torch.equal(raw[key], built[key].to(torch.bfloat16)), key
+    bias = "model.layers.1.mlp.gate.e_score_correction_bias"
+    assert torch.equal(raw[bias], built[bias])
+    key = "model.layers.1.mlp.experts.2.gate_proj.weight"
+    from deepseek_tt.weights import quantize_fp8_blocks
+
+    q, scale = quantize_fp8_blocks(built[key])
+    assert torch.equal(raw[key].view(torch.uint8), q.view(torch.uint8)) and torch.equal(raw[key + "_scale_inv"], scale)
+
+
+def test_bf16_generation_equals_rounded_fp32():
+    from reference_models.random_weights import ROWS_PER_CHUNK, random_tensor
+    from reference_models.state_dict_keys import EMBEDDING, WeightSpec
+
+    spec = WeightSpec((ROWS_PER_CHUNK + 5, 8), EMBEDDING)  # two chunks
+    assert torch.equal(random_tensor("k", spec, 0, torch.bfloat16), random_tensor("k", spec, 0).to(torch.bfloat16))
+    assert not torch.equal(random_tensor("k", spec, 0), random_tensor("k", spec, 1))
