@@ -11,9 +11,14 @@ Semantics (transformers' ``DeepseekV3TopkRouter``, DeepSeek-V3 ``noaux_tc``):
 
 HF keys (relative to the gate): ``weight`` ``[E, hidden]`` and ``e_score_correction_bias`` ``[E]``. Both are
 stored float32 (dtype policy kind ``router``), replicated on every device; the router runs in float32
-end to end (HiFi4 matmul with fp32 accumulation, fp32 sigmoid / top-k) so that expert selection agrees
-with the float32 reference; ``topk`` on fp32 input needs a ttnn whose topk accepts float32 (``ttnn.sort``
-is the drop-in otherwise).
+end to end (fp32 sigmoid / top-k) so that expert selection agrees with the float32 reference; ``topk`` on
+fp32 input needs a ttnn whose topk accepts float32 (``ttnn.sort`` is the drop-in otherwise).
+
+The matrix engine reads fp32 operands with 10 mantissa bits (TF32), which flips about one token in a
+thousand to another expert near a tie. A float32 router weight is therefore stored split,
+``W = W_hi + W_lo`` with ``W_hi`` the TF32 truncation of ``W`` and ``W_lo`` the (exact) remainder; the
+logits are ``x W_hi^T + x W_lo^T``, two HiFi4 matmuls with fp32 accumulation whose products are exact
+for bf16 activations, which leaves an error of about 2^-21 relative instead of 2^-11.
 
 Forward: ``x`` ``[1, 1, T, hidden]`` (the full hidden; the MoE gathers it) -> ``(weights, indices)``, both
 ``[1, 1, T, K]``: weights bfloat16 (TILE), indices uint16 (TILE). Every device computes the gate of the
@@ -23,6 +28,7 @@ tokens it holds; nothing is communicated.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,18 @@ from deepseek_tt.modules.base import AbstractModule, require_key, save_weight
 DROPPED_GROUP_PENALTY = -1.0e4
 #: transformers' guard against a zero denominator in the weight normalisation.
 NORM_EPS = 1e-20
+
+
+#: Mantissa bits the matrix engine keeps of an fp32 operand (TF32-like source registers).
+MATMUL_SOURCE_MANTISSA_BITS = 10
+
+
+def split_for_matmul(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hi, lo)`` with ``hi`` = ``weight`` truncated to the matrix engine's mantissa and ``lo = weight - hi``."""
+    w = weight.to(torch.float32).contiguous()
+    mask = -(1 << (23 - MATMUL_SOURCE_MANTISSA_BITS))
+    hi = (w.view(torch.int32) & mask).view(torch.float32)
+    return hi, w - hi
 
 
 def router_compute_config() -> Any:
@@ -86,28 +104,35 @@ class MoEGate(AbstractModule):
         weight = require_key(state_dict, "weight", (e, hidden), where="MoEGate")
         bias = require_key(state_dict, "e_score_correction_bias", (e,), where="MoEGate")
         out = Path(output_path)
-        return {
-            "gate_proj": {
-                "input_tensor_b": save_weight(
-                    weight.to(torch.float32).T.contiguous().reshape(1, 1, hidden, e), out / "gate_proj.weight", mesh_device, dtype=dtype
-                )
-            },
+        w_t = weight.to(torch.float32).T.contiguous().reshape(1, 1, hidden, e)
+        hi, lo = split_for_matmul(w_t) if cls.split_router(dtype_policy) else (w_t, None)
+        weights = {
+            "gate_proj": {"input_tensor_b": save_weight(hi, out / "gate_proj.weight", mesh_device, dtype=dtype)},
             "e_score_correction_bias": save_weight(
                 bias.to(torch.float32).reshape(1, 1, 1, e), out / "e_score_correction_bias", mesh_device, dtype=dtype
             ),
         }
+        if lo is not None:
+            weights["gate_proj_residual"] = {"input_tensor_b": save_weight(lo, out / "gate_proj_residual.weight", mesh_device, dtype=dtype)}
+        return weights
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, memory_config: Any) -> dict[str, Any]:
+    def split_router(cls, dtype_policy: DtypePolicy | str | None) -> bool:
+        """A float32 router weight is stored as TF32 head + remainder (see module docstring)."""
+        return get_dtype_policy(dtype_policy).router == "float32"
+
+    @classmethod
+    def _model_config(cls, hf_config: Any, mesh_device: Any, memory_config: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
         cls.check_config(hf_config)
         mem = memory_config
-        return {
-            "gate_proj": LinearConfig(
-                input_tensor_b=FromWeightConfig(),
-                memory_config=mem,
-                dtype=ttnn.float32,
-                compute_kernel_config=router_compute_config(),
-            ),
+        linear = LinearConfig(
+            input_tensor_b=FromWeightConfig(), memory_config=mem, dtype=ttnn.float32, compute_kernel_config=router_compute_config()
+        )
+        cfg: dict[str, Any] = {"gate_proj": linear}
+        if cls.split_router(dtype_policy):
+            cfg["gate_proj_residual"] = replace(linear)
+            cfg["add_residual"] = AddConfig(memory_config=mem, dtype=ttnn.float32)
+        return cfg | {
             "e_score_correction_bias": FromWeightConfig(),
             "sigmoid": UnaryConfig(memory_config=mem),
             "add_bias": AddConfig(memory_config=mem, dtype=ttnn.float32),
@@ -128,11 +153,11 @@ class MoEGate(AbstractModule):
 
     @classmethod
     def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG)
+        return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
     def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG)
+        return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
     def forward(cls, x: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
@@ -141,6 +166,10 @@ class MoEGate(AbstractModule):
         groups, experts = cfg["n_group"], cfg["n_routed_experts"]
 
         logits = ttnn.linear(x, **cfg["gate_proj"])
+        if "gate_proj_residual" in cfg:
+            residual = ttnn.linear(x, **cfg["gate_proj_residual"])
+            logits = ttnn.add(logits, residual, **cfg["add_residual"])
+            ttnn.deallocate(residual)
         scores = ttnn.sigmoid(logits, **cfg["sigmoid"])
         ttnn.deallocate(logits)
         biased = ttnn.add(scores, cfg["e_score_correction_bias"], **cfg["add_bias"])

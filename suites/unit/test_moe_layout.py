@@ -105,3 +105,13 @@ def test_expert_conversion_streams_one_slot_at_a_time_and_places_experts(tmp_pat
     for e in (0, 5, 15):
         assert torch.equal(w1[e], source[f"{e}.gate_proj.weight"].T.to(torch.bfloat16))
         assert torch.equal(w2[e], source[f"{e}.down_proj.weight"].T.to(torch.bfloat16))
+
+
+def test_router_weight_split_is_exact_and_tf32_representable():
+    from deepseek_tt.modules.moe_gate import split_for_matmul
+
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)) * 0.02
+    hi, lo = split_for_matmul(w)
+    assert torch.equal(hi + lo, w)
+    assert not (hi.view(torch.int32) & ((1 << 13) - 1)).any()  # 10 mantissa bits
+    assert lo.abs().max() <= w.abs().max() * 2.0**-10
