@@ -15,7 +15,8 @@ See NUMERICS.md ("Matmul precision model"). Summary:
 
 from __future__ import annotations
 
-import math
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,6 @@ TILE = 32
 _SRC_MANTISSA_BITS = 10
 _SRCA_HI_BITS = 4  # explicit mantissa bits of srcA (in1) used per phase, besides the hidden one
 _SRCB_HI_BITS = 6  # explicit mantissa bits of srcB (in0) used per phase
-_PARTIALS_BUDGET = 1 << 24  # elements of K-tile partial products materialised at once
 
 
 @dataclass(frozen=True)
@@ -59,47 +59,101 @@ def _split(x: torch.Tensor, hi_bits: int) -> tuple[torch.Tensor, torch.Tensor, t
     return full, hi, full - hi
 
 
-def fidelity_matmul(a: torch.Tensor, b: torch.Tensor, fidelity: T.MathFidelity) -> torch.Tensor:
-    """fp32 product of in0 ``a`` [..., M, K] and in1 ``b`` [..., K, N] as the fidelity phases compute it."""
-    b_full, b_hi, b_lo = _split(b, _SRCA_HI_BITS)  # in1 -> srcA
+@dataclass(frozen=True)
+class In1Operand:
+    """in1 (srcA) split for the fidelity phases: ``full`` (TF32) and ``hi`` (top 5 significant bits)."""
+
+    full: torch.Tensor
+    hi: torch.Tensor
+
+    @property
+    def lo(self) -> torch.Tensor:
+        return self.full - self.hi
+
+
+def split_in1(b: torch.Tensor) -> In1Operand:
+    full, hi, _ = _split(b, _SRCA_HI_BITS)
+    return In1Operand(full, hi)
+
+
+class OperandCache:
+    """LRU cache of prepared in1 operands (weights are reused every step; preparing them is the costly
+    part of an emulated matmul). Entries hold a reference to the source storage, so an id is never
+    reused while its entry lives; the total size is bounded by ``budget_bytes``."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._entries: "OrderedDict[tuple, tuple[torch.Tensor, In1Operand, int]]" = OrderedDict()
+        self._bytes = 0
+
+    def get(self, storage: torch.Tensor, key: tuple, build) -> In1Operand:
+        full_key = (id(storage),) + key
+        entry = self._entries.get(full_key)
+        if entry is not None and entry[0] is storage:
+            self._entries.move_to_end(full_key)
+            return entry[1]
+        value = build()
+        size = value.full.numel() * value.full.element_size() * 2
+        if size <= self.budget_bytes:
+            self._entries[full_key] = (storage, value, size)
+            self._bytes += size
+            while self._bytes > self.budget_bytes:
+                _, (_, _, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
+        return value
+
+    def invalidate(self, storage: torch.Tensor) -> None:
+        """Forget the entries built from ``storage`` (call after writing into it in place)."""
+        for key in [k for k, entry in self._entries.items() if entry[0] is storage]:
+            self._bytes -= self._entries.pop(key)[2]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+operand_cache = OperandCache(int(os.environ.get("DEEPSEEK_TT_EMULATOR_OPERAND_CACHE_MB", "2048")) << 20)
+
+
+def phase_terms(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (in0 part, in1 part) products that the fidelity phases add up."""
     a_full, a_hi, a_lo = _split(a, _SRCB_HI_BITS)  # in0 -> srcB
     if fidelity == T.MathFidelity.HiFi4:
-        return torch.matmul(a_full, b_full)
+        return [(a_full, b.full)]
     if fidelity == T.MathFidelity.HiFi3:
-        return torch.matmul(a_hi, b_full) + torch.matmul(a_lo, b_hi)
+        return [(a_hi, b.full), (a_lo, b.hi)]
     if fidelity == T.MathFidelity.HiFi2:
-        return torch.matmul(a_hi, b_full)
+        return [(a_hi, b.full)]
     if fidelity == T.MathFidelity.LoFi:
-        return torch.matmul(a_hi, b_hi)
+        return [(a_hi, b.hi)]
     raise ValueError(f"ttnn: unsupported math fidelity {fidelity!r}")
 
 
-def _round_bf16(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.bfloat16).to(torch.float32)
+def fidelity_matmul(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> torch.Tensor:
+    """fp32 product of in0 ``a`` [..., M, K] and in1 ``b`` [..., K, N] as the fidelity phases compute it."""
+    terms = phase_terms(a, b, fidelity)
+    out = torch.matmul(*terms[0])
+    for x, y in terms[1:]:
+        out = out + torch.matmul(x, y)
+    return out
 
 
-def device_matmul(a: torch.Tensor, b: torch.Tensor, precision: MatmulPrecision) -> torch.Tensor:
+def _as_batched(x: torch.Tensor, batch: torch.Size) -> torch.Tensor:
+    return x.expand(*batch, *x.shape[-2:]).reshape(-1, *x.shape[-2:])
+
+
+def device_matmul(a: torch.Tensor, b: In1Operand, precision: MatmulPrecision) -> torch.Tensor:
     """fp32 result of ``a @ b`` (broadcasting batch dims) under the precision model."""
     if precision.fp32_dest_acc:
         return fidelity_matmul(a, b, precision.fidelity)
+    # bf16 destination: the running sum is rounded to bf16 after every 32-wide K tile.
+    batch = torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
+    terms = [(_as_batched(x, batch), _as_batched(y, batch)) for x, y in phase_terms(a, b, precision.fidelity)]
     k = a.shape[-1]
-    num_tiles = math.ceil(k / TILE)
-    if num_tiles <= 1:
-        return _round_bf16(fidelity_matmul(a, b, precision.fidelity))
-    pad = num_tiles * TILE - k
-    if pad:
-        a = torch.nn.functional.pad(a, (0, pad))
-        b = torch.nn.functional.pad(b, (0, 0, 0, pad))
-    out_shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    group = max(1, min(num_tiles, _PARTIALS_BUDGET // max(1, math.prod(out_shape))))
-    acc = None
-    for start in range(0, num_tiles, group):
-        stop = min(num_tiles, start + group)
-        g = stop - start
-        a_c = a[..., start * TILE : stop * TILE].unflatten(-1, (g, TILE)).movedim(-2, 0)
-        b_c = b[..., start * TILE : stop * TILE, :].unflatten(-2, (g, TILE)).movedim(-3, 0)
-        partials = fidelity_matmul(a_c, b_c, precision.fidelity)
-        for i in range(g):
-            acc = _round_bf16(partials[i]) if acc is None else _round_bf16(acc + partials[i])
-    assert acc is not None
-    return acc
+    acc = torch.zeros(terms[0][0].shape[0], a.shape[-2], b.full.shape[-1], dtype=torch.float32, device=a.device)
+    for start in range(0, k, TILE):
+        stop = min(k, start + TILE)
+        for x, y in terms:
+            acc.baddbmm_(x[:, :, start:stop], y[:, start:stop, :])
+        acc.copy_(acc.to(torch.bfloat16))
+    return acc.reshape(*batch, a.shape[-2], b.full.shape[-1])

@@ -12,6 +12,7 @@ import torch
 from .. import numerics
 from .. import types as T
 from ._common import data, mesh_shape, require_device, same_mesh
+from ._precision import operand_cache
 from .trace import device_op
 
 TILE = 32
@@ -42,6 +43,7 @@ def _write_rows(cache: Any, dev: torch.Tensor, first: torch.Tensor, second: torc
     store = cache._data
     rounded = numerics.round_to_dtype(rows.to(torch.float32), cache.dtype).to(store.dtype)
     store[dev.to(store.device), first.to(store.device), :, second.to(store.device)] = rounded.to(store.device)
+    operand_cache.invalidate(store)
 
 
 @device_op
@@ -159,6 +161,7 @@ def paged_fill_cache(cache_tensor: Any, input_tensor: Any, page_table: Any, *, b
         d_idx = dev.unsqueeze(1).expand_as(blocks)
         offsets = (pos % block).unsqueeze(0).expand_as(blocks)
         cache[d_idx.to(cache.device), blocks.to(cache.device), :, offsets.to(cache.device)] = seq_rows.to(cache.dtype).to(cache.device)
+    operand_cache.invalidate(cache)
     return cache_tensor
 
 
@@ -182,6 +185,7 @@ def fill_cache(cache_tensor: Any, input_tensor: Any, batch_idx: int, *, update_i
                            f"the cache {tuple(cache_tensor.shape)}")
     values = numerics.round_to_dtype(x[:, 0].to(torch.float32), cache_tensor.dtype).to(cache.dtype)
     cache[:, batch_idx, :, update_idx : update_idx + seq] = values.to(cache.device)
+    operand_cache.invalidate(cache)
     return cache_tensor
 
 

@@ -9,7 +9,7 @@ import torch
 from .. import types as T
 from . import _activations as activations
 from ._common import compute_dtype, data, make, require_device, same_mesh, stack_broadcast
-from ._precision import device_matmul, matmul_precision
+from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1
 from .trace import device_op
 
 _FLOAT_DTYPES = (T.DataType.BFLOAT16, T.DataType.FLOAT32, T.DataType.BFLOAT8_B, T.DataType.BFLOAT4_B)
@@ -50,32 +50,45 @@ def _matmul(
     same_mesh(op, input_tensor_a, input_tensor_b, bias)
     fused = _check_program_config(program_config, op)
     a = compute_dtype(data(input_tensor_a))
-    b = compute_dtype(data(input_tensor_b))
-    if a.dim() < 2 or b.dim() < 2:
+    b_storage = data(input_tensor_b)
+    if a.dim() < 2 or b_storage.dim() < 2:
         raise RuntimeError(f"{op}: input tensors must have rank >= 1 per device")
     if a.dim() == 2:  # per-device rank 1: a row vector
         a = a.unsqueeze(1)
-    if b.dim() == 2:
-        b = b.unsqueeze(-1)
     if transpose_a:
         a = a.transpose(-1, -2)
+    b_shape = list(b_storage.shape) if b_storage.dim() > 2 else list(b_storage.shape) + [1]
     if transpose_b:
-        b = b.transpose(-1, -2)
-    if a.shape[-1] != b.shape[-2]:
+        b_shape[-1], b_shape[-2] = b_shape[-2], b_shape[-1]
+    if a.shape[-1] != b_shape[-2]:
         raise RuntimeError(
             f"{op}: the width of the first tensor must be equal to the height of the second tensor "
-            f"(input_tensor_a {tuple(a.shape[1:])} x input_tensor_b {tuple(b.shape[1:])}: {a.shape[-1]} != {b.shape[-2]})"
+            f"(input_tensor_a {tuple(a.shape[1:])} x input_tensor_b {tuple(b_shape[1:])}: {a.shape[-1]} != {b_shape[-2]})"
         )
     # Align per-device batch dims (the device dim stays first).
-    rank = max(a.dim(), b.dim())
+    rank = max(a.dim(), len(b_shape))
     a = a.reshape(a.shape[0], *([1] * (rank - a.dim())), *a.shape[1:])
-    b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:])
-    a, b = stack_broadcast(a, b)
+
+    def prepare_b() -> In1Operand:
+        b = compute_dtype(b_storage)
+        if b.dim() == 2:
+            b = b.unsqueeze(-1)
+        if transpose_b:
+            b = b.transpose(-1, -2)
+        b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:]).contiguous()
+        return split_in1(b)
+
+    b = operand_cache.get(b_storage, (bool(transpose_b), rank), prepare_b)
+    if a.shape[0] != b.full.shape[0]:
+        a_full, _ = stack_broadcast(a, b.full)
+        a = a_full
+        if b.full.shape[0] == 1:
+            b = In1Operand(b.full.expand(a.shape[0], *b.full.shape[1:]), b.hi.expand(a.shape[0], *b.hi.shape[1:]))
     try:
-        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
     except RuntimeError as exc:
         raise RuntimeError(
-            f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.shape[1:-2])} "
+            f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.full.shape[1:-2])} "
             "do not broadcast"
         ) from exc
     out = device_matmul(a, b, matmul_precision(compute_kernel_config))
