@@ -22,8 +22,23 @@ def _run(pytester, *args):
     return pytester.runpytest_inprocess("-p", "fixtures.options", "-p", "fixtures.models", "-s", *args)
 
 
-def test_default_is_a_written_tiny_checkpoint(pytester, monkeypatch):
+def test_default_is_the_embedded_model_else_a_tiny_checkpoint(pytester, monkeypatch):
+    from fixtures.models import _embedded_model
+
     monkeypatch.delenv("DEEPSEEK_V3_HF_MODEL", raising=False)
+    result = _run(pytester)
+    result.assert_outcomes(passed=1)
+    embedded = _embedded_model()
+    expected = f"*MODEL_PATH {embedded}" if embedded else "*MODEL_PATH *tiny-Lall-seed0*"
+    result.stdout.fnmatch_lines([expected, ])
+    result.stdout.fnmatch_lines(["deepseek-tt model: embedded model*" if embedded else "deepseek-tt model: random-weight 'tiny'*"])
+
+
+def test_tiny_fallback_when_the_embedded_model_is_absent(pytester, monkeypatch):
+    import reference_models.embedded as embedded
+
+    monkeypatch.delenv("DEEPSEEK_V3_HF_MODEL", raising=False)
+    monkeypatch.setattr(embedded, "EMBEDDED_MODEL_PATH", pytester.path / "no-such-model")
     result = _run(pytester)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*MODEL_PATH *tiny-Lall-seed0*"])
