@@ -112,3 +112,23 @@ def test_reductions_topk_argmax(mesh):
     ref_v, ref_i = torch.sort(xb, dim=-1, descending=True, stable=True)  # ties: lower index first
     assert torch.equal(v, ref_v[..., :8]) and torch.equal(i, ref_i[..., :8])
     assert torch.equal(a, xb.argmax(-1))
+
+
+def test_comparisons_sort_cumsum_and_fp32_topk():
+    torch.manual_seed(5)
+    x = torch.randn(1, 1, 32, 64)
+    with open_mesh(1, 1) as device:
+        tx = replicated(device, x, dtype=ttnn.float32)
+        gt = shards(ttnn.gt(tx, 0.0))[0]
+        both = shards(ttnn.logical_and(ttnn.gt(tx, 0.0), ttnn.lt(tx, 1.0)))[0]
+        values, indices = ttnn.sort(tx, dim=-1, descending=True)
+        csum = shards(ttnn.cumsum(tx, dim=-1))[0]
+        tv, ti = ttnn.topk(tx, k=4)
+        labels = replicated(device, torch.arange(64).expand(1, 1, 32, 64) + 1000, dtype=ttnn.uint32)
+        _, li = ttnn.topk(tx, k=4, indices_tensor=labels)
+    assert torch.equal(gt, (x > 0).float()) and torch.equal(both, ((x > 0) & (x < 1)).float())
+    ref = torch.sort(x, dim=-1, descending=True, stable=True)
+    assert torch.equal(shards(values)[0], ref.values) and torch.equal(shards(indices)[0].long(), ref.indices)
+    torch.testing.assert_close(csum, x.cumsum(-1), atol=1e-5, rtol=1e-5)
+    assert ti.dtype == ttnn.uint32 and torch.equal(shards(ti)[0].long(), ref.indices[..., :4])  # fp32 -> 32-bit
+    assert torch.equal(shards(li)[0].long(), ref.indices[..., :4] + 1000)

@@ -114,6 +114,14 @@ sub = _binary_op("sub", lambda a, b: a - b, True)
 mul = _binary_op("mul", lambda a, b: a * b, False)
 subtract = sub
 multiply = mul
+eq = _binary_op("eq", lambda a, b: (torch.as_tensor(a) == b).float(), False)
+ne = _binary_op("ne", lambda a, b: (torch.as_tensor(a) != b).float(), False)
+gt = _binary_op("gt", lambda a, b: (torch.as_tensor(a) > b).float(), False)
+ge = _binary_op("ge", lambda a, b: (torch.as_tensor(a) >= b).float(), False)
+lt = _binary_op("lt", lambda a, b: (torch.as_tensor(a) < b).float(), False)
+le = _binary_op("le", lambda a, b: (torch.as_tensor(a) <= b).float(), False)
+logical_and = _binary_op("logical_and", lambda a, b: ((torch.as_tensor(a) != 0) & (torch.as_tensor(b) != 0)).float(), False)
+logical_or = _binary_op("logical_or", lambda a, b: ((torch.as_tensor(a) != 0) | (torch.as_tensor(b) != 0)).float(), False)
 maximum = _binary_op("maximum", lambda a, b: torch.maximum(torch.as_tensor(a), torch.as_tensor(b)), False)
 minimum = _binary_op("minimum", lambda a, b: torch.minimum(torch.as_tensor(a), torch.as_tensor(b)), False)
 
@@ -173,6 +181,7 @@ relu = _unary_op("relu", torch.relu, "``ttnn.relu``.")
 square = _unary_op("square", torch.square, "``ttnn.square``.")
 tanh = _unary_op("tanh", torch.tanh, "``ttnn.tanh``.")
 abs = _unary_op("abs", torch.abs, "``ttnn.abs``.")  # noqa: A001
+logical_not = _unary_op("logical_not", lambda x: (x == 0).float(), "``ttnn.logical_not``: 1 where x == 0.")
 
 
 @device_op
@@ -261,6 +270,7 @@ def where(
 
 __all__ = [
     "add", "sub", "subtract", "mul", "multiply", "div", "maximum", "minimum",
+    "eq", "ne", "gt", "ge", "lt", "le", "logical_and", "logical_or", "logical_not",
     "silu", "sigmoid", "exp", "neg", "reciprocal", "rsqrt", "sqrt", "square", "relu", "gelu", "tanh", "abs", "log",
     "softmax", "where",
 ]
