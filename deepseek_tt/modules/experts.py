@@ -5,11 +5,12 @@ Placement: with ``D = R * C`` devices, device ``d = r * C + c`` holds experts ``
 ``w1`` (gate^T) and ``w3`` (up^T) ``[1, El, hidden, I]``, ``w2`` (down^T) ``[1, El, I, hidden]``; dtypes from
 the policy kinds ``expert_gate_up`` (default bfloat4_b, LoFi) and ``expert_down`` (bfloat8_b, HiFi2).
 
-Streamed conversion: experts are read one *slot* at a time. Slot ``j`` is the ``j``-th local expert of
-every device (``D`` experts, one per device); it is dequantized from the (lazy) state dict, converted and
-dumped as one mesh tensor ``[1, 1, hidden, I]`` per device, then freed. Peak host memory is one slot of
-one projection (``D`` experts: 1 on a 1x1 mesh, 32 on a Galaxy), never the layer. Loading concatenates a
-projection's ``El`` slot tensors along dim 1 on the device (:meth:`Experts.stack_weights`).
+Streamed conversion: experts are read one *chunk of slots* at a time. Slot ``j`` is the ``j``-th local
+expert of every device (``D`` experts, one per device); a chunk is ``g = max(1, EXPERTS_PER_FILE // D)``
+consecutive slots (``g * D`` experts), dequantized from the (lazy) state dict, converted and dumped as one
+mesh tensor ``[1, g, ., .]`` per device, then freed. Peak host memory is one chunk of one projection
+(``max(D, EXPERTS_PER_FILE)`` experts: 8 on a 1x1 mesh, 32 on a Galaxy), never the layer. Loading
+concatenates a projection's chunk tensors along dim 1 on the device (:meth:`Experts.stack_weights`).
 
 Forward: ``x`` ``[1, El, N, hidden]`` (the dispatched tokens, repeated for each local expert) ->
 ``[1, El, N, hidden]``: ``w2(silu(w1 x) * w3 x)`` as batched matmuls, each local expert on all N rows.
@@ -31,7 +32,10 @@ from deepseek_tt.config.op_configs import ConcatConfig, LinearConfig, MulConfig
 from deepseek_tt.config.run_config import FromWeightConfig, RunConfig
 from deepseek_tt.modules.base import AbstractModule, matmul_compute_config, mesh_shape, require_key, save_weight
 
-#: ttnn name -> (HF projection, dtype-policy kind, transpose to [in, out]).
+#: Experts per converted file on small meshes (bounds host memory; larger files convert faster).
+EXPERTS_PER_FILE = 8
+
+#: ttnn name -> (HF projection, dtype-policy kind).
 PROJECTIONS = {
     "w1": ("gate_proj", "expert_gate_up"),
     "w3": ("up_proj", "expert_gate_up"),
@@ -81,33 +85,41 @@ class Experts(AbstractModule):
         policy = get_dtype_policy(dtype_policy)
         out = Path(output_path)
         weights: dict[str, Any] = {name: {"input_tensor_b": []} for name in PROJECTIONS}
-        bar = tqdm(total=per_device * len(PROJECTIONS), desc=f"experts -> {out.name}", unit="slot", disable=not progress, leave=False)
-        for slot in range(per_device):
+        total = hf_config.n_routed_experts * len(PROJECTIONS)
+        bar = tqdm(total=total, desc=f"experts -> {out.name}", unit="expert", disable=not progress, leave=False)
+        for first, size in cls.slot_chunks(hf_config, mesh_device):
             for name, (hf_name, kind) in PROJECTIONS.items():
                 shape = (hidden, inter) if hf_name == "down_proj" else (inter, hidden)
-                slot_tensor = torch.empty(rows, cols, shape[1], shape[0], dtype=torch.float32)
+                chunk = torch.empty(rows, cols * size, shape[1], shape[0], dtype=torch.float32)
                 for device in range(rows * cols):
-                    expert = device * per_device + slot
-                    w = require_key(state_dict, f"{expert}.{hf_name}.weight", shape, where="Experts")
-                    slot_tensor[device // cols, device % cols] = w.to(torch.float32).T
-                    del w
-                record = save_weight(
-                    slot_tensor, out / f"{name}.slot{slot:03d}", mesh_device, dtype=policy.dtype(kind), shard_dims=(0, 1)
-                )
-                del slot_tensor
+                    for j in range(size):
+                        expert = device * per_device + first + j
+                        w = require_key(state_dict, f"{expert}.{hf_name}.weight", shape, where="Experts")
+                        chunk[device // cols, (device % cols) * size + j] = w.to(torch.float32).T
+                        del w
+                        bar.update(1)
+                record = save_weight(chunk, out / f"{name}.slots{first:03d}-{first + size - 1:03d}", mesh_device, dtype=policy.dtype(kind), shard_dims=(0, 1))
+                del chunk
                 weights[name]["input_tensor_b"].append(record)
-                bar.update(1)
         bar.close()
         return weights
 
     @classmethod
+    def slot_chunks(cls, hf_config: Any, mesh_device: Any) -> list[tuple[int, int]]:
+        """``(first slot, number of slots)`` of each converted file."""
+        per_device = experts_per_device(hf_config, mesh_device)
+        size = max(1, min(per_device, EXPERTS_PER_FILE // num_devices(mesh_device)))
+        return [(first, min(size, per_device - first)) for first in range(0, per_device, size)]
+
+    @classmethod
     def _model_config(cls, hf_config: Any, mesh_device: Any, memory_config: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
         per_device = experts_per_device(hf_config, mesh_device)
+        files = len(cls.slot_chunks(hf_config, mesh_device))
         policy = get_dtype_policy(dtype_policy)
         cfg: dict[str, Any] = {}
         for name, (_, kind) in PROJECTIONS.items():
             cfg[name] = LinearConfig(
-                input_tensor_b=[FromWeightConfig() for _ in range(per_device)],
+                input_tensor_b=[FromWeightConfig() for _ in range(files)],
                 memory_config=memory_config,
                 dtype=ttnn.bfloat16,
                 compute_kernel_config=matmul_compute_config(getattr(policy, kind)),

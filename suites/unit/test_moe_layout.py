@@ -81,8 +81,8 @@ def test_sub_state_dict_is_lazy():
 
 
 def test_expert_conversion_streams_one_slot_at_a_time_and_places_experts(tmp_path, monkeypatch):
-    """On a 2x2 mesh (4 experts per device) each saved file holds one slot: one expert per device, read
-    just before it is written; loading stacks the slots so device d holds experts d*4 .. d*4+3."""
+    """On a 2x2 mesh (4 experts per device) each saved file holds two slots (8 experts, two per device),
+    read just before it is written; loading stacks the slots so device d holds experts d*4 .. d*4+3."""
     config = get_preset("tiny", num_layers=2)  # 16 experts
     mesh = ttnn.open_mesh_device(ttnn.MeshShape(2, 2))
     source = CountingStateDict(config)
@@ -96,8 +96,8 @@ def test_expert_conversion_streams_one_slot_at_a_time_and_places_experts(tmp_pat
 
     monkeypatch.setattr(experts_module, "save_weight", counting_save)
     wc = Experts.convert_weights(config, source, tmp_path, mesh, dtype_policy="high_precision", progress=False)
-    assert source.max_reads_between_saves == 4  # one expert per device, never the layer
-    assert len(saved_shapes) == 3 * 4 and saved_shapes[0] == (2, 2, 128, 64)
+    assert source.max_reads_between_saves == experts_module.EXPERTS_PER_FILE == 8  # a few experts, never the layer
+    assert len(saved_shapes) == 3 * 2 and saved_shapes[0] == (2, 4, 128, 64)
 
     cfg = Experts.run_config(Experts.prefill_model_config(config, mesh, dtype_policy="high_precision"), wc, Experts.create_state(config, mesh))
     w1 = ttnn.to_torch(cfg["w1"].input_tensor_b, mesh_composer=ttnn.ConcatMeshToTensor(mesh, dim=1))[0]  # [16, hidden, I]
@@ -115,3 +115,11 @@ def test_router_weight_split_is_exact_and_tf32_representable():
     assert torch.equal(hi + lo, w)
     assert not (hi.view(torch.int32) & ((1 << 13) - 1)).any()  # 10 mantissa bits
     assert lo.abs().max() <= w.abs().max() * 2.0**-10
+
+
+def test_slot_chunks_bound_each_file_to_a_few_experts():
+    config = get_preset("galaxy-tiny")  # 64 experts
+    one = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
+    galaxy = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
+    assert Experts.slot_chunks(config, one) == [(first, 8) for first in range(0, 64, 8)]
+    assert Experts.slot_chunks(config, galaxy) == [(0, 1), (1, 1)]
