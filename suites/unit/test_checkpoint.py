@@ -163,3 +163,15 @@ def test_bf16_generation_equals_rounded_fp32():
     spec = WeightSpec((ROWS_PER_CHUNK + 5, 8), EMBEDDING)  # two chunks
     assert torch.equal(random_tensor("k", spec, 0, torch.bfloat16), random_tensor("k", spec, 0).to(torch.bfloat16))
     assert not torch.equal(random_tensor("k", spec, 0), random_tensor("k", spec, 1))
+
+
+def test_a_plain_save_pretrained_directory_loads_too(tmp_path):
+    """bf16/fp32 checkpoints without an index (one model.safetensors, rope_parameters) load as they are."""
+    model = build_reference_model(get_preset("tiny"), seed=5)
+    model.save_pretrained(tmp_path)
+    lazy = LazyStateDict(tmp_path, dequantize=True)
+    assert "model.layers.1.mlp.experts.0.gate_proj.weight" in lazy
+    loaded = load_reference_model(tmp_path)
+    ids = torch.randint(0, model.config.vocab_size, (1, 10))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)

@@ -66,3 +66,19 @@ def test_seeding_is_deterministic(deterministic_seed):
     first = torch.rand(3)
     torch.manual_seed(deterministic_seed)
     assert torch.equal(first, torch.rand(3))
+
+
+def test_a_reference_too_big_for_the_machine_is_skipped(pytester, tmp_path):
+    import json
+
+    from reference_models.checkpoint import write_checkpoint
+
+    path = write_checkpoint("tiny", tmp_path / "m", tokenizer=None)
+    config = json.loads((path / "config.json").read_text())
+    config["num_hidden_layers"] = 61  # claims the full depth; the weights are never read
+    config.update(hidden_size=7168, vocab_size=129280, n_routed_experts=256, moe_intermediate_size=2048)
+    (path / "config.json").write_text(json.dumps(config))
+    pytester.makepyfile(test_big="def test_big(reference_model):\n    raise AssertionError('not skipped')\n")
+    result = pytester.runpytest_inprocess("-p", "fixtures.options", "-p", "fixtures.models", "-rs", "--model-path", str(path))
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*the fp32 reference needs * GB, more than half*"])
