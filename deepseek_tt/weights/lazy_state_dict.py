@@ -213,6 +213,18 @@ class LazyStateDict(Mapping[str, torch.Tensor]):
                     f"{self._ckpt.model_dir}: {scale_key!r} has shape {self._ckpt.shape_of(scale_key)}, expected {expected}"
                 )
 
+    def close(self) -> None:
+        """Release every open shard (of all views of this directory); later reads reopen them."""
+        for handle in self._ckpt.handles.values():
+            handle.__exit__(None, None, None)
+        self._ckpt.handles.clear()
+
+    def __enter__(self) -> LazyStateDict:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return (
             f"LazyStateDict({str(self._ckpt.model_dir)!r}, prefix={self._prefix!r}, "

@@ -38,6 +38,10 @@ def test_keys_read_nothing_and_a_tensor_opens_only_its_shard(tiny_dir):
     lazy[key]
     assert lazy.opened_shards == {lazy.shard_of(key)}
     assert len(set(map(lazy.shard_of, keys))) > 2  # the check above is meaningful
+    with lazy:
+        lazy["model.norm.weight"]
+    assert lazy.opened_shards == frozenset()
+    assert lazy["model.norm.weight"].shape == (128,)  # reopens on demand
 
 
 def test_prefix_views_and_layer_filters(tiny_dir):
