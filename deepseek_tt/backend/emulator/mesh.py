@@ -289,23 +289,35 @@ class TensorToMesh:
         self.mesh_device = mesh_device
 
     def map(self, tensor: torch.Tensor) -> torch.Tensor:
-        """``[num_devices, *shard_shape]`` in device order (row-major over ``mesh_shape``)."""
-        dims = [_normalize_dim(p.dim, tensor.dim(), "mesh mapper") for p in self.placements if isinstance(p, PlacementShard)]
+        """``[num_devices, *shard_shape]`` in device order (row-major over the distribution shape)."""
+        return self.replicate(self.split(tensor))
+
+    def split(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The distinct shards as a view ``[a_0, ..., a_k, *shard_shape]``: ``a_i`` is the mesh axis size
+        for a sharded axis and 1 for a replicated one (so per-shard work, such as rounding, runs once)."""
+        rank = tensor.dim()
+        dims = [_normalize_dim(p.dim, rank, "mesh mapper") for p in self.placements if isinstance(p, PlacementShard)]
         if len(set(dims)) != len(dims):
             raise RuntimeError(f"mesh mapper: dims must be unique (placements {self.placements} shard one dim twice)")
-        pieces = [tensor]
+        x = tensor
         for axis, (size, placement) in enumerate(zip(self.distribution_shape, self.placements)):
             if isinstance(placement, PlacementShard):
-                dim = _normalize_dim(placement.dim, tensor.dim(), "mesh mapper")
+                dim = _normalize_dim(placement.dim, rank, "mesh mapper")
                 if tensor.shape[dim] % size:
                     raise RuntimeError(
                         f"mesh mapper: tensor dim {dim} of size {tensor.shape[dim]} does not shard evenly over "
                         f"mesh axis {axis} of size {size} (shape {list(tensor.shape)})"
                     )
-                pieces = [chunk for piece in pieces for chunk in torch.chunk(piece, size, dim=dim)]
+                x = x.unflatten(axis + dim, (size, tensor.shape[dim] // size)).movedim(axis + dim, axis)
             else:
-                pieces = [piece for piece in pieces for _ in range(size)]
-        return torch.stack(pieces)
+                x = x.unsqueeze(axis)
+        return x
+
+    def replicate(self, distinct: torch.Tensor) -> torch.Tensor:
+        """Expand :meth:`split`'s result over the replicated axes: ``[num_devices, *shard_shape]``."""
+        axes = len(self.distribution_shape)
+        full = distinct.expand(*self.distribution_shape, *distinct.shape[axes:])
+        return full.reshape(self.distribution_shape.mesh_size(), *distinct.shape[axes:])
 
     def __repr__(self) -> str:
         return f"TensorToMesh(mesh={self.mesh_shape}, distribution={self.distribution_shape}, placements={self.placements})"

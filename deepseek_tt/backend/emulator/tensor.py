@@ -79,11 +79,13 @@ class Tensor:
         memory_config: MemoryConfig | None = None,
         mesh_shape: Sequence[int] | None = None,
         placements: list | None = None,
+        rounded: bool = False,
     ) -> "Tensor":
         """A tensor from stacked shards ``[num_shards, *shape]``, rounded to ``dtype`` and validated.
 
         ``mesh_shape`` defaults to the device's shape (or 1x1 for one host shard); it must cover
-        ``data.shape[0]`` devices.
+        ``data.shape[0]`` devices. ``rounded=True`` skips the rounding for data already rounded to
+        ``dtype`` (in the storage torch dtype).
         """
         where = "ttnn.Tensor"
         if not isinstance(dtype, DataType):
@@ -108,7 +110,7 @@ class Tensor:
                     f"({device.get_num_devices()} devices)"
                 )
         check_memory_config(memory_config, tile_padded_shape(data.shape[1:], layout), layout, where)
-        values = numerics.round_to_dtype(data, dtype)
+        values = data if rounded else numerics.round_to_dtype(data, dtype)
         target = device.torch_device if device is not None else torch.device("cpu")
         if values.device != target:
             values = values.to(target)
@@ -279,15 +281,18 @@ def from_torch(
     source = tensor.detach()
     if dtype in BLOCK_FLOAT_DTYPES and pad_value not in (None, 0, 0.0):
         source = _round_bfp_with_padding(source, dtype, float(pad_value))
-    if mapper is not None:
-        stacked = mapper.map(source)
+    if mapper is not None:  # round each distinct shard once, then replicate
+        distinct = mapper.split(source)
+        rounded = numerics.round_to_dtype(distinct, dtype)
+        stacked = mapper.replicate(rounded)
         mesh_shape, placements = mapper.mesh_shape, list(mapper.placements)
     else:  # one host shard; to_device replicates it over the mesh
-        stacked, mesh_shape, placements = source.unsqueeze(0), MeshShape(1, 1), None
+        stacked = numerics.round_to_dtype(source, dtype).unsqueeze(0)
+        mesh_shape, placements = MeshShape(1, 1), None
+    if stacked.data_ptr() == source.data_ptr():
+        stacked = stacked.clone()  # never alias the caller's tensor
     result = Tensor.from_stacked(stacked, dtype=dtype, layout=layout, device=None, memory_config=memory_config,
-                                 mesh_shape=mesh_shape, placements=placements)
-    if result._data.data_ptr() == source.data_ptr():
-        result._data = result._data.clone()  # never alias the caller's tensor
+                                 mesh_shape=mesh_shape, placements=placements, rounded=True)
     return to_device(result, device, memory_config=memory_config) if device is not None else result
 
 
