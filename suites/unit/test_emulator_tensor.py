@@ -203,3 +203,21 @@ def test_compute_kernel_and_program_configs_have_ttnn_defaults():
         ttnn.MatmulMultiCoreReuseMultiCastDRAMShardedProgramConfig(8, 1, 4)  # keyword-only, as in ttnn
     sdpa = ttnn.SDPAProgramConfig(compute_with_storage_grid_size=ttnn.CoreCoord(8, 8), q_chunk_size=64, k_chunk_size=64)
     assert sdpa.exp_approx_mode is None and sdpa.max_cores_per_head_batch == 16
+
+
+def test_check_same_mesh_names_both_meshes():
+    from deepseek_tt.backend.emulator.validation import check_same_mesh
+
+    mesh_a, mesh_b = ttnn.open_mesh_device(ttnn.MeshShape(1, 2)), ttnn.open_mesh_device(ttnn.MeshShape(1, 2))
+    a = ttnn.from_torch(torch.zeros(2, 2), device=mesh_a)
+    b = ttnn.from_torch(torch.zeros(2, 2), device=mesh_b)
+    check_same_mesh("ttnn.add", a, ttnn.from_torch(torch.ones(2, 2), device=mesh_a), None)
+    with pytest.raises(RuntimeError, match="ttnn.add: input tensors live on different mesh devices"):
+        check_same_mesh("ttnn.add", a, b)
+
+
+def test_replicated_shards_are_independent_copies():
+    mesh = ttnn.open_mesh_device(ttnn.MeshShape(2, 2))
+    t = ttnn.from_torch(torch.zeros(4, 4), dtype=ttnn.float32, device=mesh, mesh_mapper=ttnn.ReplicateTensorToMesh(mesh))
+    t._data[1, 0, 0] = 5.0  # an in-place write (as a cache update does) touches one device only
+    assert t._data[0, 0, 0].item() == 0.0 and t._data[1, 0, 0].item() == 5.0
