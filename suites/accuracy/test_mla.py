@@ -209,7 +209,7 @@ def test_mla_prefill(reference: Reference, mesh_device: Any, seq_len: int, dtype
 def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_result) -> None:
     rows, cols = tuple(mesh_device.shape)
     users = rows * kv_cache.USERS_PER_ROW
-    max_seq_len = 160  # 5 pages per user
+    max_seq_len = 96  # 3 pages per user (the reference is the cost: 128 users on 4x8)
     generator = torch.Generator().manual_seed(7)
     positions = torch.randint(0, max_seq_len, (users,), generator=generator)
     positions[0] = 0  # empty history: attends only to itself
@@ -296,7 +296,7 @@ def test_mla_yarn_off_moves_the_output_and_still_matches(reference: Reference, m
     plain_attention.load_state_dict(reference.attention.state_dict())
     plain = Reference(plain_config, plain_attention.eval())
     assert plain_attention.scaling < reference.attention.scaling
-    seq_len = 1024  # at 128 tokens the two references still agree to PCC ~0.997; at 1024 to ~0.90
+    seq_len = 128  # the two references agree only to PCC ~0.905 here (softmax scale x1.87, frequencies)
     x_on, out_on, *_ = _run_prefill(reference, mesh_device, tmp_path / "yarn", seq_len, user_id=0)
     x_off, out_off, *_ = _run_prefill(plain, mesh_device, tmp_path / "plain", seq_len, user_id=0)
     assert torch.equal(x_on, x_off)
