@@ -4,6 +4,7 @@ query's dtype. Shapes and argument names follow ttnn 0.81 (see docs/TEAM_CONTRAC
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -126,8 +127,8 @@ def scaled_dot_product_attention(input_tensor_q: Any, input_tensor_k: Any, input
 
 
 @device_op
-def flash_mla_prefill(input_tensor_q: Any, input_tensor_k: Any, head_dim_v: Any = None, *,
-                      input_tensor_v: Any = None, attn_mask: Any = None, is_causal: bool = True,
+def flash_mla_prefill(input_tensor_q: Any, input_tensor_k: Any, head_dim_v: Any, *,
+                      attn_mask: Any = None, is_causal: bool = True,
                       scale: float | None = None, memory_config: Any = None, program_config: Any = None,
                       compute_kernel_config: Any = None) -> Any:
     """``ttnn.transformer.flash_mla_prefill(q, kv, head_dim_v)``: MLA prefill attention where V is the
@@ -137,8 +138,7 @@ def flash_mla_prefill(input_tensor_q: Any, input_tensor_k: Any, head_dim_v: Any 
     require_device(input_tensor_q, op)
     same_mesh(op, input_tensor_q, input_tensor_k, attn_mask)
     q, k = compute_dtype(data(input_tensor_q)), compute_dtype(data(input_tensor_k))
-    if input_tensor_v is None and not isinstance(head_dim_v, int):
-        input_tensor_v = head_dim_v
+    input_tensor_v = None if isinstance(head_dim_v, int) else head_dim_v  # ttnn's (q, k, v) overload
     if input_tensor_v is not None:
         v = compute_dtype(data(input_tensor_v))
     else:
@@ -322,6 +322,18 @@ def paged_scaled_dot_product_attention_decode(input_tensor_q: Any, input_tensor_
                    input_tensor_v, None, page_table_tensor, is_causal=is_causal, attn_mask=attn_mask,
                    cur_pos=None, cur_pos_tensor=cur_pos_tensor, scale=scale, memory_config=memory_config,
                    sliding_window_size=sliding_window_size, attention_sink=attention_sink)
+
+
+def _required_after_optional(fn: Any, *names: str) -> None:
+    """Give ``fn`` ttnn's signature in which ``names`` are required although an optional parameter
+    precedes them (legal in nanobind, not in a Python ``def``; callers pass them by keyword)."""
+    sig = inspect.signature(fn)
+    params = [p.replace(default=inspect.Parameter.empty) if p.name in names else p for p in sig.parameters.values()]
+    fn.__signature__ = inspect.Signature(params, __validate_parameters__=False)
+
+
+_required_after_optional(paged_flash_multi_latent_attention_decode, "head_dim_v", "page_table_tensor")
+_required_after_optional(flash_multi_latent_attention_decode, "head_dim_v")
 
 
 TRANSFORMER_OPS = {

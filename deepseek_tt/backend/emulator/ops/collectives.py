@@ -193,30 +193,6 @@ def point_to_point(input_tensor: Any, sender_coord: Any, receiver_coord: Any, *,
     return result
 
 
-# Experimental asynchronous variants used by tt-metal models: same results (semaphores are ignored).
-def all_gather_async(input_tensor: Any, *args: Any, dim: int | None = None, cluster_axis: int | None = None,
-                     memory_config: Any = None, persistent_output_tensor: Any = None,
-                     persistent_output_buffer: Any = None, **kwargs: Any) -> Any:
-    """``ttnn.experimental.all_gather_async`` (any of its overloads): as ``ttnn.all_gather``."""
-    positional = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-    if dim is None:
-        if not positional:
-            raise TypeError("ttnn.experimental.all_gather_async: missing dim")
-        dim = positional[0]
-        if cluster_axis is None and len(positional) > 1:
-            cluster_axis = positional[1]
-    return all_gather(input_tensor, dim, cluster_axis=cluster_axis, memory_config=memory_config)
-
-
-def reduce_scatter_minimal_async(input_tensor: Any, *args: Any, dim: int | None = None,
-                                 cluster_axis: int | None = None, memory_config: Any = None, **kwargs: Any) -> Any:
-    """``ttnn.experimental.reduce_scatter_minimal_async``: as ``ttnn.reduce_scatter``."""
-    positional = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-    if dim is None:
-        dim = positional[0]
-    return reduce_scatter(input_tensor, dim, cluster_axis=cluster_axis, memory_config=memory_config)
-
-
 @device_op
 def all_to_all_async_generic(input_tensor: Any, in_dim: int, out_dim: int, *, persistent_output_buffer: Any = None,
                              num_links: Any = None, memory_config: Any = None, topology: Any = None,
@@ -253,8 +229,6 @@ def fast_reduce_nc(input: Any, *, dims: Any = (), output: Any = None, memory_con
 
 
 EXPERIMENTAL_OPS = {
-    "all_gather_async": all_gather_async,
-    "reduce_scatter_minimal_async": reduce_scatter_minimal_async,
     "all_to_all_async_generic": all_to_all_async_generic,
     "fast_reduce_nc": fast_reduce_nc,
 }

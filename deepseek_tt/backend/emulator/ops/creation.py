@@ -69,11 +69,9 @@ def ones_like(tensor: Any, dtype: Any = None, layout: Any = None, device: Any = 
 
 
 @device_op
-def arange(start: int, end: int | None = None, step: int = 1, *, dtype: Any = T.DataType.BFLOAT16, device: Any = None,
-           memory_config: Any = None, layout: Any = T.Layout.ROW_MAJOR) -> Any:
-    """``ttnn.arange(start, end, step)`` or ``ttnn.arange(end)``: a 1-D tensor."""
-    if end is None:
-        start, end = 0, start
+def arange(start: int, end: int, step: int = 1, *, dtype: Any = T.DataType.BFLOAT16, device: Any = None,
+           memory_config: Any = T.DRAM_MEMORY_CONFIG, layout: Any = T.Layout.ROW_MAJOR) -> Any:
+    """``ttnn.arange(start, end, step)``: a 1-D tensor."""
     return _create(torch.arange(int(start), int(end), int(step), dtype=torch.float64).to(torch.float32),
                    dtype, layout, device, memory_config)
 

@@ -4,6 +4,7 @@ conversions, gather/scatter, embedding. All per device on the stacked data (dim 
 from __future__ import annotations
 
 import builtins
+import enum
 import math
 from typing import Any, Sequence
 
@@ -18,9 +19,24 @@ def _rank(t: Any) -> int:
     return data(t).dim() - 1
 
 
+class TileReshapeMapMode(enum.Enum):
+    """``ttnn.TileReshapeMapMode`` (no effect on values)."""
+
+    CACHE = 0
+    RECREATE = 1
+
+
+class EmbeddingsType(enum.Enum):
+    """``ttnn.EmbeddingsType`` (GENERIC and PADDED behave alike here; BINARY is not emulated)."""
+
+    GENERIC = 0
+    PADDED = 1
+    BINARY = 2
+
+
 @device_op
-def reshape(input_tensor: Any, shape: Any, padded_shape: Any = None, *, memory_config: Any = None,
-            pad_value: Any = None, reshape_tile_mode: Any = None, sub_core_grids: Any = None,
+def reshape(input_tensor: Any, shape: Any, *, memory_config: Any = None, pad_value: Any = None,
+            reshape_tile_mode: Any = TileReshapeMapMode.CACHE, sub_core_grids: Any = None,
             skip_padding_fill: bool = False) -> Any:
     """``ttnn.reshape`` of the per-device shape (one -1 allowed)."""
     x = data(input_tensor)
@@ -134,11 +150,12 @@ def _slice_args(x: torch.Tensor, starts: Any, ends: Any, steps: Any, op: str) ->
 
 
 @device_op
-def slice(input_tensor: Any, starts: Any, ends: Any, steps: Any = None, *, memory_config: Any = None,  # noqa: A001
+def slice(input_tensor: Any, starts: Any, ends: Any, slice_step: Any = None, *, memory_config: Any = None,  # noqa: A001
           output_tensor: Any = None, pad_value: Any = None, slice_dim: Any = None, num_devices: Any = None,
           sub_core_grids: Any = None, **kwargs: Any) -> Any:
-    """``ttnn.slice(x, starts, ends, steps)`` of the per-device shape (ends exclusive)."""
-    steps = kwargs.pop("slice_step", steps)
+    """``ttnn.slice(x, starts, ends, steps)`` of the per-device shape (ends exclusive); the keywords of
+    ttnn's other overloads (``steps``, ``slice_start``, ``slice_end``) are accepted too."""
+    steps = kwargs.pop("steps", slice_step)
     starts = kwargs.pop("slice_start", starts)
     ends = kwargs.pop("slice_end", ends)
     if kwargs:
@@ -149,7 +166,7 @@ def slice(input_tensor: Any, starts: Any, ends: Any, steps: Any = None, *, memor
 
 
 @device_op
-def pad(input_tensor: Any, padding: Any, value: Any = 0.0, *args: Any, use_multicore: bool = True,
+def pad(input_tensor: Any, padding: Any, value: Any, *args: Any, use_multicore: bool = True,
         memory_config: Any = None, sub_core_grids: Any = None) -> Any:
     """``ttnn.pad(x, padding=[(before, after), ...], value)`` (or the ``output_padded_shape,
     input_tensor_start, value`` form)."""
@@ -191,10 +208,10 @@ def repeat_interleave(input_tensor: Any, repeats: int, dim: int, *, memory_confi
 
 
 @device_op
-def typecast(input_tensor: Any, dtype: Any, output_dtype: Any = None, *, memory_config: Any = None,
+def typecast(input_tensor: Any, dtype: Any, *args: Any, memory_config: Any = None,
              output_tensor: Any = None, sub_core_grids: Any = None) -> Any:
-    """``ttnn.typecast(x, dtype)`` (or ``(x, input_dtype, output_dtype)``): round to the new dtype."""
-    target = output_dtype if output_dtype is not None else dtype
+    """``ttnn.typecast(x, dtype)`` (or ttnn's ``(x, input_dtype, output_dtype)`` form): round to the new dtype."""
+    target = args[0] if args else dtype
     x = data(input_tensor)
     if target in T.INTEGER_DTYPES and x.is_floating_point():
         x = torch.trunc(x.to(torch.float32))
@@ -239,13 +256,12 @@ def sharded_to_interleaved(input_tensor: Any, memory_config: Any = None, output_
 
 
 @device_op
-def interleaved_to_sharded(input_tensor: Any, grid_or_config: Any, *args: Any, keep_l1_aligned: Any = False,
-                           preallocated_output: Any = None) -> Any:
+def interleaved_to_sharded(input_tensor: Any, sharded_memory_config: Any, output_dtype: Any = None, *,
+                           keep_l1_aligned: Any = False, preallocated_output: Any = None) -> Any:
     """``ttnn.interleaved_to_sharded(x, sharded_memory_config[, output_dtype])``."""
-    if not isinstance(grid_or_config, T.MemoryConfig):
+    if not isinstance(sharded_memory_config, T.MemoryConfig):
         raise NotImplementedError("ttnn emulator: interleaved_to_sharded with (grid, shard_shape, ...) is not supported")
-    output_dtype = args[0] if args else None
-    return tensor_with(input_tensor, dtype=output_dtype, memory_config=grid_or_config)
+    return tensor_with(input_tensor, dtype=output_dtype, memory_config=sharded_memory_config)
 
 
 @device_op
@@ -295,7 +311,7 @@ def scatter(input: Any, dim: int, index: Any, src: Any, *, memory_config: Any = 
 
 @device_op
 def embedding(input_tensor: Any, weight: Any, *, padding_idx: Any = None, layout: Any = None,
-              embeddings_type: Any = None, dtype: Any = None, memory_config: Any = None,
+              embeddings_type: Any = EmbeddingsType.GENERIC, dtype: Any = None, memory_config: Any = None,
               output_tensor: Any = None) -> Any:
     """``ttnn.embedding(ids, weight)``: rows of ``weight`` ([V, H], or [1, 1, V, H]) for integer ids
     [..., S]; output [..., S, H] per device, ROW_MAJOR unless ``layout`` says otherwise."""
@@ -326,5 +342,6 @@ def embedding(input_tensor: Any, weight: Any, *, padding_idx: Any = None, layout
 __all__ = [
     "reshape", "permute", "transpose", "squeeze", "unsqueeze", "concat", "slice", "pad", "repeat",
     "repeat_interleave", "typecast", "to_layout", "to_memory_config", "sharded_to_interleaved",
-    "interleaved_to_sharded", "reshard", "clone", "gather", "scatter", "embedding",
+    "interleaved_to_sharded", "reshard", "clone", "gather", "scatter", "embedding", "TileReshapeMapMode",
+    "EmbeddingsType",
 ]

@@ -7,6 +7,8 @@ approximate exponential (see NUMERICS.md); other approximate modes are computed 
 
 from __future__ import annotations
 
+import enum
+import inspect
 import math
 from typing import Any, Callable
 
@@ -75,38 +77,41 @@ def _into(result: Any, output_tensor: Any) -> Any:
     return output_tensor
 
 
-def _binary_op(name: str, fn: Callable[[Any, Any], Any], approx_default: bool) -> Callable:
-    @device_op
-    def op(
-        input_tensor_a: Any,
-        input_tensor_b: Any,
-        *,
-        fast_and_approximate_mode: bool = approx_default,
-        dtype: Any = None,
-        memory_config: Any = None,
-        output_tensor: Any = None,
-        activations: Any = (),
-        input_tensor_a_activations: Any = (),
-        input_tensor_b_activations: Any = (),
-        sub_core_grids: Any = None,
-        sub_device_id: Any = None,
-    ) -> Any:
+_BINARY_KWARGS = ("dtype", "memory_config", "output_tensor", "activations", "input_tensor_a_activations",
+                  "input_tensor_b_activations")
+
+
+def _binary_op(name: str, fn: Callable[[Any, Any], Any], approx_default: bool | None, *, core_args: bool = True,
+               second: str = "input_tensor_b") -> Callable:
+    """A binary op with ttnn's keyword set: ``fast_and_approximate_mode`` only when ``approx_default``
+    is not None, ``sub_core_grids``/``sub_device_id`` when ``core_args``; ``second`` names operand b."""
+
+    def op(input_tensor_a: Any, input_tensor_b: Any, **kwargs: Any) -> Any:
+        unknown = set(kwargs) - set(params)
+        if unknown:
+            raise TypeError(f"ttnn.{name}: unexpected keyword arguments {sorted(unknown)}")
         return _binary(
-            name,
-            fn,
-            input_tensor_a,
-            input_tensor_b,
-            dtype,
-            memory_config,
-            output_tensor,
-            activations,
-            input_tensor_a_activations,
-            input_tensor_b_activations,
+            name, fn, input_tensor_a, input_tensor_b,
+            kwargs.get("dtype"), kwargs.get("memory_config"), kwargs.get("output_tensor"), kwargs.get("activations", ()),
+            kwargs.get("input_tensor_a_activations", ()), kwargs.get("input_tensor_b_activations", ()),
         )
 
+    P = inspect.Parameter
+    params: dict[str, Any] = {}
+    if approx_default is not None:
+        params["fast_and_approximate_mode"] = approx_default
+    params.update({"dtype": None, "memory_config": None, "output_tensor": None, "activations": (),
+                   "input_tensor_a_activations": (), "input_tensor_b_activations": ()})
+    if core_args:
+        params.update({"sub_core_grids": None, "sub_device_id": None})
+    op.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [P("input_tensor_a", P.POSITIONAL_OR_KEYWORD), P(second, P.POSITIONAL_OR_KEYWORD)]
+        + [P(k, P.KEYWORD_ONLY, default=v) for k, v in params.items()]
+    )
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"``ttnn.{name}``: element-wise with broadcasting; tensor or scalar operands."
-    return op
+    return device_op(op)
+
 
 
 add = _binary_op("add", lambda a, b: a + b, True)
@@ -114,16 +119,16 @@ sub = _binary_op("sub", lambda a, b: a - b, True)
 mul = _binary_op("mul", lambda a, b: a * b, False)
 subtract = sub
 multiply = mul
-eq = _binary_op("eq", lambda a, b: (torch.as_tensor(a) == b).float(), False)
-ne = _binary_op("ne", lambda a, b: (torch.as_tensor(a) != b).float(), False)
-gt = _binary_op("gt", lambda a, b: (torch.as_tensor(a) > b).float(), False)
-ge = _binary_op("ge", lambda a, b: (torch.as_tensor(a) >= b).float(), False)
-lt = _binary_op("lt", lambda a, b: (torch.as_tensor(a) < b).float(), False)
-le = _binary_op("le", lambda a, b: (torch.as_tensor(a) <= b).float(), False)
-logical_and = _binary_op("logical_and", lambda a, b: ((torch.as_tensor(a) != 0) & (torch.as_tensor(b) != 0)).float(), False)
-logical_or = _binary_op("logical_or", lambda a, b: ((torch.as_tensor(a) != 0) | (torch.as_tensor(b) != 0)).float(), False)
-maximum = _binary_op("maximum", lambda a, b: torch.maximum(torch.as_tensor(a), torch.as_tensor(b)), False)
-minimum = _binary_op("minimum", lambda a, b: torch.minimum(torch.as_tensor(a), torch.as_tensor(b)), False)
+eq = _binary_op("eq", lambda a, b: (torch.as_tensor(a) == b).float(), None)
+ne = _binary_op("ne", lambda a, b: (torch.as_tensor(a) != b).float(), None)
+gt = _binary_op("gt", lambda a, b: (torch.as_tensor(a) > b).float(), None)
+ge = _binary_op("ge", lambda a, b: (torch.as_tensor(a) >= b).float(), None)
+lt = _binary_op("lt", lambda a, b: (torch.as_tensor(a) < b).float(), None)
+le = _binary_op("le", lambda a, b: (torch.as_tensor(a) <= b).float(), None)
+logical_and = _binary_op("logical_and", lambda a, b: ((torch.as_tensor(a) != 0) & (torch.as_tensor(b) != 0)).float(), None)
+logical_or = _binary_op("logical_or", lambda a, b: ((torch.as_tensor(a) != 0) | (torch.as_tensor(b) != 0)).float(), None)
+maximum = _binary_op("maximum", lambda a, b: torch.maximum(torch.as_tensor(a), torch.as_tensor(b)), None, core_args=False)
+minimum = _binary_op("minimum", lambda a, b: torch.minimum(torch.as_tensor(a), torch.as_tensor(b)), None, core_args=False)
 
 
 @device_op
@@ -179,14 +184,21 @@ neg = _unary_op("neg", torch.neg, "``ttnn.neg``.")
 reciprocal = _unary_op("reciprocal", torch.reciprocal, "``ttnn.reciprocal``: 1 / x.")
 relu = _unary_op("relu", torch.relu, "``ttnn.relu``.")
 square = _unary_op("square", torch.square, "``ttnn.square``.")
-tanh = _unary_op("tanh", torch.tanh, "``ttnn.tanh``.")
 abs = _unary_op("abs", torch.abs, "``ttnn.abs``.")  # noqa: A001
 logical_not = _unary_op("logical_not", lambda x: (x == 0).float(), "``ttnn.logical_not``: 1 where x == 0.")
 
 
+class SigmoidMode(enum.Enum):
+    """``ttnn.SigmoidMode`` (every mode is computed exactly here)."""
+
+    Accurate = 0
+    AccurateWithFastExp = 1
+    FastApproximate = 2
+
+
 @device_op
 def sigmoid(
-    input_tensor: Any, *, vector_mode: int = 4, mode: Any = None, memory_config: Any = None,
+    input_tensor: Any, *, vector_mode: int = 4, mode: Any = SigmoidMode.Accurate, memory_config: Any = None,
     output_tensor: Any = None, sub_core_grids: Any = None,
 ) -> Any:
     """``ttnn.sigmoid``: 1 / (1 + exp(-x))."""
@@ -216,6 +228,13 @@ def _fast_unary(name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callab
 
 
 rsqrt = _fast_unary("rsqrt", torch.rsqrt)
+
+
+@device_op
+def tanh(input_tensor: Any, *, memory_config: Any = None, output_tensor: Any = None,
+         fast_and_approximate_mode: bool = False, sub_core_grids: Any = None) -> Any:
+    """``ttnn.tanh``."""
+    return _unary(torch.tanh, input_tensor, memory_config, output_tensor)
 sqrt = _fast_unary("sqrt", torch.sqrt)
 log = _fast_unary("log", torch.log)
 
@@ -272,5 +291,5 @@ __all__ = [
     "add", "sub", "subtract", "mul", "multiply", "div", "maximum", "minimum",
     "eq", "ne", "gt", "ge", "lt", "le", "logical_and", "logical_or", "logical_not",
     "silu", "sigmoid", "exp", "neg", "reciprocal", "rsqrt", "sqrt", "square", "relu", "gelu", "tanh", "abs", "log",
-    "softmax", "where",
+    "softmax", "where", "SigmoidMode",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -18,8 +19,7 @@ def _reduce_dims(dim: Any, rank: int, op: str) -> list[int]:
     return sorted({norm_dim(int(d), rank, op) + 1 for d in dims})
 
 
-def _reduction(name: str, fn: Any) -> Any:
-    @device_op
+def _reduction(name: str, fn: Any, output_layout_arg: bool) -> Any:
     def op(input_tensor: Any, dim: Any = None, keepdim: bool = False, *, memory_config: Any = None,
            compute_kernel_config: Any = None, scalar: float = 1.0, correction: Any = None,
            sub_core_grids: Any = None, fast_and_approximate_mode: bool = False, output_layout: Any = None) -> Any:
@@ -30,15 +30,18 @@ def _reduction(name: str, fn: Any) -> Any:
         out = fn(x, dims, keepdim) * scalar
         return make(out, input_tensor, layout=output_layout, memory_config=memory_config)
 
+    if not output_layout_arg:  # ttnn.max / ttnn.min have no output_layout
+        sig = inspect.signature(op)
+        op.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "output_layout"])  # type: ignore[attr-defined]
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"``ttnn.{name}`` over per-device ``dim`` (all dims when None); result times ``scalar``."
-    return op
+    return device_op(op)
 
 
-sum = _reduction("sum", lambda x, d, k: x.sum(dim=d, keepdim=k))  # noqa: A001
-mean = _reduction("mean", lambda x, d, k: x.mean(dim=d, keepdim=k))
-max = _reduction("max", lambda x, d, k: x.amax(dim=d, keepdim=k))  # noqa: A001
-min = _reduction("min", lambda x, d, k: x.amin(dim=d, keepdim=k))  # noqa: A001
+sum = _reduction("sum", lambda x, d, k: x.sum(dim=d, keepdim=k), True)  # noqa: A001
+mean = _reduction("mean", lambda x, d, k: x.mean(dim=d, keepdim=k), True)
+max = _reduction("max", lambda x, d, k: x.amax(dim=d, keepdim=k), False)  # noqa: A001
+min = _reduction("min", lambda x, d, k: x.amin(dim=d, keepdim=k), False)  # noqa: A001
 
 
 def _index_dtype(input_tensor: Any, width: int) -> Any:
