@@ -7,7 +7,8 @@ Accepted layouts (a ``torch.save`` dict):
 - v1, single entry: the v0 keys plus any of ``prompt_tokens``, ``generated_tokens``, ``tf_prompt_len``,
   ``metadata``; either at top level or as the only element of an ``entries`` list. When
   ``reference_tokens`` is absent it is ``prompt_tokens`` followed by ``generated_tokens``, and the prompt
-  length defaults to ``tf_prompt_len`` (else the length of ``prompt_tokens``).
+  length defaults to ``tf_prompt_len`` (else the length of ``prompt_tokens``). A multi-entry ``entries``
+  list is read only with an ``entry_index``.
 
 Anything else raises :class:`RefptError` with the file name and what is wrong.
 """
@@ -72,21 +73,36 @@ def _flat_tokens(path: Path, key: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def _select_entry(path: Path, data: Any) -> tuple[dict[str, Any], int]:
+def _select_entry(path: Path, data: Any, entry_index: int | None) -> tuple[dict[str, Any], int]:
     if not isinstance(data, dict):
         raise RefptError(f"{path}: expected a dict with 'reference_tokens' (v0) or a single-entry v1 file, got {type(data).__name__}")
     if "entries" in data:
         entries = data["entries"]
-        if not isinstance(entries, (list, tuple)) or len(entries) != 1 or not isinstance(entries[0], dict):
-            count = len(entries) if isinstance(entries, (list, tuple)) else type(entries).__name__
-            raise RefptError(f"{path}: 'entries' must be a list of exactly one entry dict here, got {count}")
-        return {**{k: v for k, v in data.items() if k != "entries"}, **entries[0]}, 1
+        if not isinstance(entries, (list, tuple)) or not entries:
+            what = "an empty list" if isinstance(entries, (list, tuple)) else type(entries).__name__
+            raise RefptError(f"{path}: 'entries' must be a non-empty list of entry dicts, got {what}")
+        if entry_index is None:
+            if len(entries) != 1:
+                raise RefptError(
+                    f"{path}: 'entries' holds {len(entries)} references; expected exactly one entry unless an entry "
+                    f"index (0..{len(entries) - 1}) picks one"
+                )
+            entry_index = 0
+        if not -len(entries) <= int(entry_index) < len(entries):
+            raise RefptError(f"{path}: entry index {entry_index} out of range for {len(entries)} entries")
+        entry = entries[int(entry_index)]
+        if not isinstance(entry, dict):
+            raise RefptError(f"{path}: 'entries'[{entry_index}] must be a dict, got {type(entry).__name__}")
+        return {**{k: v for k, v in data.items() if k != "entries"}, **entry}, 1
+    if entry_index is not None and entry_index not in (0, -1):
+        raise RefptError(f"{path}: entry index {entry_index} given, but the file holds a single reference (no 'entries' list)")
     v1_keys = {"prompt_tokens", "generated_tokens", "tf_prompt_len", "metadata"}
     return data, 1 if v1_keys & set(data) else 0
 
 
-def load_refpt(path: str | Path, vocab_size: int | None = None) -> RefptReference:
-    """Read ``path``; with ``vocab_size``, token ids at or above it are an error."""
+def load_refpt(path: str | Path, vocab_size: int | None = None, entry_index: int | None = None) -> RefptReference:
+    """Read ``path``; with ``vocab_size``, token ids at or above it are an error. A multi-entry v1 file
+    needs ``entry_index`` (which entry to read)."""
     path = Path(path)
     if not path.is_file():
         raise RefptError(f"{path}: reference file not found")
@@ -94,7 +110,7 @@ def load_refpt(path: str | Path, vocab_size: int | None = None) -> RefptReferenc
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise RefptError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
-    entry, version = _select_entry(path, data)
+    entry, version = _select_entry(path, data, entry_index)
 
     tokens = _tensor(path, entry, "reference_tokens")
     prompt = _tensor(path, entry, "prompt_tokens")
