@@ -25,8 +25,8 @@ Parallelism on an R x C mesh (docs/PARALLELISM.md):
   and applies its heads' ``wkv_b2``; the values (v_head wide, not kv_lora) are all-gathered over heads;
   the user's KVPE goes to the pages of the one device that holds its cache (``paged_fill_cache`` with
   ``mesh_coords``).
-- decode (U users per row): q is computed head-parallel, then all-gathered over heads and partitioned
-  over users, so column c attends for its u = U / C users with all heads over its own cache
+- decode (U users per row): q is computed head-parallel, then one all-to-all along the row trades heads
+  for users, so column c attends for its u = U / C users with all heads over its own cache
   (``paged_flash_multi_latent_attention_decode``); the outputs are all-gathered over users before ``wo``.
 """
 
@@ -241,7 +241,12 @@ class MLA(AbstractModule):
             "wkv_b2_local_heads": linear(),
             "wo": linear(),
             "attention": attention,
-            "heads_all_gather": gather(2),  # decode: [1, U, heads/C, c+r] -> all heads
+            # decode: [1, U, heads/C, c+r] -> [1, u, heads, c+r] (heads gathered, users scattered)
+            "q_all_to_all": (
+                {"in_dim": 2, "out_dim": 1, "cluster_axis": 1, "memory_config": memory, "topology": topology}
+                if cols > 1
+                else None
+            ),
             "values_all_gather": gather(2),  # prefill: [1, S, heads/C, v_head] -> all heads
             "users_all_gather": gather(1),  # decode: [1, u, heads, v] -> all U users of the row
         }
@@ -394,9 +399,8 @@ class MLA(AbstractModule):
         ttnn.deallocate(kvpe)
 
         q = ttnn.permute(q, (0, 2, 1, 3))  # [1, U, heads/C, c+r]
-        if cfg["mesh_shape"][1] > 1:
-            q = ttnn.all_gather(q, **cfg["heads_all_gather"])  # [1, U, heads, c+r]
-            q = ttnn.mesh_partition(q, dim=1, cluster_axis=1)  # [1, u, heads, c+r]
+        if cfg["q_all_to_all"] is not None:
+            q = ttnn.experimental.all_to_all_async_generic(q, **cfg["q_all_to_all"])  # [1, u, heads, c+r]
         latent = ttnn.transformer.paged_flash_multi_latent_attention_decode(
             q, cache, page_table_tensor=page_table, cur_pos_tensor=position_idxs, **cfg["attention"]
         )  # [1, u, heads, c]
