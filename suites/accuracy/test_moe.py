@@ -11,6 +11,7 @@ The layer's weights are converted once per mesh shape (module-scoped) with the d
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +166,21 @@ def test_moe(mesh_device, mode, seq_len, converted, record_result):
 
     x = activations(_tokens(mode, seq_len, mesh_device), config.hidden_size, seed=seq_len + 1)
     forward = MoE.forward_decode if decode else MoE.forward_prefill
-    out = forward(residual_to_device(x, mesh_device, decode=decode), cfg)
+    tt_x = residual_to_device(x, mesh_device, decode=decode)
+    start = time.perf_counter()
+    out = forward(tt_x, cfg)
+    tt_seconds = time.perf_counter() - start
     actual = residual_to_torch(out, mesh_device, decode=decode)
     if not decode:  # every row must hold the whole sequence's output
         rows, cols = mesh_shape(mesh_device)
         full = ttnn.to_torch(out, mesh_composer=ttnn.ConcatMesh2dToTensor(mesh_device, mesh_shape=(rows, cols), dims=(0, 3)))
         assert all(torch.equal(full[0], full[r]) for r in range(rows)), "MoE prefill: mesh rows disagree"
+    start = time.perf_counter()
     with torch.no_grad():
         expected = get_moe(model, MOE_LAYER)(x.to(torch.bfloat16).float()[None])[0]
+    ref_seconds = time.perf_counter() - start
     value = pcc(expected, actual)
     threshold = _record(record_result, "moe", mode, value, mesh_device, seq_len)
+    record_result(module="moe", mode=mode, metric="forward_time_vs_reference", value=tt_seconds / ref_seconds, seq_len=seq_len,
+                  mesh=mesh_name(mesh_device), higher_is_better=False, tt_s=round(tt_seconds, 3), reference_s=round(ref_seconds, 3))
     assert value >= threshold, f"MoE {mode} on {mesh_name(mesh_device)}: PCC {value:.5f} < {threshold}"
