@@ -59,8 +59,7 @@ def load_model(
     if runtime == "tt":
         from deepseek_tt.runtime.tt_model import TtModel
 
-        extra = {"hf_config": hf_config} if hf_config is not None else {}
-        return TtModel.load(model_path, mesh_device, cache_dir, **common, **extra)
+        return TtModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, progress=progress)
     from deepseek_tt.runtime.reference_model import ReferenceModel
 
     import torch

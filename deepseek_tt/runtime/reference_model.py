@@ -28,12 +28,16 @@ def _load_pretrained(model_path: Path, dtype: torch.dtype) -> DeepseekV3ForCausa
 
 
 def _build_random(config: DeepseekV3Config, seed: int, dtype: torch.dtype) -> DeepseekV3ForCausalLM:
-    try:
-        from reference_models.reference import build_reference_model
-    except ImportError:
-        torch.manual_seed(seed)
-        return DeepseekV3ForCausalLM(config).to(dtype).eval()
-    return build_reference_model(config, seed, dtype).eval()
+    """The weights ``write_checkpoint(config, seed=seed)`` would write, cast tensor by tensor to ``dtype``
+    (so full-dims runs never hold an fp32 copy of the whole model)."""
+    from reference_models.random_weights import iter_random_weights
+    from reference_models.reference import FP32_KEY_SUFFIXES, _model_from_official
+
+    official = {
+        key: tensor if key.endswith(FP32_KEY_SUFFIXES) else tensor.to(dtype)
+        for key, _, tensor in iter_random_weights(config, seed)
+    }
+    return _model_from_official(config, official, dtype)
 
 
 def random_weights_config(preset: str = "full", num_layers: int = 1) -> DeepseekV3Config:
