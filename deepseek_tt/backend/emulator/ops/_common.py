@@ -115,8 +115,6 @@ def make(
     """Build an op's output tensor from stacked torch data, taking unset attributes from ``like``."""
     dtype = dtype if dtype is not None else like.dtype
     layout = layout if layout is not None else like.layout
-    if layout == T.Layout.ROW_MAJOR and dtype in T.BLOCK_FLOAT_DTYPES:
-        layout = T.Layout.TILE
     if device == "like":
         device = device_of(like)
     memory_config = output_memory_config(memory_config, like)

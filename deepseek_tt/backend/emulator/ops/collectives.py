@@ -113,7 +113,7 @@ def reduce_scatter(input_tensor: Any, dim: int, *, cluster_axis: int | None = No
     chunk = x.shape[d + 1] // size
     acc_dtype = _accumulate_dtype(input_tensor)
     n = x.shape[0]
-    dev = torch.arange(n)
+    dev = torch.arange(n, device=x.device)
     p = pos.to(x.device)
     # Chunk p of device p's output: contributions of members p+1, p+2, ..., p (mod size), in that order.
     def contribution(step: int) -> torch.Tensor:
@@ -129,7 +129,7 @@ def reduce_scatter(input_tensor: Any, dim: int, *, cluster_axis: int | None = No
 def _chunk_of(shard: torch.Tensor, dim: int, size: int, chunk: int, p: torch.Tensor) -> torch.Tensor:
     """Per device i, chunk ``p[i]`` of ``shard[i]`` along ``dim``."""
     split = shard.unflatten(dim, (size, chunk)).movedim(dim, 1)  # [n, size, ..., chunk, ...]
-    return split[torch.arange(shard.shape[0]), p.to(shard.device)]
+    return split[torch.arange(shard.shape[0], device=shard.device), p.to(shard.device)]
 
 
 @device_op
@@ -213,7 +213,7 @@ def all_to_all_async_generic(input_tensor: Any, in_dim: int, out_dim: int, *, pe
     chunk = x.shape[do] // size
     pieces = members.unflatten(do + 1, (size, chunk))  # [n, size(src), ..., size(chunk), chunk, ...]
     pieces = pieces.movedim(do + 1, 2)  # [n, size(src), size(chunk), ...]
-    mine = pieces[torch.arange(n), :, pos.to(x.device)]  # [n, size(src), ...] chunk = my position
+    mine = pieces[torch.arange(n, device=x.device), :, pos.to(x.device)]  # [n, size(src), ...] chunk = my position
     out = mine.movedim(1, di).flatten(di, di + 1)
     return make(out, input_tensor, memory_config=memory_config)
 

@@ -121,9 +121,10 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
         raise RuntimeError(f"{op}: metadata dim {output_shard_dim} ({along}) is not divisible by the {size} devices")
     local = along // size
     device = x.device
-    dev_of_expert = table.float().argmax(dim=1).to(device)  # [E]
-    held = table.any(dim=1).to(device)
-    local_index = (table.long().cumsum(dim=0) - 1).gather(1, dev_of_expert.cpu().unsqueeze(1)).squeeze(1).to(device)
+    table = table.to(device)
+    dev_of_expert = table.float().argmax(dim=1)  # [E]
+    held = table.any(dim=1)
+    local_index = (table.long().cumsum(dim=0) - 1).gather(1, dev_of_expert.unsqueeze(1)).squeeze(1)
     ar = torch.arange(n, device=device)
     offs = (pos.to(device) * local).view(n, 1)
     sel = offs + torch.arange(local, device=device).view(1, local)  # [n, local]
