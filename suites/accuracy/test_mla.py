@@ -28,7 +28,8 @@ from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.mla import MLA
 from deepseek_tt.modules.rope import RotarySetup, halves_to_interleaved
 from reference_models.presets import get_preset, preset_fields
-from reference_models.reference import build_reference_model, get_attention
+from reference_models.random_weights import random_tensor
+from reference_models.state_dict_keys import layer_weight_specs
 
 pytestmark = [pytest.mark.accuracy]
 
@@ -88,8 +89,20 @@ class Reference:
 
 
 def _reference(config: DeepseekV3Config) -> Reference:
-    model = build_reference_model(copy.deepcopy(config), seed=SEED)
-    return Reference(config, get_attention(model, 0))
+    """Layer 0's attention with the weights ``build_reference_model(config, SEED)`` gives it (each random
+    tensor depends only on its key and the seed), built alone: no embedding or MLP, which matters at full dims."""
+    config = copy.deepcopy(config)
+    config._attn_implementation = "eager"
+    prefix = "model.layers.0.self_attn."
+    weights = {
+        key.removeprefix(prefix): random_tensor(key, spec, SEED)
+        for key, spec in layer_weight_specs(config, 0).items()
+        if key.startswith(prefix)
+    }
+    with torch.device("meta"):
+        attention = DeepseekV3Attention(config, layer_idx=0)
+    attention.load_state_dict(weights, assign=True)
+    return Reference(config, attention.eval())
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +323,49 @@ def test_mla_yarn_off_moves_the_output_and_still_matches(reference: Reference, m
     assert off_pcc >= threshold, f"MLA without YaRN: PCC {off_pcc:.5f} < {threshold}"
     assert pcc(expected_on, out_off) < threshold, "the TT output without YaRN still matches the YaRN reference"
     assert pcc(expected_off, out_on) < threshold, "the TT output with YaRN matches the reference without it"
+
+
+# --- full DeepSeek-V3 dims -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="1x1")], indirect=True)
+def test_mla_full_dims(mesh_device: Any, tmp_path, record_result) -> None:
+    """The real dims (128 heads, hidden 7168, q_lora 1536, kv_lora 512, rope 64) with random weights:
+    prefill of 128 tokens, then one decode step of 32 users over that cache and random-length histories."""
+    reference = _reference(get_preset("full", num_layers=1))
+    config = reference.config
+    seq_len, max_seq_len = 128, 160
+    x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path / "prefill", seq_len, user_id=5)
+    # _run_prefill sized the cache for seq_len; decode below builds its own.
+    prefill_pcc = pcc(reference.forward(x), out)
+    cache_pcc = pcc(reference.kvpe(x), kv_cache.unpack_user_cache(caches, 5, seq_len, paged, page_table, (1, 1)))
+    threshold, cache_threshold = pcc_threshold("mla", "prefill"), pcc_threshold("kvpe_cache", "prefill")
+    record = dict(seq_len=seq_len, batch=1, mesh="1x1", preset="full")
+    record_result(module="mla", mode="prefill", metric="pcc", value=prefill_pcc, threshold=threshold, **record)
+    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
+
+    generator = torch.Generator().manual_seed(11)
+    users = kv_cache.USERS_PER_ROW
+    positions = torch.randint(0, max_seq_len, (users,), generator=generator)
+    sequences = [_hidden(int(p) + 1, config.hidden_size, generator) for p in positions]
+    latents = [reference.latents(seq) for seq in sequences]
+    expected = torch.stack([reference.decode(seq[-1], [lat[..., :-1, :] for lat in latent]) for seq, latent in zip(sequences, latents)])
+    history = [reference.kvpe(seq, lat)[:-1] for seq, lat in zip(sequences, latents)]
+    paged = kv_cache.paged_config_for(max_seq_len)
+    page_table = kv_cache.default_page_table(paged)
+    cfg = _build(reference, mesh_device, tmp_path / "decode", "decode", paged, caches=kv_cache.pack_user_caches(history, paged, page_table, (1, 1)))
+    y = MLA.forward_decode(
+        residual_to_device(torch.stack([seq[-1] for seq in sequences]), mesh_device, decode=True),
+        kv_cache.decode_positions_tensor(positions, mesh_device),
+        RotarySetup(config, mesh_device).decode_tensors(positions),
+        kv_cache.create_page_table(paged, mesh_device, page_table),
+        cfg,
+    )
+    decode_pcc = pcc(expected, residual_to_torch(y, mesh_device, decode=True))
+    decode_threshold = pcc_threshold("mla", "decode")
+    record_result(module="mla", mode="decode", metric="pcc", value=decode_pcc, threshold=decode_threshold, seq_len=max_seq_len, batch=users, mesh="1x1", preset="full")
+
+    assert prefill_pcc >= threshold, f"full-dims MLA prefill PCC {prefill_pcc:.5f} < {threshold}"
+    assert cache_pcc >= cache_threshold, f"full-dims KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
+    assert decode_pcc >= decode_threshold, f"full-dims MLA decode PCC {decode_pcc:.5f} < {decode_threshold}"
