@@ -1,12 +1,20 @@
-"""Generate a teacher-forcing reference file (``.refpt``, v0 format) with the Hugging Face reference.
+"""Generate and inspect teacher-forcing reference files (``.refpt``) with the Hugging Face reference.
 
 ``python -m reference_models.refpt --model-path DIR --prompt-file text.txt --total-length 320
---output-file out.refpt`` tokenizes the text (bos first), keeps its first ``T//2 + 1`` tokens as the
-prompt, extends it greedily to ``T`` tokens with the reference model, and saves (``torch.save``):
+--output-file out.refpt`` tokenizes the text (bos first; ``--chat-template`` formats it as one user
+message with the tokenizer's ``apply_chat_template`` instead), keeps its first ``T//2 + 1`` tokens as the
+prompt (``--prompt-len`` with ``--format v1``), extends it greedily to ``T`` tokens with the reference
+model, and saves (``torch.save``):
 
-- ``reference_tokens``: LongTensor ``[1, T]`` (prompt + greedy continuation);
-- ``top5_tokens``: LongTensor ``[T, 5]``; row ``i`` is the reference top-5 for position ``i``, i.e. of
-  the logits after position ``i - 1`` (row 0 has no prediction and repeats token 0).
+- ``--format v0`` (default, the tt_transformers helper's layout): ``reference_tokens`` LongTensor
+  ``[1, T]`` (prompt + greedy continuation) and ``top5_tokens`` LongTensor ``[T, 5]``; row ``i`` is the
+  reference top-5 for position ``i``, i.e. of the logits after position ``i - 1`` (row 0 has no
+  prediction and repeats token 0).
+- ``--format v1``: the v0 keys plus ``prompt_tokens`` ``[1, P]``, ``generated_tokens`` ``[1, T - P]``,
+  ``tf_prompt_len`` P and ``metadata`` (model, vocabulary, dtype, lengths, prompt source).
+
+``python -m reference_models.refpt inspect FILE [--model-path DIR] [--tf-prompt-len N]`` prints a file's
+format, shape, split and (with the tokenizer of ``--model-path``) its decoded prompt and continuation.
 
 Everything is greedy, fp32 by default and offline: the model and tokenizer come from ``--model-path``.
 """
@@ -14,12 +22,15 @@ Everything is greedy, fp32 by default and offline: the model and tokenizer come 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 REFERENCE_TOKENS = "reference_tokens"
 TOP5_TOKENS = "top5_tokens"
+FORMATS = ("v0", "v1")
+GENERATOR_NAME = "reference_models.refpt"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -62,12 +73,19 @@ def top5_rows(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, top5[:-1]], dim=0).long()
 
 
-def make_reference(model: torch.nn.Module, prompt_ids: list[int], total_length: int) -> dict[str, torch.Tensor]:
-    """A v0 reference dict from ``prompt_ids`` (at least ``T//2 + 1`` ids; only that many are used)."""
-    n_prompt = prompt_length(total_length)
+def make_reference(model: torch.nn.Module, prompt_ids: list[int], total_length: int,
+                   n_prompt: int | None = None) -> dict[str, torch.Tensor]:
+    """A v0 reference dict from ``prompt_ids`` (at least ``n_prompt`` ids, default ``T//2 + 1``; only that
+    many are used)."""
+    if n_prompt is None:
+        n_prompt = prompt_length(total_length)
+        if len(prompt_ids) < n_prompt:
+            raise ValueError(f"prompt has {len(prompt_ids)} tokens; --total-length {total_length} needs at least "
+                             f"{n_prompt} (T//2 + 1)")
+    if not 1 <= n_prompt < total_length:
+        raise ValueError(f"--prompt-len {n_prompt} must be in [1, {total_length - 1}] for --total-length {total_length}")
     if len(prompt_ids) < n_prompt:
-        raise ValueError(f"prompt has {len(prompt_ids)} tokens; --total-length {total_length} needs at least "
-                         f"{n_prompt} (T//2 + 1)")
+        raise ValueError(f"prompt has {len(prompt_ids)} tokens; --prompt-len asks for {n_prompt}")
     prompt = torch.tensor([prompt_ids[:n_prompt]], dtype=torch.long)
     tokens = greedy_extend(model, prompt, total_length)
     return {REFERENCE_TOKENS: tokens, TOP5_TOKENS: top5_rows(model, tokens)}
@@ -100,42 +118,151 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return ([bos] if bos is not None else []) + list(ids)
 
 
+def encode_chat_prompt(tokenizer, text: str, source: str = "--chat-template") -> list[int]:
+    """``text`` as one user message through the tokenizer's chat template (generation prompt added)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{source}: the tokenizer has no chat_template (tokenizer_config.json); use plain text")
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return [int(i) for i in ids]
+
+
+def to_v1(ref: dict[str, torch.Tensor], n_prompt: int, metadata: dict) -> dict:
+    """The v1 dict (DESIGN.md section 6) of a v0 reference split at ``n_prompt``."""
+    tokens = ref[REFERENCE_TOKENS]
+    return {
+        REFERENCE_TOKENS: tokens,
+        TOP5_TOKENS: ref[TOP5_TOKENS],
+        "prompt_tokens": tokens[:, :n_prompt].clone(),
+        "generated_tokens": tokens[:, n_prompt:].clone(),
+        "tf_prompt_len": int(n_prompt),
+        "metadata": dict(metadata),
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of the generator."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Inspect a file: python -m reference_models.refpt inspect FILE [--model-path DIR]")
     p.add_argument("--model-path", required=True, help="Hugging Face model directory with tokenizer files")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text")
     src.add_argument("--prompt-file", help="file holding the prompt text (UTF-8)")
+    p.add_argument("--chat-template", action="store_true",
+                   help="format the prompt as one user message with the tokenizer's chat template")
     p.add_argument("--total-length", type=int, required=True, help="T: prompt (T//2+1 tokens) + continuation")
+    p.add_argument("--prompt-len", type=int, default=None,
+                   help="prompt tokens P (default T//2+1); only with --format v1, which records it as tf_prompt_len")
+    p.add_argument("--format", default="v0", choices=FORMATS, help="v0: reference_tokens + top5_tokens; v1: + prompt/"
+                   "generated tokens, tf_prompt_len, metadata")
     p.add_argument("--output-file", required=True)
     p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.total_length < 3:
         p.error(f"--total-length must be >= 3, got {args.total_length}")
+    if args.prompt_len is not None and args.format != "v1":
+        p.error("--prompt-len needs --format v1 (a v0 file always splits at T//2 + 1)")
+    if args.prompt_len is not None and not 1 <= args.prompt_len < args.total_length:
+        p.error(f"--prompt-len must be in [1, {args.total_length - 1}] for --total-length {args.total_length}, got {args.prompt_len}")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+def _read_prompt(args: argparse.Namespace) -> tuple[str, str]:
     if args.prompt_file is not None:
         path = Path(args.prompt_file)
         if not path.is_file():
             raise SystemExit(f"--prompt-file {path}: no such file")
         text = path.read_text(encoding="utf-8")
-    else:
-        text = args.prompt
+        if not text.strip():
+            raise SystemExit(f"--prompt-file {path}: the file is empty")
+        return text, str(path)
+    return args.prompt, "--prompt"
+
+
+def generate(args: argparse.Namespace) -> int:
+    """Write the reference file ``args`` describe."""
+    torch.set_num_threads(args.threads)
+    text, source = _read_prompt(args)
     model, tokenizer = load_model_and_tokenizer(args.model_path, _DTYPES[args.dtype])
-    ref = make_reference(model, encode_prompt(tokenizer, text), args.total_length)
+    ids = encode_chat_prompt(tokenizer, text, source) if args.chat_template else encode_prompt(tokenizer, text)
+    n_prompt = prompt_length(args.total_length) if args.prompt_len is None else args.prompt_len
+    ref = make_reference(model, ids, args.total_length, args.prompt_len)
+    if args.format == "v1":
+        ref = to_v1(ref, n_prompt, {
+            "generator": GENERATOR_NAME,
+            "model": Path(args.model_path).resolve().name,
+            "vocab_size": int(model.config.vocab_size),
+            "dtype": args.dtype,
+            "total_length": int(args.total_length),
+            "prompt_source": "chat_template" if args.chat_template else "text",
+            "decoding": "greedy",
+        })
     out = Path(args.output_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ref, out)
-    n_prompt = prompt_length(args.total_length)
-    print(f"wrote {out}: {args.total_length} tokens ({n_prompt} prompt + {args.total_length - n_prompt} greedy)")
+    print(f"wrote {out} ({args.format}): {args.total_length} tokens ({n_prompt} prompt + {args.total_length - n_prompt} greedy)")
     print("continuation:", tokenizer.decode(ref[REFERENCE_TOKENS][0, n_prompt:].tolist()))
     return 0
+
+
+def inspect_reference(path: str | Path, model_path: str | Path | None = None, tf_prompt_len: int | None = None) -> str:
+    """A human-readable summary of a reference file (the ``inspect`` command's output)."""
+    from deepseek_tt.accuracy.refpt import load_refpt
+
+    tokenizer = None
+    vocab_size = None
+    if model_path is not None:
+        from transformers import AutoTokenizer
+
+        from deepseek_tt.weights.hf_config import load_hf_config
+
+        vocab_size = int(load_hf_config(model_path).vocab_size)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+    ref = load_refpt(path, vocab_size=vocab_size)
+    n_prompt = ref.prompt_len(tf_prompt_len)
+    lines = [
+        f"file: {ref.path}",
+        f"format: v{ref.version}",
+        f"reference_tokens: [1, {ref.length}]",
+        f"top5_tokens: {list(ref.top5.shape) if ref.top5 is not None else 'absent (top-1 only)'}",
+        f"split: prompt {n_prompt} tokens + continuation {ref.length - n_prompt} tokens"
+        + (" (--tf-prompt-len)" if tf_prompt_len is not None else " (tf_prompt_len)" if ref.version == 1 and n_prompt != ref.length // 2 + 1 else " (T//2 + 1)"),
+    ]
+    if ref.metadata:
+        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in sorted(ref.metadata.items())))
+    prompt, continuation = ref.tokens[:n_prompt].tolist(), ref.tokens[n_prompt:].tolist()
+    if tokenizer is not None:
+        lines.append(f"prompt: {tokenizer.decode(prompt)!r}")
+        lines.append(f"continuation: {tokenizer.decode(continuation)!r}")
+    else:
+        lines.append(f"prompt ids: {prompt}")
+        lines.append(f"continuation ids: {continuation}")
+        lines.append("(pass --model-path to decode them)")
+    return "\n".join(lines)
+
+
+def inspect_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m reference_models.refpt inspect", description="Print a .refpt's shape, split, prompt and continuation")
+    p.add_argument("file")
+    p.add_argument("--model-path", default=None, help="model directory whose tokenizer decodes the tokens (and whose vocabulary they must fit)")
+    p.add_argument("--tf-prompt-len", type=int, default=None, help="split at this prompt length instead of the file's")
+    args = p.parse_args(argv)
+    from deepseek_tt.accuracy.refpt import RefptError
+
+    try:
+        print(inspect_reference(args.file, args.model_path, args.tf_prompt_len))
+    except (RefptError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"inspect: {exc}") from None
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "inspect":
+        return inspect_main(argv[1:])
+    return generate(parse_args(argv))
 
 
 if __name__ == "__main__":
