@@ -144,12 +144,18 @@ def _load(record: WeightRecord, device: Any, weight_root: Path | None, path: str
     return tensor
 
 
-def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None, path: str, loaded: dict | None) -> Any:
-    """(Model config + state) + weight config: each FromWeightConfig meets its WeightRecord."""
+def _merge_weights(
+    cfg: Any, weights: Any, device: Any, weight_root: Path | None, path: str, loaded: dict | None, shared: Any = None
+) -> Any:
+    """(Model config + state) + weight config: each FromWeightConfig meets its WeightRecord (or, with
+    ``shared``, the tensor at the same key path of another run config)."""
     if is_op_config(cfg):
         if weights is not None and not isinstance(weights, dict):
             raise RunConfigError(f"{path}: weight entry {weights!r} collides with op config {type(cfg).__name__}")
-        merged = _merge_weights({f.name: getattr(cfg, f.name) for f in fields(cfg)}, weights, device, weight_root, path, loaded)
+        shared_fields = {f.name: getattr(shared, f.name) for f in fields(shared)} if is_op_config(shared) else None
+        merged = _merge_weights(
+            {f.name: getattr(cfg, f.name) for f in fields(cfg)}, weights, device, weight_root, path, loaded, shared_fields
+        )
         return type(cfg)(**merged)
     if isinstance(cfg, dict):
         if weights is not None and not isinstance(weights, dict):
@@ -162,13 +168,25 @@ def _merge_weights(cfg: Any, weights: Any, device: Any, weight_root: Path | None
             raise RunConfigError(
                 f"{_join(path, extra[0])}: the weight config has an entry the model config does not use"
             )
-        return {key: _merge_weights(cfg[key], weights.get(key), device, weight_root, _join(path, key), loaded) for key in cfg}
+        shared = shared if isinstance(shared, dict) else {}
+        return {
+            key: _merge_weights(cfg[key], weights.get(key), device, weight_root, _join(path, key), loaded, shared.get(key))
+            for key in cfg
+        }
     if isinstance(cfg, (list, tuple)):
         items = list(weights) if weights is not None else [None] * len(cfg)
         if not isinstance(weights, (list, tuple, type(None))) or len(items) != len(cfg):
             raise RunConfigError(f"{path}: the weight config does not match the model config's {len(cfg)} items")
-        return type(cfg)(_merge_weights(c, w, device, weight_root, _join(path, i), loaded) for i, (c, w) in enumerate(zip(cfg, items)))
+        if shared is not None and not isinstance(shared, (list, tuple)) and cfg and all(isinstance(c, FromWeightConfig) for c in cfg):
+            return shared  # the other config merged this list of weights into one tensor (e.g. stacked experts)
+        shared_items = list(shared) if isinstance(shared, (list, tuple)) and len(shared) == len(cfg) else [None] * len(cfg)
+        return type(cfg)(
+            _merge_weights(c, w, device, weight_root, _join(path, i), loaded, sh)
+            for i, (c, w, sh) in enumerate(zip(cfg, items, shared_items))
+        )
     if isinstance(cfg, FromWeightConfig):
+        if shared is not None and not isinstance(shared, (FromWeightConfig, WeightRecord)):
+            return shared
         if not isinstance(weights, WeightRecord):
             raise RunConfigError(f"{path}: FromWeightConfig has no WeightRecord in the weight config (got {weights!r})")
         return _load(weights, device, weight_root, path, loaded)
@@ -186,16 +204,19 @@ def create_run_config(
     *,
     weight_root: Path | None = None,
     loaded: dict | None = None,
+    shared: RunConfig | None = None,
 ) -> RunConfig:
     """Merge a model config, a weight config and a state into a run config (see module docstring).
 
     ``weight_root`` resolves relative :class:`WeightRecord` paths (the weight cache stores relative ones).
     ``loaded``: a dict shared between calls so that the prefill and decode run configs of one model load
-    each weight file once (keyed by file and device).
+    each weight file once (keyed by file and device). ``shared``: another run config of the same module
+    (e.g. prefill when building decode) whose weights, as that config holds them after
+    ``finalize_run_config`` (stacked, resharded ...), are reused at the same key paths instead of loading.
     """
     with_state = _merge_state(model_config, state, None, "")
     top_device = (state or {}).get(MESH_DEVICE_KEY)
-    return _merge_weights(with_state, weight_config, top_device, Path(weight_root) if weight_root else None, "", loaded)
+    return _merge_weights(with_state, weight_config, top_device, Path(weight_root) if weight_root else None, "", loaded, shared)
 
 
 # --- weight config <-> JSON ----------------------------------------------------------------------

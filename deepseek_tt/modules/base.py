@@ -69,8 +69,17 @@ class AbstractModule:
         *,
         weight_root: Path | None = None,
         loaded: dict | None = None,
+        shared: RunConfig | None = None,
     ) -> RunConfig:
-        return create_run_config(model_config, weight_config, state, weight_root=weight_root, loaded=loaded)
+        """The merge of ``create_run_config``, then :meth:`finalize_run_config`."""
+        cfg = create_run_config(model_config, weight_config, state, weight_root=weight_root, loaded=loaded, shared=shared)
+        return cls.finalize_run_config(cfg)
+
+    @classmethod
+    def finalize_run_config(cls, cfg: RunConfig) -> RunConfig:
+        """Post-load step on a merged run config (e.g. stacking loaded expert slots); parents call their
+        children's. Default: nothing. Must be idempotent (a config built with ``shared=`` is finalized again)."""
+        return cfg
 
     @classmethod
     def forward_prefill(cls, x: Any, cfg: RunConfig) -> Any:

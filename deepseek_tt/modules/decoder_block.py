@@ -114,6 +114,12 @@ class DecoderBlock(AbstractModule):
         }
 
     @classmethod
+    def finalize_run_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        cfg["mla"] = MLA.finalize_run_config(cfg["mla"])
+        cfg["mlp"] = cls.ffn().finalize_run_config(cfg["mlp"])
+        return cfg
+
+    @classmethod
     def forward_prefill(cls, x: Any, user_id: int, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
         """One user's ``[1, 1, S, hidden / C]`` -> same; fills the user's KVPE pages of this layer."""
         attn_in = DistributedRMSNorm.forward_prefill(x, cfg["input_norm"])

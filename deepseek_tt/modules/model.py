@@ -106,19 +106,31 @@ class Model(AbstractModule):
         paged_config: PagedConfig | None = None,
         *,
         page_table: torch.Tensor | None = None,
+        caches: list[torch.Tensor | None] | None = None,
         dtype_policy: DtypePolicy | str | None = None,
     ) -> dict[str, Any]:
-        """Device, one zeroed KVPE cache per layer, and the page table (``page_table``: a torch one to use)."""
+        """Device, one KVPE cache per layer (zeros, or ``caches[i]`` as ``kv_cache.pack_user_caches``
+        lays them out), and the page table (``page_table``: a torch one to use, else the default)."""
         if paged_config is None:
             raise ValueError("Model.create_state needs a paged_config (kv_cache.paged_config_for(...))")
+        num_layers = hf_config.num_hidden_layers
+        if caches is not None and len(caches) != num_layers:
+            raise ValueError(f"Model.create_state: {len(caches)} layer caches for {num_layers} layers")
         return {
             MESH_DEVICE_KEY: mesh_device,
             "layers": [
-                block_for_layer(hf_config, i).create_state(hf_config, mesh_device, paged_config, dtype_policy=dtype_policy)
-                for i in range(hf_config.num_hidden_layers)
+                block_for_layer(hf_config, i).create_state(
+                    hf_config, mesh_device, paged_config, caches=None if caches is None else caches[i], dtype_policy=dtype_policy
+                )
+                for i in range(num_layers)
             ],
             "page_table": create_page_table(paged_config, mesh_device, page_table),
         }
+
+    @classmethod
+    def finalize_run_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        cfg["layers"] = [block.finalize_run_config(layer) for block, layer in zip(cls._blocks(cfg), cfg["layers"])]
+        return cfg
 
     @classmethod
     def forward_prefill(cls, tokens: Any, user_id: int, rope_tensors: dict[str, Any], cfg: dict[str, Any]) -> Any:

@@ -171,8 +171,8 @@ class MoE(AbstractModule):
         return {MESH_DEVICE_KEY: mesh_device, "expert_mapping": mapping}
 
     @classmethod
-    def run_config(cls, model_config: dict[str, Any], weight_config: dict[str, Any], state: dict[str, Any], *, weight_root: Path | None = None) -> RunConfig:
-        cfg = super().run_config(model_config, weight_config, state, weight_root=weight_root)
+    def finalize_run_config(cls, cfg: RunConfig) -> RunConfig:
+        """Stack the loaded expert slots (also when the MoE is part of a decoder block / model run config)."""
         Experts.stack_weights(cfg["experts"])
         return cfg
 

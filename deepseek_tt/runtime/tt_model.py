@@ -149,17 +149,24 @@ class TtModel:
         model.cache_result = result
         return model
 
-    def _build_run_configs(self) -> None:
+    def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
+        """Fresh state (zeroed KV caches) merged with the weights: loaded from the cache entry, or taken
+        from ``previous`` (an earlier prefill run config) so that weights are never loaded twice."""
         state = Model.create_state(
             self.hf_config, self.mesh_device, self.paged_config, page_table=self.page_table, dtype_policy=self.dtype_policy
         )
         common = dict(weight_root=self.weight_root, loaded=self._loaded)
-        self._prefill_cfg = Model.run_config(self._prefill_model_config, self.weight_config, state, **common)
-        self._decode_cfg = Model.run_config(self._decode_model_config, self.weight_config, state, **common)
+        self._prefill_cfg = Model.run_config(self._prefill_model_config, self.weight_config, state, **common, shared=previous)
+        # Decode reuses the prefill config's weights as finalized (one copy of every weight on the device).
+        self._decode_cfg = Model.run_config(self._decode_model_config, self.weight_config, state, **common, shared=self._prefill_cfg)
 
     def reset(self) -> None:
         """Forget every user's KV (fresh zeroed caches; weights stay loaded)."""
-        self._build_run_configs()
+        previous = self._prefill_cfg
+        old_state = [previous["page_table"]] + [layer["mla"]["kvpe_cache"] for layer in previous["layers"]]
+        self._build_run_configs(previous)
+        for tensor in old_state:
+            ttnn.deallocate(tensor)
 
     # --- prefill ---------------------------------------------------------------------------------
 

@@ -63,3 +63,42 @@ def build(module: type[AbstractModule], hf_config: Any, weights: dict[str, torch
 
 def activations(tokens: int, hidden: int, seed: int) -> torch.Tensor:
     return torch.randn(tokens, hidden, generator=torch.Generator().manual_seed(seed))
+
+
+# --- KVPE of the reference (what the TT cache must hold) --------------------------------------------
+
+
+@torch.no_grad()
+def reference_kvpe(attention: torch.nn.Module, rotary: torch.nn.Module, normed: torch.Tensor) -> torch.Tensor:
+    """``[S, kv_lora + rope]`` for an attention's (already normed) input ``[S, hidden]`` at positions 0..S-1:
+    the normed latent and the roped key, rope part interleaved as the TT cache stores it."""
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import apply_rotary_pos_emb_interleave
+
+    from deepseek_tt.modules.rope import halves_to_interleaved
+
+    c = attention.config.kv_lora_rank
+    kv = attention.kv_a_proj_with_mqa(normed[None])
+    latent = attention.kv_a_layernorm(kv[..., :c])
+    k_rope = kv[..., c:][:, None]
+    cos, sin = rotary(normed, torch.arange(normed.shape[0])[None])
+    _, k_rope = apply_rotary_pos_emb_interleave(k_rope, k_rope, cos, sin)
+    return torch.cat((latent[0], halves_to_interleaved(k_rope[0, 0])), dim=-1)
+
+
+def causal_mask(seq_len: int) -> torch.Tensor:
+    return torch.full((seq_len, seq_len), float("-inf")).triu(1)[None, None]
+
+
+@torch.no_grad()
+def reference_layer(model: DeepseekV3ForCausalLM, layer: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder layer ``layer`` over one sequence ``[S, hidden]`` (positions 0..S-1): ``(output, kvpe)``."""
+    from reference_models.reference import get_layer, get_rotary_embedding
+
+    block = get_layer(model, layer)
+    rotary = get_rotary_embedding(model)
+    positions = torch.arange(x.shape[0])[None]
+    cos, sin = rotary(x[None], positions)
+    out = block(x[None], attention_mask=causal_mask(x.shape[0]), position_ids=positions, position_embeddings=(cos, sin))
+    out = out[0] if isinstance(out, tuple) else out
+    kvpe = reference_kvpe(block.self_attn, rotary, block.input_layernorm(x))
+    return out[0], kvpe

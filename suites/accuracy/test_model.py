@@ -1,0 +1,173 @@
+"""The full model (embedding, decoder blocks, final norm, LM head) against transformers' DeepseekV3ForCausalLM.
+
+Galaxy-tiny with one dense and one MoE layer, the same random weights on both sides.
+
+- Three-stage ``Model``: prefill logits of one user; decode logits of 32 users per mesh row at random
+  positions over per-layer KVPE caches prefilled from the reference (each layer's attention input is
+  captured with a hook). Emulated 1x1 and 4x8 meshes; threshold ``model`` (0.97) from the table.
+- ``TtModel`` facade: load through the weight cache with random weights, prefill two users, decode them
+  teacher-forced for a few steps (other slots empty, position -1), compared with the reference's logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deepseek_tt.accuracy.metrics import pcc, top1_agreement
+from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.base import mesh_shape
+from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.lm_head import LMHead
+from deepseek_tt.modules.model import Model
+from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.runtime.tt_model import TtModel
+from reference_models.reference import get_layer, get_rotary_embedding, official_state_dict
+from suites.accuracy.model_lib import SEED, decode_users, mesh_name, reference_kvpe, reference_model
+
+pytestmark = pytest.mark.accuracy
+
+DECODE_MAX_SEQ = 128
+_converted: dict[tuple[int, int], tuple[dict[str, Any], Path]] = {}
+
+
+def _weights(mesh_device: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The model's weight config for this mesh shape, converted once per session."""
+    shape = mesh_shape(mesh_device)
+    if shape not in _converted:
+        model = reference_model()
+        out = tmp_path_factory.mktemp(f"model_{shape[0]}x{shape[1]}")
+        _converted[shape] = (Model.convert_weights(model.config, official_state_dict(model), out, mesh_device), out)
+    return _converted[shape][0]
+
+
+def _run_config(mesh_device, tmp_path_factory, mode: str, paged, page_table, caches=None) -> dict[str, Any]:
+    config = reference_model().config
+    model_config = (Model.prefill_model_config if mode == "prefill" else Model.decode_model_config)(config, mesh_device)
+    state = Model.create_state(config, mesh_device, paged, page_table=page_table, caches=caches)
+    return Model.run_config(model_config, _weights(mesh_device, tmp_path_factory), state)
+
+
+def _record(record_result, mode, expected, actual, seq_len, batch, mesh_device) -> float:
+    value = pcc(expected, actual)
+    threshold = pcc_threshold("model", mode)
+    mesh = mesh_name(mesh_device)
+    record_result(module="model", mode=mode, metric="logits_pcc", value=value, threshold=threshold, seq_len=seq_len, batch=batch, mesh=mesh)
+    record_result(module="model", mode=mode, metric="top1_agreement", value=top1_agreement(expected, actual), seq_len=seq_len, batch=batch, mesh=mesh)
+    return value
+
+
+@torch.no_grad()
+def _reference_with_kvpe(tokens: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits ``[S, V]`` of one sequence and each layer's KVPE ``[S, kv_lora + rope]``."""
+    model = reference_model()
+    rotary = get_rotary_embedding(model)
+    inputs: list[torch.Tensor] = []
+    hooks = [
+        get_layer(model, i).self_attn.register_forward_pre_hook(
+            lambda _m, args, kwargs: inputs.append((kwargs.get("hidden_states", args[0] if args else None))[0].clone()), with_kwargs=True
+        )
+        for i in range(model.config.num_hidden_layers)
+    ]
+    try:
+        logits = model(input_ids=tokens[None]).logits[0]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    kvpe = [reference_kvpe(get_layer(model, i).self_attn, rotary, normed) for i, normed in enumerate(inputs)]
+    return logits, kvpe
+
+
+@pytest.mark.parametrize(
+    "mesh_device", [pytest.param((1, 1), id="mesh1x1"), pytest.param((4, 8), id="mesh4x8", marks=pytest.mark.quick)], indirect=True
+)
+@pytest.mark.parametrize("seq_len", [pytest.param(128, id="seq128"), pytest.param(512, id="seq512")])
+def test_model_prefill(mesh_device, seq_len, tmp_path_factory, record_result):
+    model = reference_model()
+    rows, cols = mesh_shape(mesh_device)
+    tokens = torch.randint(0, model.config.vocab_size, (seq_len,), generator=torch.Generator().manual_seed(seq_len))
+    paged = kv_cache.paged_config_for(seq_len, mesh_cols=cols)
+    page_table = kv_cache.default_page_table(paged)
+    cfg = _run_config(mesh_device, tmp_path_factory, "prefill", paged, page_table)
+    rope = RotarySetup(model.config, mesh_device)
+    logits = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), rows * 32 - 1, rope.prefill_tensors(seq_len), cfg)
+    actual = LMHead.logits_to_torch(logits, mesh_device, decode=False)
+    with torch.no_grad():
+        expected = model(input_ids=tokens[None]).logits[0]
+    value = _record(record_result, "prefill", expected, actual, seq_len, 1, mesh_device)
+    assert value >= pcc_threshold("model", "prefill"), f"model prefill logits PCC {value:.5f}"
+
+
+@pytest.mark.parametrize(
+    "mesh_device", [pytest.param((1, 1), id="mesh1x1"), pytest.param((4, 8), id="mesh4x8", marks=pytest.mark.quick)], indirect=True
+)
+def test_model_decode(mesh_device, tmp_path_factory, record_result):
+    model = reference_model()
+    rows, cols = mesh_shape(mesh_device)
+    users = decode_users(mesh_device)
+    generator = torch.Generator().manual_seed(99)
+    positions = torch.randint(0, DECODE_MAX_SEQ, (users,), generator=generator)
+    positions[0], positions[-1] = 0, DECODE_MAX_SEQ - 1
+    sequences = [torch.randint(0, model.config.vocab_size, (int(p) + 1,), generator=generator) for p in positions]
+    references = [_reference_with_kvpe(seq) for seq in sequences]
+    expected = torch.stack([logits[-1] for logits, _ in references])
+
+    paged = kv_cache.paged_config_for(DECODE_MAX_SEQ, mesh_cols=cols)
+    page_table = kv_cache.default_page_table(paged)
+    caches = [
+        kv_cache.pack_user_caches([kvpe[layer][:-1] for _, kvpe in references], paged, page_table, (rows, cols))
+        for layer in range(model.config.num_hidden_layers)
+    ]
+    cfg = _run_config(mesh_device, tmp_path_factory, "decode", paged, page_table, caches=caches)
+    rope = RotarySetup(model.config, mesh_device)
+    tokens = torch.stack([seq[-1] for seq in sequences])
+    logits = Model.forward_decode(
+        Embedding.decode_input(tokens, mesh_device), kv_cache.decode_positions_tensor(positions, mesh_device), rope.decode_tensors(positions), cfg
+    )
+    actual = LMHead.logits_to_torch(logits, mesh_device, decode=True)
+    value = _record(record_result, "decode", expected, actual, DECODE_MAX_SEQ, users, mesh_device)
+    assert value >= pcc_threshold("model", "decode"), f"model decode logits PCC {value:.5f}"
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="mesh1x1")], indirect=True)
+def test_tt_model_facade_prefill_then_decode(mesh_device, tmp_path, record_result):
+    model = reference_model()
+    tt = TtModel.load(None, mesh_device, tmp_path / "cache", random_weights=True, hf_config=model.config, seed=SEED, max_seq_len=128, progress=False)
+    assert tt.max_batch_size == decode_users(mesh_device) and tt.vocab_size == model.config.vocab_size
+    generator = torch.Generator().manual_seed(5)
+    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator), 31: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
+    steps = 3
+    continuations = {u: torch.randint(0, tt.vocab_size, (steps,), generator=generator) for u in prompts}
+    with torch.no_grad():
+        reference = {u: model(input_ids=torch.cat([p, continuations[u]])[None]).logits[0] for u, p in prompts.items()}
+    prefill_out = {u: tt.prefill(p, u) for u, p in prompts.items()}
+    decode_out: dict[int, list[torch.Tensor]] = {u: [] for u in prompts}
+    for step in range(steps):
+        tokens = torch.zeros(tt.max_batch_size, dtype=torch.long)
+        positions = torch.full((tt.max_batch_size,), -1, dtype=torch.long)
+        for user, prompt in prompts.items():
+            tokens[user], positions[user] = continuations[user][step], len(prompt) + step
+        out = tt.decode(tokens, positions)
+        assert out.shape == (tt.max_batch_size, tt.vocab_size)
+        for user in prompts:
+            decode_out[user].append(out[user])
+    # The decode step at position len(prompt) + k predicts what the reference predicts there.
+    prefill_pcc = pcc(
+        torch.cat([reference[u][: len(p)] for u, p in prompts.items()]), torch.cat([prefill_out[u] for u in prompts])
+    )
+    decode_pcc = pcc(
+        torch.cat([reference[u][len(p) :] for u, p in prompts.items()]), torch.cat([torch.stack(decode_out[u]) for u in prompts])
+    )
+    mesh = mesh_name(mesh_device)
+    record_result(module="tt_model", mode="prefill", metric="logits_pcc", value=prefill_pcc, threshold=pcc_threshold("model", "prefill"), mesh=mesh)
+    record_result(module="tt_model", mode="decode", metric="logits_pcc", value=decode_pcc, threshold=pcc_threshold("model", "decode"), mesh=mesh)
+    assert prefill_pcc >= pcc_threshold("model", "prefill"), f"TtModel prefill logits PCC {prefill_pcc:.5f}"
+    assert decode_pcc >= pcc_threshold("model", "decode"), f"TtModel decode logits PCC {decode_pcc:.5f}"
+    tt.reset()
+    again = TtModel.load(None, mesh_device, tmp_path / "cache", random_weights=True, hf_config=model.config, seed=SEED, max_seq_len=128, progress=False)
+    assert not again.cache_result.converted, "the second load converted again instead of using the weight cache"
