@@ -127,3 +127,26 @@ def test_matmul_refuses_row_major_and_tensors_on_two_meshes():
             ttnn.matmul(replicated(device, torch.randn(32, 32), layout=ttnn.ROW_MAJOR_LAYOUT), a)
         with pytest.raises(RuntimeError, match="same mesh device"):
             ttnn.matmul(a, replicated(other, torch.randn(32, 32)))
+
+
+def _1d_config(**overrides):
+    fields = dict(compute_with_storage_grid_size=ttnn.CoreCoord(8, 8), in0_block_w=2, out_subblock_h=1, out_subblock_w=2,
+                  per_core_M=1, per_core_N=2, fuse_batch=True, mcast_in0=True)
+    fields.update(overrides)
+    return ttnn.MatmulMultiCoreReuseMultiCast1DProgramConfig(**fields)
+
+
+def test_program_config_is_validated_like_ttnn():
+    with open_mesh(1, 1) as device:
+        a, b = replicated(device, torch.randn(1, 1, 32, 128)), replicated(device, torch.randn(128, 256))
+        assert ttnn.linear(a, b, program_config=_1d_config()).shape == (1, 1, 32, 256)  # 4 cores, Kt 4 % 2
+        with pytest.raises(RuntimeError, match="in0_block_w"):
+            ttnn.linear(a, b, program_config=_1d_config(in0_block_w=3))
+        with pytest.raises(RuntimeError, match="out_subblock"):
+            ttnn.linear(a, b, program_config=_1d_config(out_subblock_w=3))
+        with pytest.raises(RuntimeError, match="destination tiles"):
+            ttnn.linear(a, b, program_config=_1d_config(per_core_N=8, out_subblock_w=8, in0_block_w=1),
+                        compute_kernel_config=HIFI4_FP32)
+        with pytest.raises(RuntimeError, match="needs 8 cores"):
+            ttnn.linear(a, b, program_config=_1d_config(per_core_N=1, out_subblock_w=1,
+                                                        compute_with_storage_grid_size=ttnn.CoreCoord(2, 2)))

@@ -12,6 +12,7 @@ from ._common import compute_dtype, data, make, require_device, same_mesh, stack
 from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1
 from .trace import device_op
 
+TILE = 32
 _FLOAT_DTYPES = (T.DataType.BFLOAT16, T.DataType.FLOAT32, T.DataType.BFLOAT8_B, T.DataType.BFLOAT4_B)
 
 
@@ -29,6 +30,49 @@ def _check_program_config(program_config: Any, op: str) -> Any:
     if not isinstance(program_config, T.MATMUL_PROGRAM_CONFIGS):
         raise TypeError(f"{op}: program_config must be a matmul program config, got {type(program_config).__name__}")
     return getattr(program_config, "fused_activation", None)
+
+
+def _tiles(n: int) -> int:
+    return -(-n // TILE)
+
+
+def validate_program_config(cfg: Any, op: str, batch: int, m: int, k: int, n: int, fp32_acc: bool) -> None:
+    """The program-config checks ttnn makes before building a matmul program (blocking and grid fit)."""
+    if cfg is None:
+        return
+    name = type(cfg).__name__
+    if cfg.per_core_M <= 0 or cfg.per_core_N <= 0:
+        raise RuntimeError(f"{op}: {name}: per_core_M ({cfg.per_core_M}) and per_core_N ({cfg.per_core_N}) must be > 0")
+    kt, nt = _tiles(k), _tiles(n)
+    fuse = getattr(cfg, "fuse_batch", False)
+    mt = _tiles(batch * m) if fuse else _tiles(m)
+    if not isinstance(cfg, T.MatmulMultiCoreReuseMultiCastDRAMShardedProgramConfig) and kt % cfg.in0_block_w:
+        raise RuntimeError(f"{op}: {name}: Kt ({kt}) must be divisible by in0_block_w ({cfg.in0_block_w})")
+    if hasattr(cfg, "out_subblock_h"):
+        h, w = cfg.out_subblock_h, cfg.out_subblock_w
+        if h <= 0 or w <= 0 or cfg.per_core_M % h or cfg.per_core_N % w:
+            raise RuntimeError(f"{op}: {name}: per_core_M ({cfg.per_core_M}) / per_core_N ({cfg.per_core_N}) must be "
+                               f"divisible by out_subblock_h ({h}) / out_subblock_w ({w})")
+        limit = 4 if fp32_acc else 8
+        if h * w > limit:
+            raise RuntimeError(f"{op}: {name}: out_subblock_h * out_subblock_w = {h * w} exceeds the {limit} destination "
+                               f"tiles available ({'fp32' if fp32_acc else 'bf16'} accumulation)")
+        if not isinstance(cfg, T.MatmulMultiCoreReuseProgramConfig) and w != cfg.per_core_N and h != 1:
+            raise RuntimeError(f"{op}: {name}: out_subblock_w ({w}) must equal per_core_N ({cfg.per_core_N}) "
+                               f"or out_subblock_h ({h}) must be 1")
+    grid = getattr(cfg, "compute_with_storage_grid_size", None)
+    if grid is None:
+        return
+    cores_m, cores_n = -(-mt // cfg.per_core_M), -(-nt // cfg.per_core_N)
+    if isinstance(cfg, T.MatmulMultiCoreReuseMultiCast1DProgramConfig):
+        needed = cores_n if cfg.mcast_in0 else cores_m
+        if needed > grid.x * grid.y:
+            raise RuntimeError(f"{op}: {name}: needs {needed} cores but the grid {grid.x}x{grid.y} has {grid.x * grid.y}")
+    elif isinstance(cfg, T.MatmulMultiCoreReuseMultiCastProgramConfig):
+        rows, cols = (grid.x, grid.y) if cfg.transpose_mcast else (grid.y, grid.x)
+        if cores_m > rows or cores_n > cols:
+            raise RuntimeError(f"{op}: {name}: a {cores_m}x{cores_n} block grid does not fit the core grid "
+                               f"{grid.x}x{grid.y} (transpose_mcast={cfg.transpose_mcast})")
 
 
 def _matmul(
@@ -91,7 +135,10 @@ def _matmul(
             f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.full.shape[1:-2])} "
             "do not broadcast"
         ) from exc
-    out = device_matmul(a, b, matmul_precision(compute_kernel_config))
+    precision = matmul_precision(compute_kernel_config)
+    batch = int(torch.tensor(a.shape[1:-2]).prod().item()) if a.dim() > 3 else 1
+    validate_program_config(program_config, op, batch, a.shape[-2], a.shape[-1], b.full.shape[-1], precision.fp32_dest_acc)
+    out = device_matmul(a, b, precision)
     if bias is not None:
         bias_data = compute_dtype(data(bias))
         if bias_data.shape[-1] != out.shape[-1]:
