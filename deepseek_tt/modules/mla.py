@@ -99,6 +99,14 @@ def _rope_rows_to_interleaved(weight: torch.Tensor, rope_dim: int) -> torch.Tens
     return halves_to_interleaved(weight.transpose(-1, -2)).transpose(-1, -2)
 
 
+def _user_core_grid(users: int, grid: Any) -> Any:
+    """A ``CoreGrid`` of exactly ``users`` cores within the device's compute grid."""
+    for x in range(min(users, int(grid.x)), 0, -1):
+        if users % x == 0 and users // x <= int(grid.y):
+            return ttnn.CoreGrid(y=users // x, x=x)
+    raise ValueError(f"MLA: {users} decode users per device do not fit a {grid.x}x{grid.y} core grid")
+
+
 def _norm_weight(weight: torch.Tensor) -> torch.Tensor:
     """An RMSNorm gamma in ttnn.rms_norm's ROW_MAJOR ``[1, 1, dim / 32, 32]`` form."""
     return weight.reshape(1, 1, -1, 32)
@@ -203,6 +211,16 @@ class MLA(AbstractModule):
             # One column: nothing to gather (real ttnn's collectives want more than one device).
             return AllGatherConfig(dim=dim, cluster_axis=1, memory_config=memory, topology=topology) if cols > 1 else None
 
+        extra: dict[str, Any] = {}
+        if mode == "decode":
+            # paged_update_cache reads its input height-sharded: one [32, c+r] tile row per user and core.
+            u = users_per_device(users_per_row, cols)
+            extra["kvpe_update_memory_config"] = ttnn.create_sharded_memory_config(
+                shape=(32, d["kvpe_dim"]),
+                core_grid=_user_core_grid(u, grid),
+                strategy=ttnn.ShardStrategy.HEIGHT,
+                use_height_and_width_as_shard_shape=True,
+            )
         if mode == "prefill":
             attention = {
                 "head_dim_v": d["kv_lora_rank"],
@@ -249,6 +267,7 @@ class MLA(AbstractModule):
             ),
             "values_all_gather": gather(2),  # prefill: [1, S, heads/C, v_head] -> all heads
             "users_all_gather": gather(1),  # decode: [1, u, heads, v] -> all U users of the row
+            **extra,
         }
 
     @classmethod
@@ -395,6 +414,7 @@ class MLA(AbstractModule):
         kvpe = ttnn.permute(kvpe, (0, 2, 1, 3))  # [1, U, 1, c+r]
         if cfg["mesh_shape"][1] > 1:
             kvpe = ttnn.mesh_partition(kvpe, dim=1, cluster_axis=1)  # [1, u, 1, c+r]: this column's users
+        kvpe = ttnn.to_memory_config(kvpe, cfg["kvpe_update_memory_config"])
         ttnn.experimental.paged_update_cache(cache, kvpe, update_idxs_tensor=position_idxs, page_table=page_table)
         ttnn.deallocate(kvpe)
 
