@@ -13,8 +13,8 @@ the extrapolation to 256 experts::
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -27,8 +27,26 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class PeakRss:
+    """Samples the RSS every 20 ms while active (the process-lifetime peak would include the writer)."""
+
+    def __init__(self) -> None:
+        self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mb())
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
 
 
 def main() -> None:
@@ -65,17 +83,17 @@ def main() -> None:
     out = args.out or Path(f"/tmp/moe-conversion-{rows}x{cols}")
     shutil.rmtree(out, ignore_errors=True)
 
-    base_rss, base_peak = rss_mb(), peak_rss_mb()
+    base_rss = rss_mb()
     start = time.perf_counter()
-    Experts.convert_weights(config, state, out, mesh)
+    with PeakRss() as sampler:
+        Experts.convert_weights(config, state, out, mesh)
     seconds = time.perf_counter() - start
-    peak = peak_rss_mb()
+    peak = sampler.peak
     per_expert = seconds / experts
     one_expert_fp32_mb = 3 * config.hidden_size * config.moe_intermediate_size * 4 / 2**20
     print(f"mesh {rows}x{cols}: {experts} experts (x3 projections, hidden {config.hidden_size}, I {config.moe_intermediate_size})")
     print(f"conversion: {seconds:.1f} s = {per_expert:.2f} s per expert; files per projection: {len(Experts.slot_chunks(config, mesh))}")
-    print(f"RSS: baseline {base_rss:.0f} MiB (peak before {base_peak:.0f}); peak during conversion {peak:.0f} MiB "
-          f"(+{peak - max(base_rss, base_peak):.0f} MiB above the baseline)")
+    print(f"RSS: {base_rss:.0f} MiB before, peak during conversion {peak:.0f} MiB (+{peak - base_rss:.0f} MiB)")
     print(f"one expert's three projections in fp32: {one_expert_fp32_mb:.0f} MiB; a file holds "
           f"max(D, {EXPERTS_PER_FILE}) experts of one projection")
     print(f"extrapolated to 256 experts: {per_expert * 256 / 60:.1f} min at the same rate, same peak (bounded by one file)")

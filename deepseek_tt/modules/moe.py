@@ -199,7 +199,14 @@ class MoE(AbstractModule):
         ttnn.deallocate(expert_in)
         expert_out = ttnn.to_layout(expert_out, ttnn.ROW_MAJOR_LAYOUT)
         expert_out = ttnn.reshape(expert_out, (cfg["experts_per_device"], group_tokens, 1, hidden))
-        combined = ttnn.all_to_all_combine(expert_out, metadata, cfg["expert_mapping"], **cfg["combine"])  # [K, T', 1, H]
+        # Slots whose expert sits in another column receive nothing: start from zeros (as tt-metal does).
+        zeros = ttnn.zeros(
+            (k, tokens, 1, hidden), dtype=ttnn.bfloat16, layout=ttnn.ROW_MAJOR_LAYOUT, device=x_full.device(),
+            memory_config=cfg["combine"].memory_config,
+        )
+        combined = ttnn.all_to_all_combine(
+            expert_out, metadata, cfg["expert_mapping"], output_tensor=zeros, **cfg["combine"]
+        )  # [K, T', 1, H]
         ttnn.deallocate(expert_out)
         ttnn.deallocate(metadata)
         combined = ttnn.to_layout(ttnn.reshape(combined, (k, 1, tokens, hidden)), ttnn.TILE_LAYOUT)
