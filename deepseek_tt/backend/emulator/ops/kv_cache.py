@@ -18,6 +18,13 @@ from .trace import device_op
 TILE = 32
 
 
+def _check_tilized(op: str, cache_tensor: Any, input_tensor: Any) -> None:
+    if cache_tensor.layout != T.Layout.TILE:
+        raise RuntimeError(f"{op}: cache tensor must be tilized (TILE layout)")
+    if input_tensor.layout != T.Layout.TILE:
+        raise RuntimeError(f"{op}: input tensor must be tilized (TILE layout)")
+
+
 def _device_mask(cache: Any, mesh_coords: Any) -> torch.Tensor:
     rows, cols = mesh_shape(cache)
     n = rows * cols
@@ -62,6 +69,7 @@ def paged_update_cache(cache_tensor: Any, input_tensor: Any, *, update_idxs: Any
     op = "ttnn.experimental.paged_update_cache"
     require_device(cache_tensor, op, "cache_tensor")
     same_mesh(op, cache_tensor, input_tensor, update_idxs_tensor, page_table)
+    _check_tilized(op, cache_tensor, input_tensor)
     if input_tensor.dtype not in (T.DataType.FLOAT32, T.DataType.BFLOAT16):
         raise RuntimeError(f"{op}: data type of input tensor must be FLOAT32 or BFLOAT16, got {input_tensor.dtype}")
     if cache_position_modulo is not None or block_size is not None or num_kv_heads is not None:
@@ -121,6 +129,7 @@ def paged_fill_cache(cache_tensor: Any, input_tensor: Any, page_table: Any, *, b
     op = "ttnn.experimental.paged_fill_cache"
     require_device(cache_tensor, op, "cache_tensor")
     same_mesh(op, cache_tensor, input_tensor, page_table, batch_idx_tensor)
+    _check_tilized(op, cache_tensor, input_tensor)
     if input_tensor.dtype != cache_tensor.dtype:
         raise RuntimeError(f"{op}: input tensor dtype ({input_tensor.dtype}) must match cache tensor dtype "
                            f"({cache_tensor.dtype}); cast prefill K/V to the cache dtype before filling")
