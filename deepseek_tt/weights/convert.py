@@ -58,6 +58,16 @@ class RandomStateDict(Mapping[str, torch.Tensor]):
         return isinstance(key, str) and (self._prefix + key) in self._specs
 
 
+def random_generator_identity() -> str:
+    """Hash of the random-weight generator's source: an entry made before its draws changed stops matching."""
+    import hashlib
+    import inspect
+
+    import reference_models.random_weights as generator
+
+    return hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:16]
+
+
 def load_or_convert_model_weights(
     hf_config: Any,
     mesh_device: Any,
@@ -85,7 +95,7 @@ def load_or_convert_model_weights(
         def source() -> Mapping[str, torch.Tensor]:
             return LazyStateDict(model_path, dequantize=True, dtype=torch.float32)
     else:
-        identity = {"random": {"seed": int(random_seed)}}
+        identity = {"random": {"seed": int(random_seed), "generator": random_generator_identity()}}
 
         def source() -> Mapping[str, torch.Tensor]:
             return RandomStateDict(hf_config, int(random_seed))

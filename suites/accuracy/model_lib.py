@@ -94,8 +94,31 @@ def reference_layer(model: DeepseekV3ForCausalLM, layer: int, x: torch.Tensor) -
     """Decoder layer ``layer`` over one sequence ``[S, hidden]`` (positions 0..S-1): ``(output, kvpe)``."""
     from reference_models.reference import get_layer, get_rotary_embedding
 
-    block = get_layer(model, layer)
-    rotary = get_rotary_embedding(model)
+    return block_forward(get_layer(model, layer), get_rotary_embedding(model), x)
+
+
+def standalone_layer(config: Any, layer: int, seed: int = SEED) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(DeepseekV3DecoderLayer, rotary)`` of ``layer`` with the weights ``build_reference_model(config, seed)``
+    gives it, built alone (no embedding / LM head: what matters at full dims). Returns fp32 modules."""
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3DecoderLayer, DeepseekV3RotaryEmbedding
+
+    from reference_models.random_weights import random_tensor
+    from reference_models.state_dict_keys import from_official, layer_weight_specs
+
+    config = copy.deepcopy(config)
+    config._attn_implementation = "eager"
+    prefix = f"model.layers.{layer}."
+    official = {key: random_tensor(key, spec, seed) for key, spec in layer_weight_specs(config, layer).items()}
+    weights = {key.removeprefix(prefix): value for key, value in from_official(official).items()}
+    with torch.device("meta"):
+        block = DeepseekV3DecoderLayer(config, layer_idx=layer)
+    block.load_state_dict(weights, assign=True)
+    return block.eval(), DeepseekV3RotaryEmbedding(config)
+
+
+@torch.no_grad()
+def block_forward(block: torch.nn.Module, rotary: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``DeepseekV3DecoderLayer`` over one sequence ``[S, hidden]`` (positions 0..S-1): ``(output, kvpe)``."""
     positions = torch.arange(x.shape[0])[None]
     cos, sin = rotary(x[None], positions)
     out = block(x[None], attention_mask=causal_mask(x.shape[0]), position_ids=positions, position_embeddings=(cos, sin))

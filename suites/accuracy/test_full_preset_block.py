@@ -1,0 +1,93 @@
+"""A dense decoder block at the real DeepSeek-V3 dims (``full`` preset, random weights) on a 1x1 mesh.
+
+Prefill of one 128-token sequence and decode of 32 users at random positions over caches prefilled from
+the reference, against transformers' DeepseekV3DecoderLayer built alone with the same weights. Marked
+slow: converting ~0.6 B parameters and running them on the CPU emulator takes minutes (see the report
+in the results rows, ``extra.seconds``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from deepseek_tt.accuracy.metrics import pcc
+from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.decoder_block import DecoderBlock
+from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
+from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.weights.convert import RandomStateDict
+from reference_models.presets import get_preset
+from suites.accuracy.model_lib import SEED, block_forward, standalone_layer
+
+pytestmark = [pytest.mark.accuracy, pytest.mark.slow]
+
+USERS = 32
+DECODE_MAX_SEQ = 64
+
+
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="mesh1x1")], indirect=True)
+def test_full_dims_dense_decoder_block(mesh_device, tmp_path, record_result):
+    config = get_preset("full", num_layers=1)
+    block, rotary = standalone_layer(config, 0)
+    start = time.perf_counter()
+    weights = DecoderBlock.convert_weights(config, RandomStateDict(config, SEED).view("model.layers.0."), tmp_path / "block", mesh_device)
+    convert_s = time.perf_counter() - start
+    rope = RotarySetup(config, mesh_device)
+    record = dict(mesh="1x1", preset="full")
+
+    # prefill
+    seq_len = 128
+    paged = kv_cache.paged_config_for(max(seq_len, DECODE_MAX_SEQ), mesh_cols=1)
+    page_table = kv_cache.default_page_table(paged)
+    cfg = DecoderBlock.run_config(
+        DecoderBlock.prefill_model_config(config, mesh_device), weights, DecoderBlock.create_state(config, mesh_device, paged)
+    )
+    x = torch.randn(seq_len, config.hidden_size, generator=torch.Generator().manual_seed(1))
+    start = time.perf_counter()
+    y = DecoderBlock.forward_prefill(
+        residual_to_device(x, mesh_device, decode=False), 0, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device, page_table), cfg
+    )
+    actual = residual_to_torch(y, mesh_device, decode=False)
+    prefill_s = time.perf_counter() - start
+    start = time.perf_counter()
+    expected, _ = block_forward(block, rotary, x)
+    reference_prefill_s = time.perf_counter() - start
+    prefill_pcc = pcc(expected, actual)
+    threshold = pcc_threshold("decoder_block", "prefill")
+    record_result(
+        module="decoder_block", mode="prefill", metric="pcc", value=prefill_pcc, threshold=threshold, seq_len=seq_len, batch=1,
+        convert_s=convert_s, seconds=prefill_s, reference_seconds=reference_prefill_s, **record,
+    )
+
+    # decode: 32 users over caches filled from the reference
+    generator = torch.Generator().manual_seed(2)
+    positions = torch.randint(0, DECODE_MAX_SEQ, (USERS,), generator=generator)
+    sequences = [torch.randn(int(p) + 1, config.hidden_size, generator=generator) for p in positions]
+    outputs = [block_forward(block, rotary, seq) for seq in sequences]
+    paged = kv_cache.paged_config_for(DECODE_MAX_SEQ, mesh_cols=1)
+    page_table = kv_cache.default_page_table(paged)
+    caches = kv_cache.pack_user_caches([kvpe[:-1] for _, kvpe in outputs], paged, page_table, (1, 1))
+    cfg = DecoderBlock.run_config(
+        DecoderBlock.decode_model_config(config, mesh_device), weights, DecoderBlock.create_state(config, mesh_device, paged, caches=caches)
+    )
+    start = time.perf_counter()
+    y = DecoderBlock.forward_decode(
+        residual_to_device(torch.stack([s[-1] for s in sequences]), mesh_device, decode=True),
+        kv_cache.decode_positions_tensor(positions, mesh_device),
+        rope.decode_tensors(positions),
+        kv_cache.create_page_table(paged, mesh_device, page_table),
+        cfg,
+    )
+    actual = residual_to_torch(y, mesh_device, decode=True)
+    decode_s = time.perf_counter() - start
+    decode_pcc = pcc(torch.stack([out[-1] for out, _ in outputs]), actual)
+    record_result(
+        module="decoder_block", mode="decode", metric="pcc", value=decode_pcc, threshold=threshold, seq_len=DECODE_MAX_SEQ, batch=USERS,
+        seconds=decode_s, **record,
+    )
+    assert prefill_pcc >= threshold, f"full-dims dense block prefill PCC {prefill_pcc:.5f} < {threshold}"
+    assert decode_pcc >= threshold, f"full-dims dense block decode PCC {decode_pcc:.5f} < {threshold}"
