@@ -13,6 +13,7 @@ import enum
 import inspect
 import re
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,8 @@ def _overloads(fn: Any) -> list[list[dict[str, Any]]] | None:
 
 def describe(obj: Any) -> dict[str, Any]:
     """JSON-able description of a ttnn (real or emulated) attribute."""
+    if isinstance(obj, (ModuleType, SimpleNamespace)):
+        return {"kind": "namespace"}
     if isinstance(obj, type) and issubclass(obj, enum.Enum) or isinstance(obj, type) and hasattr(obj, "__members__"):
         return {"kind": "enum", "members": sorted(obj.__members__)}
     if isinstance(obj, type):
@@ -240,7 +243,7 @@ def signature_problems(real: dict[str, Any], emu: dict[str, Any]) -> list[str]:
             return [f"is a {emu['kind']}, ttnn has an enum"]
         missing = sorted(set(real["members"]) - set(emu["members"]))
         return [f"missing enum members {missing}"] if missing else []
-    if real["kind"] == "value":
+    if real["kind"] in ("value", "namespace"):
         return []
     if emu["kind"] not in ("function", "class"):
         return [f"is a {emu['kind']}, ttnn has a {real['kind']}"]
