@@ -337,7 +337,7 @@ def embedding(input_tensor: Any, weight: Any, *, padding_idx: Any = None, layout
     if padding_idx is not None:
         out = out.masked_fill((ids == int(padding_idx)).unsqueeze(-1), 0)
     return make(out, weight, dtype=dtype or weight.dtype, layout=layout or T.Layout.ROW_MAJOR,
-                memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
+                memory_config=memory_config or input_tensor.memory_config())
 
 __all__ = [
     "reshape", "permute", "transpose", "squeeze", "unsqueeze", "concat", "slice", "pad", "repeat",
