@@ -1,0 +1,256 @@
+"""Divergence drill-down: per-layer, per-submodule PCC of the TT model against the reference on one input.
+
+Both sides run unchanged while hooks copy every stage's output to torch:
+
+- reference (transformers ``DeepseekV3ForCausalLM`` or one decoder layer): ``register_forward_hook`` on
+  ``embed_tokens``, each layer's ``self_attn`` / ``mlp`` / the layer itself, ``norm`` and ``lm_head``;
+- TT side: the module classes' ``forward_prefill`` / ``forward_decode`` class attributes (the names the
+  model code calls) are wrapped for the duration of a ``with`` block, so ``Model.forward_*``,
+  ``TtModel.prefill`` or a lone ``DecoderBlock.forward_*`` run exactly as in production.
+
+Stages, in execution order: ``embedding``, per layer ``layers.{i}.attention`` (MLA output, before the
+residual add), ``layers.{i}.mlp`` / ``layers.{i}.moe`` (FFN output, before the add), ``layers.{i}.block``
+(block output), then ``norm`` (final norm) and ``logits``. :func:`compare_stages` builds the PCC table
+(pandas) against the one threshold table and names the first stage below its threshold;
+:func:`assert_pcc_with_drilldown` is the assertion full-model / block tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from deepseek_tt.accuracy.metrics import pcc
+from deepseek_tt.accuracy.thresholds import pcc_threshold
+
+#: Stage submodule -> threshold-table module (``block`` depends on the FFN kind).
+SUBMODULE_THRESHOLD = {"embedding": "embedding", "attention": "mla", "mlp": "mlp", "moe": "moe", "norm": "rms_norm", "logits": "model"}
+BLOCK_THRESHOLD = {"mlp": "decoder_block", "moe": "moe_decoder_block"}
+
+
+def stage_name(submodule: str, layer: int | None = None) -> str:
+    return submodule if layer is None else f"layers.{layer}.{submodule}"
+
+
+def _split(stage: str) -> tuple[int | None, str]:
+    parts = stage.split(".")
+    return (int(parts[1]), parts[2]) if parts[0] == "layers" else (None, stage)
+
+
+# --- reference side ----------------------------------------------------------------------------------
+
+
+def _first(output: Any) -> torch.Tensor:
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    out = getattr(out, "logits", out)
+    return out.detach().to(torch.float32)
+
+
+@contextlib.contextmanager
+def capture_reference(model: torch.nn.Module, layers: dict[int, torch.nn.Module] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Hooks on a ``DeepseekV3ForCausalLM`` (``model``), or only on ``layers`` ({index: decoder layer})
+    when given; yields the dict that fills with ``stage -> [T, dim]`` (batch row 0) as the model runs."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            captured[name] = _first(output)[0]
+
+        return record
+
+    if layers is None:
+        from reference_models.reference import get_embedding, get_final_norm, get_layer, get_lm_head
+
+        layers = {i: get_layer(model, i) for i in range(model.config.num_hidden_layers)}
+        handles += [get_embedding(model).register_forward_hook(hook("embedding")),
+                    get_final_norm(model).register_forward_hook(hook("norm")),
+                    get_lm_head(model).register_forward_hook(hook("logits"))]
+    for i, layer in layers.items():
+        ffn = "moe" if hasattr(layer.mlp, "gate") else "mlp"
+        handles += [layer.self_attn.register_forward_hook(hook(stage_name("attention", i))),
+                    layer.mlp.register_forward_hook(hook(stage_name(ffn, i))),
+                    layer.register_forward_hook(hook(stage_name("block", i)))]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# --- TT side -----------------------------------------------------------------------------------------
+
+
+class _TtRecorder:
+    """Wraps the module classes' forward attributes; see the module docstring."""
+
+    def __init__(self, mesh_device: Any, first_layer: int) -> None:
+        self.mesh_device = mesh_device
+        self.captured: dict[str, torch.Tensor] = {}
+        self.layer = first_layer - 1
+        self.in_block = False
+        self.in_ffn = False
+
+    def to_torch(self, t: Any, decode: bool) -> torch.Tensor:
+        from deepseek_tt.modules.layout import residual_to_torch
+
+        return residual_to_torch(t, self.mesh_device, decode=decode)
+
+    def wrap(self, kind: str, decode: bool, descriptor: Any) -> classmethod:
+        """A classmethod replacing ``descriptor`` (bound to the calling class, so subclasses that inherit
+        the attribute keep their own ``cls``) that records the output of ``kind``."""
+
+        def run(klass: type, *args: Any, **kwargs: Any) -> Any:
+            original = descriptor.__get__(None, klass)
+            if kind == "block":
+                self.layer += 1
+                self.in_block = True
+                try:
+                    out = original(*args, **kwargs)
+                finally:
+                    self.in_block = False
+                self.captured[stage_name("block", self.layer)] = self.to_torch(out, decode)
+                return out
+            if kind in ("mlp", "moe"):
+                if not self.in_block or self.in_ffn:
+                    return original(*args, **kwargs)
+                self.in_ffn = True
+                try:
+                    out = original(*args, **kwargs)
+                finally:
+                    self.in_ffn = False
+                self.captured[stage_name(kind, self.layer)] = self.to_torch(out, decode)
+                return out
+            out = original(*args, **kwargs)
+            if kind == "attention" and self.in_block and not self.in_ffn:
+                self.captured[stage_name("attention", self.layer)] = self.to_torch(out, decode)
+            elif kind == "norm" and not self.in_block:
+                self.captured["norm"] = self.to_torch(out, decode)
+            elif kind == "embedding":
+                self.captured["embedding"] = self.to_torch(out, decode)
+            elif kind == "logits":
+                from deepseek_tt.modules.lm_head import LMHead
+
+                self.captured["logits"] = LMHead.logits_to_torch(out, self.mesh_device, decode=decode)
+            return out
+
+        return classmethod(run)
+
+
+def _tt_targets() -> list[tuple[type, str]]:
+    from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
+    from deepseek_tt.modules.embedding import Embedding
+    from deepseek_tt.modules.lm_head import LMHead
+    from deepseek_tt.modules.mla import MLA
+    from deepseek_tt.modules.mlp import MLP
+    from deepseek_tt.modules.moe import MoE
+    from deepseek_tt.modules.rms_norm import DistributedRMSNorm
+
+    return [(Embedding, "embedding"), (DecoderBlock, "block"), (MoEDecoderBlock, "block"), (MLA, "attention"),
+            (MLP, "mlp"), (MoE, "moe"), (DistributedRMSNorm, "norm"), (LMHead, "logits")]
+
+
+@contextlib.contextmanager
+def capture_tt(mesh_device: Any, first_layer: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    """Wrap the TT modules' ``forward_prefill`` / ``forward_decode`` while the block runs; yields the dict
+    that fills with ``stage -> [T, dim]`` (prefill, row 0 of the mesh) or ``[R * U, dim]`` (decode).
+    ``first_layer``: the index of the first decoder block that will run (a lone block test passes its own)."""
+    recorder = _TtRecorder(mesh_device, first_layer)
+    patched: list[tuple[type, str, Any]] = []
+    try:
+        for cls, kind in _tt_targets():
+            for attr, decode in (("forward_prefill", False), ("forward_decode", True)):
+                if attr not in cls.__dict__:
+                    continue  # inherited: wrapping the parent covers it
+                original = cls.__dict__[attr]
+                patched.append((cls, attr, original))
+                setattr(cls, attr, recorder.wrap(kind, decode, original))
+        yield recorder.captured
+    finally:
+        for cls, attr, original in reversed(patched):
+            setattr(cls, attr, original)
+
+
+# --- comparison --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drilldown:
+    """The per-stage PCC table and the first stage below its threshold (None when all pass)."""
+
+    table: pd.DataFrame
+    first_divergence: str | None
+
+    def describe(self) -> str:
+        head = (f"first divergence: {self.first_divergence}" if self.first_divergence
+                else "every captured stage meets its threshold")
+        if self.first_divergence is None and len(self.table):
+            drops = self.table["pcc"].astype(float)
+            worst = self.table.iloc[int(drops.idxmin())]
+            head += f" (lowest PCC {worst['pcc']:.5f} at {worst['stage']})"
+        return head + "\n" + self.table.to_string(index=False, float_format=lambda v: f"{v:.5f}")
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.table.to_dict("records")
+
+
+def compare_stages(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], dtype_policy: str | None = "default",
+                   length: int | None = None) -> Drilldown:
+    """PCC per stage captured on both sides (in the TT side's execution order), first rows ``length`` only
+    (prefill padding), with each stage's threshold; stages missing on one side are listed with NaN."""
+    order = list(actual) + [s for s in expected if s not in actual]
+    ffn_of = {layer: sub for layer, sub in map(_split, order) if sub in BLOCK_THRESHOLD}
+    rows = []
+    for stage in order:
+        layer, sub = _split(stage)
+        module = BLOCK_THRESHOLD.get(ffn_of.get(layer, "mlp")) if sub == "block" else SUBMODULE_THRESHOLD[sub]
+        threshold = pcc_threshold(module, "*", dtype_policy)
+        if stage in expected and stage in actual:
+            e, a = expected[stage], actual[stage]
+            n = min(e.shape[0], a.shape[0]) if length is None else length
+            value = pcc(e[:n], a[:n, : e.shape[-1]])
+        else:
+            value = float("nan")
+        rows.append({"stage": stage, "layer": layer, "submodule": sub, "pcc": value, "threshold": threshold,
+                     "passed": bool(value >= threshold)})
+    table = pd.DataFrame(rows, columns=["stage", "layer", "submodule", "pcc", "threshold", "passed"])
+    table["layer"] = table["layer"].astype("Int64")
+    failed = table[~table["passed"]]
+    return Drilldown(table, None if failed.empty else str(failed.iloc[0]["stage"]))
+
+
+@torch.no_grad()
+def drilldown_prefill(tt_model: Any, reference: torch.nn.Module, tokens: torch.Tensor, user_id: int = 0) -> Drilldown:
+    """Prefill ``tokens`` [S] through a ``TtModel`` and the HF reference with captures on both; compare."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+    with capture_reference(reference) as expected:
+        reference(input_ids=tokens[None])
+    with capture_tt(tt_model.mesh_device) as actual:
+        tt_model.prefill(tokens, user_id)
+    return compare_stages(expected, actual, getattr(tt_model.dtype_policy, "name", tt_model.dtype_policy), length=tokens.numel())
+
+
+def assert_pcc_with_drilldown(value: float, threshold: float, what: str, drilldown: Callable[[], Drilldown]) -> None:
+    """``assert value >= threshold``; on failure the message carries the drill-down (computed only then)."""
+    if value >= threshold:
+        return
+    try:
+        detail = drilldown().describe()
+    except Exception as exc:  # the drill-down must never hide the original failure
+        detail = f"(drill-down failed: {type(exc).__name__}: {exc})"
+    raise AssertionError(f"{what}: PCC {value:.5f} < {threshold}\n{detail}")
+
+
+__all__ = [
+    "Drilldown",
+    "assert_pcc_with_drilldown",
+    "capture_reference",
+    "capture_tt",
+    "compare_stages",
+    "drilldown_prefill",
+]
