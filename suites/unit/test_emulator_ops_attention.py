@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepseek_tt.backend import emulator as ttnn
-from suites.unit.emulator_ops_helpers import MESHES, bf16, open_mesh, pcc, replicated, sharded, shards
+from suites.unit.emulator_ops_helpers import MESHES, bf16, open_mesh, replicated, shards
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ serves all devices of a mesh, and produces its output through ``Tensor.from_stac
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import torch
 
@@ -85,15 +85,6 @@ def stack_broadcast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, tor
     return a, b
 
 
-def output_layout(layout: Any, *inputs: Any) -> Any:
-    if layout is not None:
-        return layout
-    for t in inputs:
-        if is_tensor(t):
-            return t.layout
-    return T.Layout.TILE
-
-
 def output_memory_config(memory_config: Any, like: Any) -> Any:
     if memory_config is not None:
         return memory_config
@@ -138,7 +129,3 @@ def norm_dim(dim: int, rank: int, op: str = "ttnn") -> int:
 
 def as_int_list(values: Iterable[Any]) -> list[int]:
     return [int(v) for v in values]
-
-
-def scalar_list(values: Sequence[Any] | None) -> list[Any]:
-    return list(values) if values is not None else []

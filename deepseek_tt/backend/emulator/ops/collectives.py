@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .. import types as T
-from ._common import compute_dtype, data, device_of, make, mesh_shape, norm_dim, require_device
+from ._common import compute_dtype, data, make, mesh_shape, norm_dim, require_device
 from .trace import device_op
 
 

@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import torch
 
-from .. import types as T
 from . import _activations as activations
 from ._common import compute_dtype, data, is_tensor, make, norm_dim, same_mesh, stack_broadcast
 from .trace import device_op

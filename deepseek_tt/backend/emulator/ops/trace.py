@@ -244,7 +244,11 @@ def _host_traffic_functions() -> dict[str, Callable]:
     }
 
 
-globals().update(_host_traffic_functions())
+_host_traffic = _host_traffic_functions()
+from_torch = _host_traffic["from_torch"]
+to_device = _host_traffic["to_device"]
+to_torch = _host_traffic["to_torch"]
+from_device = _host_traffic["from_device"]
 
 __all__ = [
     "begin_trace_capture", "end_trace_capture", "execute_trace", "release_trace", "MeshTraceId",
