@@ -4,7 +4,8 @@ Layout (mesh R x C, ``D = R * C`` devices, ``El = E / D`` experts per device, ``
 
 1. ``x`` ``[1, 1, T, hidden / C]`` (residual layout) -> ``all_gather`` over columns -> ``[1, 1, T, hidden]``.
    Prefill (the sequence is replicated over rows): ``mesh_partition`` splits the tokens over rows, so
-   row r routes tokens ``r*T/R .. (r+1)*T/R - 1`` (``T' = T / R``); decode keeps the row's users (``T' = T``).
+   row r routes tokens ``r*T/R .. (r+1)*T/R - 1`` (``T' = T / R``; a T that R does not divide is routed
+   whole by every row); decode keeps the row's users (``T' = T``).
 2. :class:`MoEGate` -> weights, indices ``[1, 1, T', K]`` (computed on every device of the row).
 3. ``all_to_all_dispatch`` along mesh rows (``cluster_axis=0``): within each column, a token goes to the
    devices holding one of its experts -> ``[1, R*T', 1, hidden]`` per device and the all-gathered indices.
@@ -224,13 +225,10 @@ class MoE(AbstractModule):
     def forward(cls, x: Any, cfg: RunConfig) -> Any:
         """``[1, 1, T, hidden / C]`` -> ``[1, 1, T, hidden / C]`` (routed + shared experts)."""
         x_full = ttnn.all_gather(x, **cfg["gather_hidden"]) if "gather_hidden" in cfg else x
-        if "partition_tokens" in cfg:
-            rows = cfg["mesh_rows"]
-            if x_full.shape[-2] % rows:
-                raise ValueError(f"MoE prefill: sequence length {x_full.shape[-2]} must be a multiple of the {rows} mesh rows")
-            routed_in = ttnn.mesh_partition(x_full, **cfg["partition_tokens"])
-        else:
-            routed_in = x_full
+        # Prefill splits the sequence over the rows; a length that does not split evenly is routed whole
+        # by every row (correct, R times the expert work).
+        split_rows = "partition_tokens" in cfg and x_full.shape[-2] % cfg["mesh_rows"] == 0
+        routed_in = ttnn.mesh_partition(x_full, **cfg["partition_tokens"]) if split_rows else x_full
         routed = cls.forward_routed(routed_in, cfg)
         if routed_in is not x_full:
             ttnn.deallocate(routed_in)
@@ -238,7 +236,7 @@ class MoE(AbstractModule):
             ttnn.deallocate(x_full)
         if "reduce_scatter_hidden" in cfg:
             routed = ttnn.reduce_scatter(routed, **cfg["reduce_scatter_hidden"])
-        if "gather_tokens" in cfg:
+        if split_rows:
             routed = ttnn.all_gather(routed, **cfg["gather_tokens"])
         shared = SharedExpert.forward(x, cfg["shared_expert"])
         out = ttnn.add(routed, shared, **cfg["add_shared"])

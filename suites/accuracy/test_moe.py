@@ -184,3 +184,18 @@ def test_moe(mesh_device, mode, seq_len, converted, record_result):
     record_result(module="moe", mode=mode, metric="forward_time_vs_reference", value=tt_seconds / ref_seconds, seq_len=seq_len,
                   mesh=mesh_name(mesh_device), higher_is_better=False, tt_s=round(tt_seconds, 3), reference_s=round(ref_seconds, 3))
     assert value >= threshold, f"MoE {mode} on {mesh_name(mesh_device)}: PCC {value:.5f} < {threshold}"
+
+
+@pytest.mark.parametrize("mesh_device", [pytest.param((4, 8), id="mesh4x8")], indirect=True)
+def test_moe_prefill_length_not_split_by_rows(mesh_device, converted, record_result):
+    """Seq 100 on 4 rows: every row routes the whole sequence (no row partition) and must still match."""
+    model = reference_model()
+    cfg = MoE.run_config(MoE.prefill_model_config(model.config, mesh_device), moe_weight_config(converted, mesh_device),
+                         MoE.create_state(model.config, mesh_device))
+    x = activations(100, model.config.hidden_size, seed=100)
+    actual = residual_to_torch(MoE.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg), mesh_device, decode=False)
+    with torch.no_grad():
+        expected = get_moe(model, MOE_LAYER)(x.to(torch.bfloat16).float()[None])[0]
+    value = pcc(expected, actual)
+    threshold = _record(record_result, "moe", "prefill", value, mesh_device, 100)
+    assert value >= threshold, f"MoE prefill seq 100 on 4x8: PCC {value:.5f} < {threshold}"
