@@ -131,11 +131,11 @@ def test_generators_bp_and_pp_agree(run_cli, tiny_model_dir, tmp_path):
 
 
 def test_sampling_seed_is_reproducible(tiny_model_dir):
-    kwargs = dict(model_path=tiny_model_dir, max_new_tokens=6, runtime="reference", progress=False, temperature=1.0, top_p=0.95)
+    kwargs = dict(model_path=tiny_model_dir, max_new_tokens=5, runtime="reference", progress=False, temperature=1.0, top_p=0.95)
     ids = lambda r: [g["generated_token_ids"] for g in r["generations"]]  # noqa: E731
-    first = ids(run_demo(PROMPTS[:2], seed=5, **kwargs))
-    assert first == ids(run_demo(PROMPTS[:2], seed=5, **kwargs))
-    assert first != ids(run_demo(PROMPTS[:2], seed=6, **kwargs))
+    first = ids(run_demo(PROMPTS[:1], seed=5, **kwargs))
+    assert first == ids(run_demo(PROMPTS[:1], seed=5, **kwargs))
+    assert first != ids(run_demo(PROMPTS[:1], seed=6, **kwargs))
 
 
 def test_random_weights_need_no_model_directory_and_no_prompts(run_cli, tmp_path, monkeypatch):
