@@ -122,3 +122,38 @@ def test_moe_dispatch_then_combine_routes_every_token_once():
             for slot in range(k):
                 e = int(ids[token, 0, 0, slot])
                 assert torch.equal(per_row[row, slot, b, 0], bf16(bf16(tokens[token, 0, 0]) * (e + 1)))
+
+
+def test_moe_combine_local_reduce_uses_the_first_slot_of_each_device():
+    torch.manual_seed(4)
+    experts, k, hidden, batch = 64, 4, 32, 4  # two experts per device; dispatch along the 4 rows
+    n = ROWS * COLS
+    ids = torch.stack([torch.randperm(experts)[:k] for _ in range(batch)]).reshape(batch, 1, 1, k)
+    ids[0, 0, 0, 2] = ids[0, 0, 0, 0] ^ 1  # token 0: slots 0 and 2 on the same device
+    mapping = torch.zeros(1, 1, experts, n)
+    mapping[0, 0, torch.arange(experts), torch.arange(experts) // 2] = 1
+    with open_mesh(ROWS, COLS) as device:
+        rm = ttnn.ROW_MAJOR_LAYOUT
+        t_ids = sharded_2d(device, ids, dims=(0, None), dtype=ttnn.uint16, layout=rm)
+        t_map = ttnn.from_torch(mapping, dtype=ttnn.uint16, layout=rm, device=device,
+                                mesh_mapper=ttnn.ReplicateTensorToMesh(device))
+        tokens = sharded_2d(device, torch.randn(batch, 1, 1, hidden), dims=(0, None), layout=rm)
+        _, metadata = ttnn.all_to_all_dispatch(tokens, t_ids, t_map, cluster_axis=0)
+        reduced = (torch.arange(n, dtype=torch.float32) + 1).reshape(n, 1, 1, 1).expand(n, batch, 1, hidden)
+        out = ttnn.all_to_all_combine(sharded(device, reduced.contiguous(), dim=0, layout=rm), metadata, t_map,
+                                      cluster_axis=0, local_reduce=True)
+        c = shards(out).reshape(ROWS, COLS, k, batch // ROWS, 1, hidden)
+    checked_duplicate = False
+    for row in range(ROWS):
+        for col in range(COLS):
+            for b in range(batch // ROWS):
+                token = row * (batch // ROWS) + b
+                seen = set()
+                for slot in range(k):
+                    holder = int(ids[token, 0, 0, slot]) // 2  # device index of the slot's expert
+                    in_column = holder % COLS == col
+                    want = float(holder + 1) if in_column and holder not in seen else 0.0
+                    checked_duplicate |= in_column and holder in seen
+                    seen.add(holder)
+                    assert torch.all(c[row, col, slot, b] == want), (row, col, token, slot)
+    assert checked_duplicate
