@@ -32,6 +32,7 @@ Parallelism on an R x C mesh (docs/PARALLELISM.md):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -369,6 +370,21 @@ class MLA(AbstractModule):
         v = ttnn.reshape(v, (1, 1, tokens, cfg["num_heads"] * cfg["v_head_dim"]))
         return ttnn.linear(v, **cfg["wo"])
 
+    @staticmethod
+    def _prefill_attention(attention: dict[str, Any], tokens: int) -> dict[str, Any]:
+        """The prefill SDPA kwargs with chunk sizes that divide ``tokens`` (the kernel walks whole chunks)."""
+        program = attention.get("program_config")
+        if program is None or tokens % program.q_chunk_size == 0:
+            return attention
+        chunk = math.gcd(tokens, program.q_chunk_size)
+        program = ttnn.SDPAProgramConfig(
+            compute_with_storage_grid_size=program.compute_with_storage_grid_size,
+            q_chunk_size=chunk,
+            k_chunk_size=chunk,
+            exp_approx_mode=program.exp_approx_mode,
+        )
+        return {**attention, "program_config": program}
+
     @classmethod
     def forward_prefill(cls, x: Any, user_id: int, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
         """One user's sequence ``[1, 1, S, hidden/C]`` (S a multiple of 32, replicated over rows) ->
@@ -385,7 +401,7 @@ class MLA(AbstractModule):
             cache, kvpe, page_table=page_table, batch_idx=slot, mesh_coords={ttnn.MeshCoordinate(row, col)}
         )
 
-        latent = ttnn.transformer.flash_mla_prefill(q, kvpe, **cfg["attention"])  # [1, heads/C, S, c]
+        latent = ttnn.transformer.flash_mla_prefill(q, kvpe, **cls._prefill_attention(cfg["attention"], tokens))
         ttnn.deallocate(q)
         ttnn.deallocate(kvpe)
         v = ttnn.linear(latent, **cfg["wkv_b2_local_heads"])  # [1, heads/C, S, v_head]

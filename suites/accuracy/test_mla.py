@@ -183,6 +183,7 @@ def _run_prefill(reference: Reference, mesh_device: Any, tmp_path, seq_len: int,
     [
         pytest.param((1, 1), 128, "default", id="1x1-128", marks=pytest.mark.quick),
         pytest.param((4, 8), 128, "default", id="4x8-128", marks=pytest.mark.quick),
+        pytest.param((1, 1), 96, "default", id="1x1-96"),  # not a multiple of the 128-token SDPA chunks
         pytest.param((1, 1), 1024, "default", id="1x1-1024"),
         pytest.param((4, 8), 1024, "default", id="4x8-1024", marks=pytest.mark.slow),  # ~45 s: four replicated rows
         pytest.param((1, 1), 128, "high_precision", id="1x1-128-high_precision"),
