@@ -270,7 +270,7 @@ def _run_generation(model, prompts, codec, generator, enable_trace, max_new_toke
     try:
         gen = make_generator(generator, model, enable_trace=enable_trace, progress=progress)
     except TraceUnsupportedError as exc:
-        raise DemoInputError(str(exc)) from None
+        raise DemoInputError(f"{exc}; use --runtime tt") from None
     out = gen.generate(token_prompts, max_new_tokens, sampling, eos_token_id=_eos_ids(model.hf_config), on_token=streamer)
     generations = [
         {

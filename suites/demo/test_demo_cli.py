@@ -202,3 +202,16 @@ def test_token_accuracy_without_top5_reports_top1_only(tiny_model_dir, reference
     result = run_demo(None, model_path=tiny_model_dir, token_accuracy=True, reference_file=path, max_new_tokens=3, runtime="reference", progress=False)
     acc = result["token_accuracy"]
     assert acc["top1_accuracy"] == 1.0 and acc["top5_accuracy"] is None and acc["top5_correct"] is None
+
+
+def test_backend_and_mesh_shape_are_applied_and_recorded(run_cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "o.json"
+    r = run_cli("--model-path", tiny_model_dir, "--backend", "emulator", "--mesh-shape", "1x2", "--max-new-tokens", 2, "--output-path", out, PROMPTS[0])
+    assert r.code == 0, r.err
+    config = _read(out)["config"]
+    assert config["backend"].startswith("emulator") and config["mesh_shape"] == "1x2"
+
+
+def test_enable_trace_needs_the_tt_runtime(run_cli, tiny_model_dir):
+    r = run_cli("--model-path", tiny_model_dir, "--enable-trace", PROMPTS[0], runtime="reference")
+    assert r.code == 2 and "no traceable decode step" in r.err and "--runtime tt" in r.err
