@@ -278,22 +278,23 @@ def from_torch(
         raise RuntimeError(
             f"ttnn.from_torch: the mesh mapper was made for mesh {mapper.mesh_shape} but device is mesh {device.shape}"
         )
-    source = tensor.detach()
+    # convert where the device computes (CUDA when the emulator runs there), rounding each distinct shard once
+    source = tensor.detach().to(device.torch_device if device is not None else torch.device("cpu"))
     if dtype in BLOCK_FLOAT_DTYPES and pad_value not in (None, 0, 0.0):
         source = _round_bfp_with_padding(source, dtype, float(pad_value))
-    if mapper is not None:  # round each distinct shard once, then replicate
-        distinct = mapper.split(source)
-        rounded = numerics.round_to_dtype(distinct, dtype)
-        stacked = mapper.replicate(rounded)
+    if mapper is not None:
+        stacked = mapper.replicate(numerics.round_to_dtype(mapper.split(source), dtype))
         mesh_shape, placements = mapper.mesh_shape, list(mapper.placements)
-    else:  # one host shard; to_device replicates it over the mesh
+    else:  # one shard, replicated over the mesh when there is one
         stacked = numerics.round_to_dtype(source, dtype).unsqueeze(0)
         mesh_shape, placements = MeshShape(1, 1), None
-    if stacked.data_ptr() == source.data_ptr():
+        if device is not None:
+            stacked = stacked.expand(device.get_num_devices(), *source.shape).contiguous()
+            mesh_shape = device.shape
+    if stacked.data_ptr() == tensor.data_ptr():
         stacked = stacked.clone()  # never alias the caller's tensor
-    result = Tensor.from_stacked(stacked, dtype=dtype, layout=layout, device=None, memory_config=memory_config,
-                                 mesh_shape=mesh_shape, placements=placements, rounded=True)
-    return to_device(result, device, memory_config=memory_config) if device is not None else result
+    return Tensor.from_stacked(stacked, dtype=dtype, layout=layout, device=device, memory_config=memory_config,
+                               mesh_shape=mesh_shape, placements=placements, rounded=True)
 
 
 def _round_bfp_with_padding(tensor: torch.Tensor, dtype: DataType, pad_value: float) -> torch.Tensor:
