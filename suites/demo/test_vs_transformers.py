@@ -7,7 +7,6 @@ check of the generator, the per-user KV caches and the position handling.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from deepseek_tt.generator.compare import agreed_prefix_length, greedy_prefix_agreement
 from deepseek_tt.runtime.reference_model import ReferenceModel
