@@ -17,6 +17,7 @@ from transformers import DeepseekV3Config, DynamicCache
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
     DeepseekV3Attention,
     DeepseekV3RotaryEmbedding,
+    apply_rotary_pos_emb,
     apply_rotary_pos_emb_interleave,
 )
 
@@ -67,7 +68,8 @@ class Reference:
         latent = attn.kv_a_layernorm(kv[..., :c])[:, None]
         k_rope = kv[..., c:][:, None]
         cos, sin = self.rotary(x, torch.arange(x.shape[0])[None])
-        _, k_rope = apply_rotary_pos_emb_interleave(k_rope, k_rope, cos, sin)
+        rotate = apply_rotary_pos_emb_interleave if self.config.rope_interleave else apply_rotary_pos_emb
+        _, k_rope = rotate(k_rope, k_rope, cos, sin)
         return latent, k_rope
 
     def kvpe(self, x: torch.Tensor, latents: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -291,6 +293,26 @@ def _bfp8_like(host: torch.Tensor, device_values: torch.Tensor) -> torch.Tensor:
     from deepseek_tt.backend.emulator.numerics import round_to_dtype
 
     return round_to_dtype(host.float(), ttnn.bfloat8_b).to(device_values.dtype)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="1x1")], indirect=True)
+def test_mla_prefill_rope_not_interleaved(mesh_device: Any, tmp_path, record_result) -> None:
+    """``rope_interleave=False`` (rotate_half pairs (i, i + r/2)): convert_weights reorders the rope rows so
+    that rotary_embedding_llama's adjacent pairs are the same pairs; output and cache still match."""
+    fields = preset_fields(PRESET)
+    fields.update(rope_interleave=False, num_hidden_layers=1)
+    reference = _reference(DeepseekV3Config(**fields))
+    seq_len = 128
+    x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path, seq_len, user_id=1)
+    out_pcc = pcc(reference.forward(x), out)
+    cache_pcc = pcc(reference.kvpe(x), kv_cache.unpack_user_cache(caches, 1, seq_len, paged, page_table, (1, 1)))
+    threshold, cache_threshold = pcc_threshold("mla", "prefill"), pcc_threshold("kvpe_cache", "prefill")
+    record = dict(seq_len=seq_len, batch=1, mesh="1x1", rope_interleave=False)
+    record_result(module="mla", mode="prefill", metric="pcc", value=out_pcc, threshold=threshold, **record)
+    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
+    assert out_pcc >= threshold, f"MLA (rope not interleaved) PCC {out_pcc:.5f} < {threshold}"
+    assert cache_pcc >= cache_threshold, f"KVPE cache (rope not interleaved) PCC {cache_pcc:.5f} < {cache_threshold}"
 
 
 # --- YaRN matters ------------------------------------------------------------------------------------
