@@ -15,6 +15,7 @@ from deepseek_tt.demo.model_source import check_model_dir, load_tokenizer, resol
 from deepseek_tt.demo.output import SCHEMA_VERSION, check_output_path, write_json_atomic
 from deepseek_tt.demo.runtime import load_model, open_mesh, resolve_runtime
 from deepseek_tt.demo.text import ByteCodec, FirstUserStreamer, TextCodec, TokenizerCodec
+from deepseek_tt.generator.statistics import GenerationStatistics
 
 log = logging.getLogger("deepseek_tt.demo")
 
@@ -240,8 +241,6 @@ def run_demo(
             streamer.close()
 
     _print_generations(results["generations"], stream)
-    from deepseek_tt.generator.statistics import GenerationStatistics
-
     stream.write("\n" + GenerationStatistics(**results["statistics"]).table() + "\n")
     if results.get("token_accuracy"):
         acc = results["token_accuracy"]

@@ -9,6 +9,7 @@ from typing import Protocol
 import torch
 
 from deepseek_tt.generator.sampling import SamplingParams, select_token, user_generator
+from deepseek_tt.generator.statistics import GenerationStatistics
 
 #: Called with (user index, token id) as each token is produced (first user streaming, progress).
 TokenCallback = Callable[[int, int], None]
@@ -45,7 +46,7 @@ class GenerationResult:
 @dataclass
 class GenerationOutput:
     results: list[GenerationResult]
-    statistics: "GenerationStatistics"  # noqa: F821 - see statistics.py
+    statistics: GenerationStatistics
 
 
 @dataclass
