@@ -138,13 +138,13 @@ class Experts(AbstractModule):
         return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
-    def run_config(cls, model_config: dict[str, Any], weight_config: dict[str, Any], state: dict[str, Any], *, weight_root: Path | None = None) -> RunConfig:
-        return cls.stack_weights(super().run_config(model_config, weight_config, state, weight_root=weight_root))
+    def finalize_run_config(cls, cfg: RunConfig) -> RunConfig:
+        return cls.stack_weights(cfg)
 
     @classmethod
     def stack_weights(cls, cfg: RunConfig) -> RunConfig:
         """Concatenate each projection's loaded slot tensors into one ``[1, El, ., .]`` weight (in place;
-        a no-op once done). Parents that merge a whole tree call this on their experts subtree."""
+        a no-op once done, so it is idempotent)."""
         for name in PROJECTIONS:
             slots = cfg[name].input_tensor_b
             if isinstance(slots, (list, tuple)):
