@@ -3,7 +3,7 @@
 Prefill: one user's sequence; the output and the user's KVPE pages are compared. Decode: U users per
 mesh row at random positions over a KVPE cache prefilled from the reference; each user's output is the
 last row of the reference's causal attention over its whole sequence. Galaxy-tiny preset, emulated
-1x1 and 4x8 meshes (on real hardware only the selected mesh runs).
+1x1, 1x8 and 4x8 meshes (on real hardware only the selected mesh runs).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.accuracy]
 
 PRESET = "galaxy-tiny"
 SEED = 1234
-MESHES = [pytest.param((1, 1), id="1x1"), pytest.param((4, 8), id="4x8")]
+MESHES = [pytest.param((1, 1), id="1x1"), pytest.param((1, 8), id="1x8"), pytest.param((4, 8), id="4x8")]
 
 
 # --- reference ---------------------------------------------------------------------------------------
@@ -184,6 +184,7 @@ def _run_prefill(reference: Reference, mesh_device: Any, tmp_path, seq_len: int,
     "mesh_device, seq_len, dtype_policy",
     [
         pytest.param((1, 1), 128, "default", id="1x1-128", marks=pytest.mark.quick),
+        pytest.param((1, 8), 128, "default", id="1x8-128"),
         pytest.param((4, 8), 128, "default", id="4x8-128", marks=pytest.mark.quick),
         pytest.param((1, 1), 96, "default", id="1x1-96"),  # not a multiple of the 128-token SDPA chunks
         pytest.param((1, 1), 1024, "default", id="1x1-1024"),
