@@ -199,3 +199,25 @@ def test_moe_prefill_length_not_split_by_rows(mesh_device, converted, record_res
     value = pcc(expected, actual)
     threshold = _record(record_result, "moe", "prefill", value, mesh_device, 100)
     assert value >= threshold, f"MoE prefill seq 100 on 4x8: PCC {value:.5f} < {threshold}"
+
+
+@pytest.mark.parametrize("mesh_device", [pytest.param((4, 8), id="mesh4x8")], indirect=True)
+@pytest.mark.parametrize("mode", ["prefill", "decode"])
+def test_moe_high_precision(mesh_device, mode, tmp_path, record_result):
+    """The ``high_precision`` dtype policy (bf16 experts, fp32 router): the MoE at its threshold."""
+    model = reference_model()
+    config, decode, policy = model.config, mode == "decode", "high_precision"
+    weights = MoE.convert_weights(config, layer_weights(model, MOE_LAYER, "mlp."), tmp_path / "moe", mesh_device, dtype_policy=policy, progress=False)
+    mc = (MoE.decode_model_config if decode else MoE.prefill_model_config)(config, mesh_device, dtype_policy=policy)
+    cfg = MoE.run_config(mc, weights, MoE.create_state(config, mesh_device))
+    x = activations(_tokens(mode, 128, mesh_device), config.hidden_size, seed=5)
+    out = (MoE.forward_decode if decode else MoE.forward_prefill)(residual_to_device(x, mesh_device, decode=decode), cfg)
+    actual = residual_to_torch(out, mesh_device, decode=decode)
+    with torch.no_grad():
+        expected = get_moe(model, MOE_LAYER)(x.to(torch.bfloat16).float()[None])[0]
+    value = pcc(expected, actual)
+    threshold = pcc_threshold("moe", mode, policy)
+    batch = 1 if not decode else len(x)
+    record_result(module="moe", mode=mode, metric="pcc", value=value, threshold=threshold, seq_len=128 if not decode else 1, batch=batch,
+                  mesh=mesh_name(mesh_device), dtype_policy=policy)
+    assert value >= threshold, f"MoE {mode} high_precision on 4x8: PCC {value:.5f} < {threshold}"
