@@ -21,7 +21,7 @@ from deepseek_tt.modules.moe import MoE
 from deepseek_tt.weights.convert import RandomStateDict
 from reference_models.presets import get_preset
 from reference_models.random_weights import random_tensor
-from reference_models.state_dict_keys import from_official, layer_weight_specs
+from reference_models.state_dict_keys import layer_weight_specs
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.slow]
 
@@ -41,14 +41,25 @@ def full_dims_moe_config():
 
 
 def reference_moe(config) -> DeepseekV3MoE:
-    """transformers' MoE (fp32) with the random weights ``RandomStateDict(config, SEED)`` also yields."""
-    specs = {k: s for k, s in layer_weight_specs(config, 0).items() if k.startswith(PREFIX)}
-    official = {k[len(PREFIX):]: random_tensor(k, s, SEED) for k, s in specs.items()}
-    fused = from_official({f"{PREFIX}{k}": v for k, v in official.items()})
-    del official
+    """transformers' MoE (fp32) with the random weights ``RandomStateDict(config, SEED)`` also yields; the
+    fused expert tensors are filled expert by expert (one copy of the weights in memory)."""
+    specs = {k[len(PREFIX):]: (k, s) for k, s in layer_weight_specs(config, 0).items() if k.startswith(PREFIX)}
+    hidden, inter = config.hidden_size, config.moe_intermediate_size
+    gate_up = torch.empty(EXPERTS, 2 * inter, hidden)
+    down = torch.empty(EXPERTS, hidden, inter)
+    weights = {}
+    for key, (full, spec) in specs.items():
+        tensor = random_tensor(full, spec, SEED)
+        if key.startswith("experts."):
+            _, e, name, _ = key.split(".")
+            target = down[int(e)] if name == "down_proj" else gate_up[int(e), (0 if name == "gate_proj" else inter) :][:inter]
+            target.copy_(tensor)
+        else:
+            weights[key] = tensor
+    weights |= {"experts.gate_up_proj": gate_up, "experts.down_proj": down}
     with torch.device("meta"):
         moe = DeepseekV3MoE(config)
-    result = moe.load_state_dict({k[len(PREFIX):]: v for k, v in fused.items()}, strict=True, assign=True)
+    result = moe.load_state_dict(weights, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
     return moe.eval()
 
