@@ -525,6 +525,10 @@ class MatmulMultiCoreReuseMultiCastProgramConfig:
     fuse_batch: bool = True
     allowed_worker_cores: CoreRangeSet | None = None
 
+    def __post_init__(self) -> None:  # ttnn fills the output block from the per-core block
+        self.out_block_h = self.per_core_M if self.out_block_h is None else self.out_block_h
+        self.out_block_w = self.per_core_N if self.out_block_w is None else self.out_block_w
+
 
 @dataclass(kw_only=True)
 class MatmulMultiCoreReuseMultiCast1DProgramConfig:
@@ -545,6 +549,10 @@ class MatmulMultiCoreReuseMultiCast1DProgramConfig:
     untilize_out: bool = False
     allowed_worker_cores: CoreRangeSet | None = None
     stream_in1: bool = False
+
+    def __post_init__(self) -> None:  # ttnn fills the output block from the per-core block
+        self.out_block_h = self.per_core_M if self.out_block_h is None else self.out_block_h
+        self.out_block_w = self.per_core_N if self.out_block_w is None else self.out_block_w
 
 
 @dataclass(kw_only=True)
