@@ -51,31 +51,47 @@ def _first(output: Any) -> torch.Tensor:
     return out.detach().to(torch.float32)
 
 
+INPUT_SUFFIX = ":input"
+
+
 @contextlib.contextmanager
-def capture_reference(model: torch.nn.Module, layers: dict[int, torch.nn.Module] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+def capture_reference(model: torch.nn.Module, layers: dict[int, torch.nn.Module] | None = None, *,
+                      record_inputs: bool = False, row: int = 0) -> Iterator[dict[str, torch.Tensor]]:
     """Hooks on a ``DeepseekV3ForCausalLM`` (``model``), or only on ``layers`` ({index: decoder layer})
-    when given; yields the dict that fills with ``stage -> [T, dim]`` (batch row 0) as the model runs."""
+    when given; yields the dict that fills with ``stage -> [T, dim]`` (batch row ``row``) as the model
+    runs; with ``record_inputs`` also ``stage + ":input"`` (each stage's input hidden states)."""
     captured: dict[str, torch.Tensor] = {}
     handles = []
 
     def hook(name: str) -> Callable[..., None]:
         def record(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
-            captured[name] = _first(output)[0]
+            captured[name] = _first(output)[row]
 
         return record
+
+    def pre_hook(name: str) -> Callable[..., None]:
+        def record(_module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+            x = args[0] if args else kwargs.get("hidden_states")
+            captured[name + INPUT_SUFFIX] = x.detach().to(torch.float32)[row]
+
+        return record
+
+    def watch(module: torch.nn.Module, name: str) -> None:
+        handles.append(module.register_forward_hook(hook(name)))
+        if record_inputs and name != "embedding":
+            handles.append(module.register_forward_pre_hook(pre_hook(name), with_kwargs=True))
 
     if layers is None:
         from reference_models.reference import get_embedding, get_final_norm, get_layer, get_lm_head
 
         layers = {i: get_layer(model, i) for i in range(model.config.num_hidden_layers)}
-        handles += [get_embedding(model).register_forward_hook(hook("embedding")),
-                    get_final_norm(model).register_forward_hook(hook("norm")),
-                    get_lm_head(model).register_forward_hook(hook("logits"))]
+        watch(get_embedding(model), "embedding")
+        watch(get_final_norm(model), "norm")
+        watch(get_lm_head(model), "logits")
     for i, layer in layers.items():
-        ffn = "moe" if hasattr(layer.mlp, "gate") else "mlp"
-        handles += [layer.self_attn.register_forward_hook(hook(stage_name("attention", i))),
-                    layer.mlp.register_forward_hook(hook(stage_name(ffn, i))),
-                    layer.register_forward_hook(hook(stage_name("block", i)))]
+        watch(layer.self_attn, stage_name("attention", i))
+        watch(layer.mlp, stage_name("moe" if hasattr(layer.mlp, "gate") else "mlp", i))
+        watch(layer, stage_name("block", i))
     try:
         yield captured
     finally:
@@ -203,7 +219,7 @@ def compare_stages(expected: dict[str, torch.Tensor], actual: dict[str, torch.Te
                    length: int | None = None) -> Drilldown:
     """PCC per stage captured on both sides (in the TT side's execution order), first rows ``length`` only
     (prefill padding), with each stage's threshold; stages missing on one side are listed with NaN."""
-    order = list(actual) + [s for s in expected if s not in actual]
+    order = list(actual) + [s for s in expected if s not in actual and not s.endswith(INPUT_SUFFIX)]
     ffn_of = {layer: sub for layer, sub in map(_split, order) if sub in BLOCK_THRESHOLD}
     rows = []
     for stage in order:

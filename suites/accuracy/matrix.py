@@ -1,0 +1,261 @@
+"""The accuracy matrix: module x mode x seq_len x users x mesh x dtype policy x weights (DESIGN.md section 5).
+
+A case's id reads ``mla-decode-seq1-users32-mesh4x8-bfp8-random``. Cases sharing a *run* (mode, seq_len,
+mesh, policy, weights) share one pass over the model, computed once per session by :func:`run_for`:
+
+- weights ``random``: galaxy-tiny (1 dense + 1 MoE layer) with the random weights of
+  ``suites.accuracy.model_lib`` (the TT side converts the same values through the weight cache);
+  ``checkpoint``: the ``model_path`` fixture (the embedded trained model by default).
+- prefill (one user, ``seq_len`` random tokens): the reference runs with hooks recording every stage's
+  input and output; every TT module then runs *in isolation* on the reference's input of its stage (so a
+  module is judged on its own error, not the accumulation before it), through the model's own run config;
+  ``model`` runs the whole TT model (its drill-down table comes with a failure).
+- decode (one token for each of ``32 * rows`` users at positions up to 63): per-layer KVPE caches are
+  filled from the reference (as ``test_model`` does), then each module's decode forward runs on the
+  reference's inputs of that step; ``model`` runs one full decode step.
+
+Thresholds come from ``deepseek_tt.accuracy.thresholds``; every value is a result row.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, capture_reference, capture_tt, compare_stages, stage_name
+from deepseek_tt.accuracy.metrics import pcc, top1_agreement
+from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.backend import ttnn
+from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.base import mesh_shape
+from deepseek_tt.modules.decoder_block import block_for_layer
+from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
+from deepseek_tt.modules.lm_head import LMHead
+from deepseek_tt.modules.mla import MLA
+from deepseek_tt.modules.model import Model
+from deepseek_tt.modules.rms_norm import DistributedRMSNorm
+from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.weights.convert import load_or_convert_model_weights
+
+POLICY_IDS = {"default": "bfp8", "high_precision": "bf16"}
+MESHES = ((1, 1), (4, 8))
+WEIGHTS = ("random", "checkpoint")
+PREFILL_LENGTHS = (128, 1024)
+DECODE_MAX_POSITION = 63
+#: Modules of the matrix: (name, modes). ``rms_norm`` is the final (distributed) norm.
+MODULES = ("embedding", "mla", "mlp", "moe", "decoder_block", "moe_decoder_block", "rms_norm", "lm_head", "model")
+#: Module -> threshold-table key (``decoder_block`` on trained weights uses the "real" anchor).
+THRESHOLD_KEY = {"rms_norm": "distributed_rms_norm"}
+
+
+@dataclass(frozen=True)
+class Case:
+    module: str
+    mode: str
+    seq_len: int
+    users: int
+    mesh: tuple[int, int]
+    policy: str
+    weights: str
+
+    @property
+    def id(self) -> str:
+        return (f"{self.module}-{self.mode}-seq{self.seq_len}-users{self.users}-mesh{self.mesh[0]}x{self.mesh[1]}-"
+                f"{POLICY_IDS[self.policy]}-{self.weights}")
+
+    @property
+    def run_key(self) -> tuple:
+        return (self.mode, self.seq_len, self.mesh, self.policy, self.weights)
+
+    @property
+    def quick(self) -> bool:
+        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode."""
+        if self.mesh != (1, 1) or self.policy != "default":
+            return False
+        return (self.mode == "prefill" and self.seq_len == 128) or (self.mode == "decode" and self.weights == "random")
+
+    def threshold(self) -> float:
+        key = THRESHOLD_KEY.get(self.module, self.module)
+        if key == "decoder_block" and self.weights == "checkpoint":
+            key = "decoder_block_real"
+        return pcc_threshold(key, self.mode, self.policy)
+
+
+def matrix_cases(meshes: tuple[tuple[int, int], ...] = MESHES) -> list[Case]:
+    """Every case, grouped by run (so each run is computed once, by its first case)."""
+    cases = []
+    for weights in WEIGHTS:
+        for mesh in meshes:
+            for policy in POLICY_IDS:
+                for seq_len in PREFILL_LENGTHS:
+                    cases += [Case(m, "prefill", seq_len, 1, mesh, policy, weights) for m in MODULES]
+                cases += [Case(m, "decode", 1, kv_cache.USERS_PER_ROW * mesh[0], mesh, policy, weights) for m in MODULES]
+    return cases
+
+
+# --- one run: every module's PCCs for a (mode, seq_len, mesh, policy, weights) ----------------------
+
+
+@dataclass
+class RunResult:
+    """Per module: list of (stage, value, extra) measured in this run; the model's drill-down."""
+
+    values: dict[str, list[tuple[str, float, dict[str, Any]]]] = field(default_factory=dict)
+    drilldown: Drilldown | None = None
+    error: BaseException | None = None
+
+    def add(self, module: str, stage: str, value: float, **extra: Any) -> None:
+        self.values.setdefault(module, []).append((stage, float(value), extra))
+
+
+_RUNS: dict[tuple, RunResult] = {}
+
+
+def _module_of(stage_sub: str, layer: int | None, config: Any) -> str:
+    if stage_sub == "block":
+        return "moe_decoder_block" if block_for_layer(config, layer).IS_MOE else "decoder_block"
+    return {"attention": "mla", "norm": "rms_norm", "logits": "lm_head"}.get(stage_sub, stage_sub)
+
+
+def _models(case: Case, request: pytest.FixtureRequest) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(reference model, keyword arguments of ``load_or_convert_model_weights`` naming the same weights)."""
+    if case.weights == "random":
+        from suites.accuracy.model_lib import SEED, reference_model
+
+        return reference_model(), {"random_seed": SEED}
+    model_path = request.getfixturevalue("model_path")
+    from fixtures.models import _embedded_model
+
+    given = request.config.getoption("--model-path") or __import__("os").environ.get("DEEPSEEK_V3_HF_MODEL")
+    if not given and _embedded_model() is None:
+        pytest.skip("checkpoint weights: no trained model (the embedded model is missing; pass --model-path)")
+    return request.getfixturevalue("reference_model"), {"model_path": Path(model_path)}
+
+
+def _configs(case: Case, reference: torch.nn.Module, source: dict[str, Any], mesh_device: Any, cache_dir: Path, paged, page_table, caches=None):
+    config = reference.config
+    result = load_or_convert_model_weights(config, mesh_device, cache_dir, dtype_policy=case.policy, progress=False, **source)
+    state = Model.create_state(config, mesh_device, paged, page_table=page_table, caches=caches, dtype_policy=case.policy)
+    model_config = (Model.prefill_model_config if case.mode == "prefill" else Model.decode_model_config)(
+        config, mesh_device, dtype_policy=case.policy
+    )
+    return Model.run_config(model_config, result.weight_config, state, weight_root=result.entry_dir)
+
+
+def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.Tensor], config: Any, mesh_device: Any,
+              decode: bool, attention_args: tuple, embedding_input: Any) -> None:
+    """Every TT module on the reference's input of its stage; ``captured`` rows are tokens (prefill) or users."""
+    def dev(x: torch.Tensor) -> Any:
+        return residual_to_device(x, mesh_device, decode=decode)
+
+    def back(t: Any) -> torch.Tensor:
+        return residual_to_torch(t, mesh_device, decode=decode)
+
+    fwd = "forward_decode" if decode else "forward_prefill"
+    result.add("embedding", "embedding", pcc(captured["embedding"], back(getattr(Embedding, fwd)(embedding_input, cfg["embedding"]))))
+    for i, layer_cfg in enumerate(cfg["layers"]):
+        block = block_for_layer(config, i)
+        attn = stage_name("attention", i)
+        out = getattr(MLA, fwd)(dev(captured[attn + INPUT_SUFFIX]), *attention_args, layer_cfg["mla"])
+        result.add("mla", attn, pcc(captured[attn], back(out)))
+        ffn_name = "moe" if block.IS_MOE else "mlp"
+        ffn = stage_name(ffn_name, i)
+        out = getattr(block.ffn(), fwd)(dev(captured[ffn + INPUT_SUFFIX]), layer_cfg["mlp"])
+        result.add(ffn_name, ffn, pcc(captured[ffn], back(out)))
+        blk = stage_name("block", i)
+        out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), *attention_args, layer_cfg)
+        result.add("moe_decoder_block" if block.IS_MOE else "decoder_block", blk, pcc(captured[blk], back(out)))
+    out = getattr(DistributedRMSNorm, fwd)(dev(captured["norm" + INPUT_SUFFIX]), cfg["norm"])
+    result.add("rms_norm", "norm", pcc(captured["norm"], back(out)))
+    logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"]), mesh_device, decode=decode)
+    result.add("lm_head", "logits", pcc(captured["logits"], logits[:, : config.vocab_size]))
+
+
+@torch.no_grad()
+def _prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    config = reference.config
+    result = RunResult()
+    tokens = torch.randint(0, config.vocab_size, (case.seq_len,), generator=torch.Generator().manual_seed(case.seq_len))
+    with capture_reference(reference, record_inputs=True) as expected:
+        reference(input_ids=tokens[None])
+    rows, cols = mesh_shape(mesh_device)
+    paged = kv_cache.paged_config_for(case.seq_len, mesh_cols=cols)
+    page_table = kv_cache.default_page_table(paged)
+    cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table)
+    rope = RotarySetup(config, mesh_device)
+    rope_tensors = rope.prefill_tensors(case.seq_len)
+    with capture_tt(mesh_device) as actual:
+        out = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), 0, rope_tensors, cfg)
+    logits = LMHead.logits_to_torch(out, mesh_device, decode=False)[:, : config.vocab_size]
+    result.add("model", "logits", pcc(expected["logits"], logits), top1_agreement=top1_agreement(expected["logits"], logits))
+    result.drilldown = compare_stages(expected, actual, case.policy, length=case.seq_len)
+    _isolated(result, cfg, expected, config, mesh_device, False, (0, rope_tensors, cfg["page_table"]), Embedding.prefill_input(tokens, mesh_device))
+    return result
+
+
+@torch.no_grad()
+def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    from reference_models.reference import get_layer, get_rotary_embedding
+    from suites.accuracy.model_lib import reference_kvpe
+
+    config = reference.config
+    result = RunResult()
+    rows, cols = mesh_shape(mesh_device)
+    users = case.users
+    generator = torch.Generator().manual_seed(77)
+    positions = torch.randint(0, DECODE_MAX_POSITION + 1, (users,), generator=generator)
+    positions[0], positions[-1] = 0, DECODE_MAX_POSITION
+    sequences = [torch.randint(0, config.vocab_size, (int(p) + 1,), generator=generator) for p in positions]
+    rotary = get_rotary_embedding(reference)
+    last: dict[str, list[torch.Tensor]] = {}
+    kvpe: list[list[torch.Tensor]] = [[] for _ in range(config.num_hidden_layers)]
+    for seq in sequences:
+        with capture_reference(reference, record_inputs=True) as captured:
+            reference(input_ids=seq[None])
+        for stage, value in captured.items():
+            last.setdefault(stage, []).append(value[-1])
+        for i in range(config.num_hidden_layers):
+            normed = captured[stage_name("attention", i) + INPUT_SUFFIX]
+            kvpe[i].append(reference_kvpe(get_layer(reference, i).self_attn, rotary, normed)[:-1])
+    expected = {stage: torch.stack(values) for stage, values in last.items()}
+
+    paged = kv_cache.paged_config_for(DECODE_MAX_POSITION + 1, mesh_cols=cols)
+    page_table = kv_cache.default_page_table(paged)
+    caches = [kv_cache.pack_user_caches(kvpe[i], paged, page_table, (rows, cols)) for i in range(config.num_hidden_layers)]
+    cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
+    rope = RotarySetup(config, mesh_device)
+    tokens = torch.stack([seq[-1] for seq in sequences])
+    attention_args = (kv_cache.decode_positions_tensor(positions, mesh_device), rope.decode_tensors(positions), cfg["page_table"])
+    with capture_tt(mesh_device) as actual:
+        out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), *attention_args[:2], cfg)
+    logits = LMHead.logits_to_torch(out, mesh_device, decode=True)[:, : config.vocab_size]
+    result.add("model", "logits", pcc(expected["logits"], logits), top1_agreement=top1_agreement(expected["logits"], logits))
+    result.drilldown = compare_stages(expected, actual, case.policy)
+    # The isolated decode steps rewrite each user's KVPE at its position with the same values; harmless.
+    _isolated(result, cfg, expected, config, mesh_device, True, attention_args, Embedding.decode_input(tokens, mesh_device))
+    return result
+
+
+def run_for(case: Case, request: pytest.FixtureRequest, mesh_device: Any) -> RunResult:
+    """The shared run of ``case`` (computed by the first case that needs it; errors are re-raised for all)."""
+    if case.run_key not in _RUNS:
+        reference, source = _models(case, request)
+        cache_dir = request.getfixturevalue("cache_dir")
+        runner = _prefill_run if case.mode == "prefill" else _decode_run
+        try:
+            _RUNS[case.run_key] = runner(case, reference, source, mesh_device, cache_dir)
+        except Exception as exc:
+            _RUNS[case.run_key] = RunResult(error=exc)
+    result = _RUNS[case.run_key]
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+__all__ = ["Case", "MODULES", "POLICY_IDS", "RunResult", "matrix_cases", "run_for"]

@@ -1,0 +1,46 @@
+"""``pytest -m accuracy``: the module x mode x seq_len x users x mesh x dtype policy x weights matrix.
+
+Cases and runs are defined in ``suites/accuracy/matrix.py``. ``--quick`` (CI) keeps the cases marked
+``quick``; the nightly run takes them all. With ``--mesh-shape`` (e.g. ``--backend ttnn --mesh-shape TG``
+on a Galaxy) the mesh axis is that one shape; otherwise the emulator runs 1x1 and 4x8.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deepseek_tt.accuracy.drilldown import assert_pcc_with_drilldown
+from deepseek_tt.config.mesh import parse_mesh_shape
+from suites.accuracy.matrix import MESHES, matrix_cases, run_for
+
+pytestmark = pytest.mark.accuracy
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    given = metafunc.config.getoption("--mesh-shape")
+    meshes = (parse_mesh_shape(given),) if given else MESHES
+    params = []
+    for case in matrix_cases(meshes):
+        marks = [pytest.mark.quick] if case.quick else []
+        if case.mode == "prefill" and case.seq_len > 128 and case.mesh != (1, 1):
+            marks.append(pytest.mark.slow)
+        params.append(pytest.param(case, case.mesh, id=case.id, marks=marks))
+    metafunc.parametrize(["case", "mesh_device"], params, indirect=["mesh_device"])
+
+
+def test_accuracy(case, mesh_device, request, record_result):
+    run = run_for(case, request, mesh_device)
+    values = run.values.get(case.module)
+    assert values, f"{case.id}: the run measured nothing for {case.module}"
+    threshold = case.threshold()
+    mesh = f"{case.mesh[0]}x{case.mesh[1]}"
+    for stage, value, extra in values:
+        record_result(module=case.module, mode=case.mode, metric="pcc", value=value, threshold=threshold, seq_len=case.seq_len,
+                      batch=case.users, mesh=mesh, dtype_policy=case.policy, stage=stage, weights=case.weights)
+        for metric, extra_value in extra.items():
+            record_result(module=case.module, mode=case.mode, metric=metric, value=extra_value, seq_len=case.seq_len,
+                          batch=case.users, mesh=mesh, dtype_policy=case.policy, stage=stage, weights=case.weights)
+    worst_stage, worst, _ = min(values, key=lambda v: v[1])
+    assert_pcc_with_drilldown(worst, threshold, f"{case.id}: {worst_stage}", lambda: run.drilldown)
