@@ -11,6 +11,7 @@ Galaxy-tiny with one dense and one MoE layer, the same random weights on both si
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,15 @@ def _reference_with_kvpe(tokens: torch.Tensor) -> tuple[torch.Tensor, list[torch
 
 
 @pytest.mark.parametrize(
-    "mesh_device", [pytest.param((1, 1), id="mesh1x1"), pytest.param((4, 8), id="mesh4x8", marks=pytest.mark.quick)], indirect=True
+    "mesh_device, seq_len",
+    [
+        pytest.param((1, 1), 128, id="mesh1x1-seq128"),
+        pytest.param((1, 1), 512, id="mesh1x1-seq512"),
+        pytest.param((4, 8), 128, id="mesh4x8-seq128", marks=pytest.mark.quick),
+        pytest.param((4, 8), 512, id="mesh4x8-seq512"),
+    ],
+    indirect=["mesh_device"],
 )
-@pytest.mark.parametrize("seq_len", [pytest.param(128, id="seq128"), pytest.param(512, id="seq512")])
 def test_model_prefill(mesh_device, seq_len, tmp_path_factory, record_result):
     model = reference_model()
     rows, cols = mesh_shape(mesh_device)
@@ -94,16 +101,26 @@ def test_model_prefill(mesh_device, seq_len, tmp_path_factory, record_result):
     page_table = kv_cache.default_page_table(paged)
     cfg = _run_config(mesh_device, tmp_path_factory, "prefill", paged, page_table)
     rope = RotarySetup(model.config, mesh_device)
+    start = time.perf_counter()
     logits = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), rows * 32 - 1, rope.prefill_tensors(seq_len), cfg)
     actual = LMHead.logits_to_torch(logits, mesh_device, decode=False)
+    tt_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     with torch.no_grad():
         expected = model(input_ids=tokens[None]).logits[0]
+    reference_seconds = time.perf_counter() - start
     value = _record(record_result, "prefill", expected, actual, seq_len, 1, mesh_device)
+    record_result(
+        module="model", mode="prefill", metric="emulated_over_reference_time", value=tt_seconds / reference_seconds, seq_len=seq_len,
+        batch=1, mesh=mesh_name(mesh_device), higher_is_better=False, seconds=tt_seconds, reference_seconds=reference_seconds,
+    )
     assert value >= pcc_threshold("model", "prefill"), f"model prefill logits PCC {value:.5f}"
 
 
 @pytest.mark.parametrize(
-    "mesh_device", [pytest.param((1, 1), id="mesh1x1"), pytest.param((4, 8), id="mesh4x8", marks=pytest.mark.quick)], indirect=True
+    # Not in the CI selection: 4x8 takes ~7 min here (128 reference sequences + the emulated MoE);
+    # the facade test below covers decode in CI.
+    "mesh_device", [pytest.param((1, 1), id="mesh1x1"), pytest.param((4, 8), id="mesh4x8")], indirect=True
 )
 def test_model_decode(mesh_device, tmp_path_factory, record_result):
     model = reference_model()
