@@ -42,6 +42,14 @@ MODEL_API_NAMES = sorted(
     """.split()
 )
 
+#: methods and properties of ttnn classes that model code uses (class name -> member names)
+CLASS_MEMBERS = {
+    "Tensor": """shape padded_shape dtype layout memory_config device deallocate to_torch cpu to is_allocated
+        storage_type is_sharded get_dtype get_layout volume logical_volume element_size""".split(),
+    "MeshDevice": """shape get_num_devices create_submesh create_submeshes get_submeshes compute_with_storage_grid_size
+        arch dram_grid_size get_device_ids id enable_program_cache disable_and_clear_program_cache core_grid""".split(),
+}
+
 _NAME_RE = re.compile(r"\bttnn\.((?:transformer\.|experimental\.)?[A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -173,6 +181,33 @@ def describe(obj: Any) -> dict[str, Any]:
     if callable(obj):
         return {"kind": "function", "overloads": _overloads(obj) or []}
     return {"kind": "value", "repr": repr(obj)[:200]}
+
+
+def describe_member(cls: type, name: str) -> dict[str, Any]:
+    """A class member: ``{"kind": "property"}`` or a function description of the method."""
+    attr = inspect.getattr_static(cls, name)
+    if isinstance(attr, property) or (inspect.isdatadescriptor(attr) and not callable(attr)) or "property" in type(attr).__name__:
+        return {"kind": "property"}
+    return describe(getattr(cls, name))
+
+
+def describe_members(module: Any) -> dict[str, dict[str, Any]]:
+    """``"Class.member"`` -> description, for :data:`CLASS_MEMBERS` found in ``module``."""
+    found = {}
+    for cls_name, members in CLASS_MEMBERS.items():
+        cls = getattr(module, cls_name)
+        for member in members:
+            if hasattr(cls, member):
+                found[f"{cls_name}.{member}"] = describe_member(cls, member)
+    return found
+
+
+def member_problems(real: dict[str, Any], emu: dict[str, Any] | None) -> list[str]:
+    if emu is None:
+        return ["missing"]
+    if (real["kind"] == "property") != (emu["kind"] == "property"):
+        return [f"is a {emu['kind']} here, ttnn has a {real['kind']}"]
+    return [] if real["kind"] == "property" else signature_problems(real, emu)
 
 
 def public_names(module: Any) -> list[str]:

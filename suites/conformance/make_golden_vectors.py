@@ -109,7 +109,8 @@ def real_api(ttnn: Any) -> dict[str, Any]:
         except AttributeError:
             continue
         described[name] = api_surface.describe(obj)
-    return {"ttnn_version": REAL_TTNN_VERSION, "names": real_names, "signatures": described}
+    return {"ttnn_version": REAL_TTNN_VERSION, "names": real_names, "signatures": described,
+            "members": api_surface.describe_members(ttnn)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,15 @@ def test_signature(real_ttnn, emulator, name):
     assert not problems, f"ttnn.{name}: " + "; ".join(problems)
 
 
+@pytest.mark.parametrize("member", [f"{c}.{m}" for c, ms in api_surface.CLASS_MEMBERS.items() for m in ms])
+def test_class_member(real_ttnn, emulator, member):
+    real = api_surface.describe_members(real_ttnn).get(member)
+    if real is None:
+        pytest.skip(f"ttnn.{member} does not exist in the real module")
+    problems = api_surface.member_problems(real, api_surface.describe_members(emulator).get(member))
+    assert not problems, f"ttnn.{member}: " + "; ".join(problems)
+
+
 def test_model_code_names_exist_in_real_ttnn(real_ttnn):
     missing = {n: f for n, f in api_surface.model_code_ttnn_names().items() if not _has(real_ttnn, n)}
     assert not missing, f"model code uses names that real ttnn lacks: {missing}"
@@ -50,6 +59,7 @@ def test_recorded_api_is_current(real_ttnn):
     live = real_api(real_ttnn)
     assert recorded["names"] == live["names"]
     stale = sorted(n for n, d in recorded["signatures"].items() if live["signatures"].get(n) != d)
+    stale += sorted(n for n, d in recorded.get("members", {}).items() if live["members"].get(n) != d)
     assert not stale, f"fixtures/golden/{API_FILE} is out of date for {stale}: rerun make_golden_vectors"
 
 

@@ -127,6 +127,14 @@ def test_emulator_signatures_match_real_ttnn(api):
         f"  ttnn.{name}: {'; '.join(p)}" for name, p in sorted(problems.items()))
 
 
+def test_tensor_and_mesh_device_members_match_real_ttnn(api):
+    emulated = api_surface.describe_members(ttnn)
+    problems = {name: api_surface.member_problems(real, emulated.get(name)) for name, real in api["members"].items()}
+    problems = {name: p for name, p in problems.items() if p}
+    assert not problems, "Tensor / MeshDevice members differ from ttnn 0.81.1:\n" + "\n".join(
+        f"  ttnn.{name}: {'; '.join(p)}" for name, p in sorted(problems.items()))
+
+
 def test_emulator_has_no_names_real_ttnn_lacks(api):
     extra = set(api_surface.public_names(ttnn)) - set(api["names"]) - EMULATOR_ONLY_NAMES
     assert not extra, f"emulator exports names that real ttnn 0.81.1 does not have: {sorted(extra)}"

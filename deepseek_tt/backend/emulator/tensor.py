@@ -61,8 +61,8 @@ class Tensor:
         placements: list | None = None,
     ) -> None:
         self._storage: torch.Tensor | None = data
-        self.dtype = dtype
-        self.layout = layout
+        self._dtype = dtype
+        self._layout = layout
         self._device = device
         self._memory_config = memory_config
         self._mesh_shape = mesh_shape
@@ -128,13 +128,29 @@ class Tensor:
     def _data(self, value: torch.Tensor) -> None:
         self._storage = value
 
-    def deallocate(self, force: bool = True) -> None:
+    def deallocate(self, force: bool = False) -> None:
         self._storage = None
 
     def is_allocated(self) -> bool:
         return self._storage is not None
 
     # -- properties as ttnn reports them --------------------------------------------------------
+    @property
+    def dtype(self) -> DataType:
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value: DataType) -> None:
+        self._dtype = value
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout
+
+    @layout.setter
+    def layout(self, value: Layout) -> None:
+        self._layout = value
+
     @property
     def shape(self) -> Shape:
         return Shape(self._data.shape[1:])
