@@ -112,3 +112,20 @@ def test_committed_golden_vectors_are_current(real_ttnn):
     for section in ("mappers", "special"):
         for name, value in live[section].items():
             assert torch.equal(committed[section][name].nan_to_num(0.5), value.nan_to_num(0.5)), (section, name)
+
+
+@pytest.mark.parametrize("form", ["row_col_dims", "override_1d", "override_1d_replicate"])
+def test_mesh_mapper_config_forms(real_ttnn, emulator, form):
+    x = cases.mapper_input()
+
+    def shards(tt):
+        if form == "row_col_dims":
+            config = tt.MeshMapperConfig(1, None)
+        elif form == "override_1d":
+            config = tt.MeshMapperConfig([tt.PlacementShard(0)], tt.MeshShape([8]))
+        else:
+            config = tt.MeshMapperConfig([tt.PlacementReplicate()], tt.MeshShape([8]))
+        mapper = tt.create_mesh_mapper(tt.MeshShape(2, 4), config)
+        return host_shards(tt, tt.from_torch(x, dtype=tt.float32, mesh_mapper=mapper))
+
+    assert torch.equal(shards(emulator), shards(real_ttnn))
