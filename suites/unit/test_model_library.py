@@ -1,0 +1,107 @@
+"""Model-library contracts that need no accuracy run: configs serialize, bad weights and bad inputs are
+refused with one clear message, and the facade's shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.op_configs import config_fingerprint_text, config_to_json
+from deepseek_tt.modules.mlp import MLP
+from deepseek_tt.modules.model import Model
+from deepseek_tt.modules.rms_norm import DistributedRMSNorm
+from deepseek_tt.runtime.tt_model import TtModel
+from reference_models.presets import get_preset
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def mesh():
+    device = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
+    yield device
+    ttnn.close_mesh_device(device)
+
+
+@pytest.fixture
+def galaxy_mesh():
+    device = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
+    yield device
+    ttnn.close_mesh_device(device)
+
+
+def test_model_configs_serialize_to_json(galaxy_mesh):
+    config = get_preset("galaxy-tiny")
+    for mode in ("prefill", "decode"):
+        model_config = getattr(Model, f"{mode}_model_config")(config, galaxy_mesh)
+        text = config_fingerprint_text(model_config)
+        assert json.loads(text) == config_to_json(model_config)
+        assert text == config_fingerprint_text(getattr(Model, f"{mode}_model_config")(config, galaxy_mesh))
+        assert len(model_config["layers"]) == config.num_hidden_layers
+    dense, moe = Model.decode_model_config(config, galaxy_mesh)["layers"]
+    assert (dense["is_moe"], moe["is_moe"]) == (False, True)
+    assert dense["mlp"]["all_gather"].cluster_axis == 1 and dense["mlp"]["reduce_scatter"].dim == 3
+
+
+def test_single_column_mesh_skips_the_collectives(mesh):
+    config = get_preset("galaxy-tiny")
+    assert "all_gather" not in MLP.decode_model_config(config, mesh)
+    assert "rms_norm" in DistributedRMSNorm.decode_model_config(config, mesh)
+
+
+def test_missing_or_misshapen_weights_are_named(mesh, tmp_path):
+    config = get_preset("tiny", num_layers=1)
+    good = {
+        "gate_proj.weight": torch.zeros(config.intermediate_size, config.hidden_size),
+        "up_proj.weight": torch.zeros(config.intermediate_size, config.hidden_size),
+        "down_proj.weight": torch.zeros(config.hidden_size, config.intermediate_size),
+    }
+    with pytest.raises(KeyError, match="MLP: missing weight 'up_proj.weight'"):
+        MLP.convert_weights(config, {k: v for k, v in good.items() if k != "up_proj.weight"}, tmp_path, mesh)
+    with pytest.raises(ValueError, match=r"MLP: weight 'down_proj.weight' has shape \(3, 4\)"):
+        MLP.convert_weights(config, {**good, "down_proj.weight": torch.zeros(3, 4)}, tmp_path, mesh)
+
+
+def test_dims_that_do_not_split_over_the_mesh_are_refused(galaxy_mesh):
+    config = get_preset("tiny")  # hidden 128: not 32-wide sticks over 8 columns
+    with pytest.raises(ValueError, match="must split into tiles over 8 mesh columns"):
+        MLP.decode_model_config(config, galaxy_mesh)
+
+
+@pytest.fixture
+def tiny_model(mesh, tmp_path):
+    # galaxy-tiny's dense layer: the tiny preset's 16-wide RoPE head is below the 32 ttnn's rotary needs
+    config = get_preset("galaxy-tiny", num_layers=1)
+    return TtModel.load(None, mesh, tmp_path / "cache", random_weights=True, hf_config=config, max_seq_len=64, progress=False)
+
+
+def test_facade_shapes_and_bad_inputs(tiny_model):
+    model = tiny_model
+    assert (model.max_batch_size, model.max_seq_len, model.vocab_size) == (32, 64, 2048)
+    logits = model.prefill(torch.arange(5), user_id=3)
+    assert logits.shape == (5, model.vocab_size) and torch.isfinite(logits).all()
+    positions = torch.full((32,), -1)
+    positions[3] = 5
+    out = model.decode(torch.zeros(32, dtype=torch.long), positions)
+    assert out.shape == (32, model.vocab_size) and torch.isfinite(out[3]).all()
+    with pytest.raises(ValueError, match="decode expects 32 tokens and positions"):
+        model.decode(torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=2048\)"):
+        model.prefill(torch.tensor([1, 5000]), user_id=0)
+    with pytest.raises(ValueError, match="length 65 must be in"):
+        model.prefill(torch.zeros(65, dtype=torch.long), user_id=0)
+    with pytest.raises(ValueError, match="user_id 32 out of range"):
+        model.prefill(torch.zeros(4, dtype=torch.long), user_id=32)
+
+
+def test_prefill_is_independent_of_padding_and_other_users(tiny_model):
+    """A user's logits do not depend on the tile padding of its prompt nor on another user's prefill."""
+    model = tiny_model
+    prompt = torch.arange(10, 40)
+    first = model.prefill(prompt, user_id=0)
+    model.prefill(torch.arange(100, 164), user_id=1)
+    again = model.prefill(prompt[:20], user_id=0)
+    assert torch.equal(first[:20], again)
