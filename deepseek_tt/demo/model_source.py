@@ -1,8 +1,9 @@
 """Where the demo's model, tokenizer and cache come from (seed README defaults).
 
 ``--model-path``: the flag, else ``$DEEPSEEK_V3_HF_MODEL``, else the embedded trained model
-(``reference_models.embedded.embedded_model_path()``); while that is not available, a checkpoint of the
-``tiny`` preset written once under the cache directory (logged as such).
+(``reference_models.embedded.embedded_model_path()``); while that is not available, a random-weights
+checkpoint written once under the cache directory (logged as such): the ``tiny`` preset for the torch
+reference, ``galaxy-tiny`` for the TT-NN model (whose rotary op needs head dims that are multiples of 32).
 ``--cache-dir``: the flag, else ``$DEEPSEEK_V3_CACHE``, else ``generated/deepseek_v3``.
 """
 
@@ -20,7 +21,7 @@ log = logging.getLogger("deepseek_tt.demo")
 MODEL_PATH_ENV = "DEEPSEEK_V3_HF_MODEL"
 CACHE_DIR_ENV = "DEEPSEEK_V3_CACHE"
 DEFAULT_CACHE_DIR = Path("generated/deepseek_v3")
-FALLBACK_PRESET = "tiny"
+FALLBACK_PRESETS = {"reference": "tiny", "tt": "galaxy-tiny"}
 FALLBACK_SEED = 0
 
 
@@ -44,18 +45,18 @@ def _embedded_model_path() -> Path | None:
     return Path(path) if path is not None else None
 
 
-def _fallback_checkpoint(cache_dir: Path) -> Path:
+def _fallback_checkpoint(cache_dir: Path, preset: str) -> Path:
     from reference_models.checkpoint import write_checkpoint
 
-    target = cache_dir / f"fallback_{FALLBACK_PRESET}_seed{FALLBACK_SEED}"
+    target = cache_dir / f"fallback_{preset}_seed{FALLBACK_SEED}"
     if not (target / "config.json").is_file():
-        log.info("writing a %r preset checkpoint to %s", FALLBACK_PRESET, target)
-        write_checkpoint(FALLBACK_PRESET, target, seed=FALLBACK_SEED)
+        log.info("writing a %r preset checkpoint to %s", preset, target)
+        write_checkpoint(preset, target, seed=FALLBACK_SEED, overwrite=True)
     return target
 
 
-def resolve_model_path(model_path: str | Path | None, cache_dir: Path) -> tuple[Path, str]:
-    """The model directory and where it came from (``flag``, ``env``, ``embedded``, ``fallback-tiny``)."""
+def resolve_model_path(model_path: str | Path | None, cache_dir: Path, runtime: str = "reference") -> tuple[Path, str]:
+    """The model directory and where it came from (``flag``, ``env``, ``embedded``, ``fallback-<preset>``)."""
     if model_path is not None:
         return Path(model_path), "flag"
     env = os.environ.get(MODEL_PATH_ENV)
@@ -64,13 +65,14 @@ def resolve_model_path(model_path: str | Path | None, cache_dir: Path) -> tuple[
     embedded = _embedded_model_path()
     if embedded is not None:
         return embedded, "embedded"
+    preset = FALLBACK_PRESETS[runtime]
     log.warning(
         "no --model-path, $%s unset and the embedded trained model is not available: "
         "using random weights of the %r preset instead (its generations are meaningless)",
         MODEL_PATH_ENV,
-        FALLBACK_PRESET,
+        preset,
     )
-    return _fallback_checkpoint(cache_dir), "fallback-tiny"
+    return _fallback_checkpoint(cache_dir, preset), f"fallback-{preset}"
 
 
 def check_model_dir(path: Path, source: str) -> dict[str, Any]:

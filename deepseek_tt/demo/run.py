@@ -170,6 +170,12 @@ def run_demo(
     if output_path is not None:
         output_path = check_output_path(output_path)
 
+    try:
+        runtime_name = resolve_runtime(runtime)
+    except ValueError as exc:
+        raise DemoInputError(f"--runtime: {exc}") from None
+    if runtime_name == "tt" and random_weights and random_weights_preset == "tiny":
+        raise DemoInputError("--random-weights-preset tiny runs only with --runtime reference (its 16-wide heads do not tile on TT-NN)")
     cache = resolve_cache_dir(cache_dir)
     hf_config = None
     if random_weights:
@@ -179,7 +185,7 @@ def run_demo(
         hf_config = random_weights_config(random_weights_preset, num_layers=1)
         vocab_size = hf_config.vocab_size
     else:
-        resolved_model, model_source = resolve_model_path(model_path, cache)
+        resolved_model, model_source = resolve_model_path(model_path, cache, runtime_name)
         vocab_size = int(check_model_dir(resolved_model, model_source)["vocab_size"])
 
     reference = None
@@ -192,10 +198,6 @@ def run_demo(
         except RefptError as exc:
             raise DemoInputError(f"--reference-file {exc}") from None
 
-    try:
-        runtime_name = resolve_runtime(runtime)
-    except ValueError as exc:
-        raise DemoInputError(f"--runtime: {exc}") from None
     codec: TextCodec
     if random_weights:
         codec = _random_weights_codec(hf_config.vocab_size)

@@ -10,8 +10,8 @@ from typing import Any, Iterator
 log = logging.getLogger("deepseek_tt.demo")
 
 RUNTIMES = ("tt", "reference")
-#: The runtime the demo uses unless told otherwise (switches to "tt" once the TT-NN model runs end to end).
-DEFAULT_RUNTIME = "reference"
+#: The runtime the demo uses unless told otherwise: the TT-NN model.
+DEFAULT_RUNTIME = "tt"
 TRACE_REGION_SIZE = 64 * 1024 * 1024
 
 

@@ -32,6 +32,7 @@ def test_parser_defaults_match_the_seed_readme():
     assert args.generator == "bp" and args.enable_trace is False and args.random_weights is False
     assert args.single_layer is None and args.token_accuracy is False and args.reference_file is None
     assert args.tf_prompt_len is None and args.random_weights_preset == "full"
+    assert args.runtime is None  # -> DEFAULT_RUNTIME, the TT-NN model
 
 
 def test_positional_prompts(run_cli, tiny_model_dir, tmp_path):
@@ -87,11 +88,12 @@ def test_model_path_default_is_the_embedded_model(tmp_path, monkeypatch):
     from deepseek_tt.demo.model_source import resolve_model_path
 
     monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
-    path, source = resolve_model_path(None, tmp_path / "cache")
+    path, source = resolve_model_path(None, tmp_path / "cache", "reference")
     assert source in ("embedded", "fallback-tiny")
     assert (path / "config.json").is_file()
     if source == "fallback-tiny":
         assert path.parent == tmp_path / "cache"
+        assert resolve_model_path(None, tmp_path / "cache", "reference") == (path, source)  # written once
 
 
 def test_cache_dir_default_and_environment(monkeypatch, tmp_path):
