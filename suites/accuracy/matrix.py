@@ -19,7 +19,7 @@ Thresholds come from ``deepseek_tt.accuracy.thresholds``; every value is a resul
 
 from __future__ import annotations
 
-import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ import torch
 from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, capture_reference, capture_tt, compare_stages, stage_name
 from deepseek_tt.accuracy.metrics import pcc, top1_agreement
 from deepseek_tt.accuracy.thresholds import pcc_threshold
-from deepseek_tt.backend import ttnn
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import block_for_layer
@@ -42,6 +41,8 @@ from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rms_norm import DistributedRMSNorm
 from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.weights.convert import load_or_convert_model_weights
+from fixtures.options import MODEL_PATH_ENV
+from reference_models.embedded import embedded_model_path
 
 POLICY_IDS = {"default": "bfp8", "high_precision": "bf16"}
 MESHES = ((1, 1), (4, 8))
@@ -129,12 +130,13 @@ def _models(case: Case, request: pytest.FixtureRequest) -> tuple[torch.nn.Module
         from suites.accuracy.model_lib import SEED, reference_model
 
         return reference_model(), {"random_seed": SEED}
+    given = request.config.getoption("--model-path") or os.environ.get(MODEL_PATH_ENV)
+    if not given:
+        try:
+            embedded_model_path()
+        except FileNotFoundError as exc:
+            pytest.skip(f"checkpoint weights: no trained model ({exc}); pass --model-path")
     model_path = request.getfixturevalue("model_path")
-    from fixtures.models import _embedded_model
-
-    given = request.config.getoption("--model-path") or __import__("os").environ.get("DEEPSEEK_V3_HF_MODEL")
-    if not given and _embedded_model() is None:
-        pytest.skip("checkpoint weights: no trained model (the embedded model is missing; pass --model-path)")
     return request.getfixturevalue("reference_model"), {"model_path": Path(model_path)}
 
 
