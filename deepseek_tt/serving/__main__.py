@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--mesh-shape", default=None, help="mesh name or RxC (default $MESH_DEVICE, else 1x1)")
     parser.add_argument("--backend", default=None, choices=("auto", "ttnn", "emulator"))
-    parser.add_argument("--runtime", default="auto", choices=("auto", "tt", "reference"), help="tt: the TT-NN model; reference: transformers")
+    parser.add_argument("--runtime", default="tt", choices=("tt", "reference"), help="tt: the TT-NN model (default); reference: transformers")
     parser.add_argument("--max-seq-len", type=int, default=1024, help="context per request (prompt + max_tokens)")
     parser.add_argument("--served-model-name", action="append", default=None, help="model id(s) clients may send")
     return parser

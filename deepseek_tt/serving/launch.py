@@ -35,7 +35,7 @@ def load_serving_stack(
     cache_dir: Path | None = None,
     mesh_shape: str | tuple[int, int] | None = None,
     backend: str | None = None,
-    runtime: str = "auto",
+    runtime: str | None = None,
     max_seq_len: int = 1024,
     served_names: list[str] | None = None,
     dtype_policy: str = "default",

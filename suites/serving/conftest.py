@@ -33,9 +33,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
+def serving_model_path(preset_checkpoint):
+    """The embedded trained model; a 2-layer ``galaxy-tiny`` checkpoint in a checkout without it."""
+    try:
+        from reference_models.embedded import embedded_model_path
+
+        return embedded_model_path()
+    except FileNotFoundError:
+        return preset_checkpoint("galaxy-tiny", num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def live_server(serving_model_path, tmp_path_factory) -> Iterator[LiveServer]:
     stack = load_serving_stack(
-        model_path=model_path, cache_dir=tmp_path_factory.mktemp("serving-cache"), mesh_shape=(1, 1),
+        model_path=serving_model_path, cache_dir=tmp_path_factory.mktemp("serving-cache"), mesh_shape=(1, 1),
         max_seq_len=256, served_names=[SERVED_NAME],
     )
     port = _free_port()
