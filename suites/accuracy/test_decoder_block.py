@@ -133,3 +133,31 @@ def test_decoder_block_decode(name: str, mesh_device: Any, tmp_path_factory, rec
         # Dense: every user must match. MoE: a user whose k-th and (k+1)-th expert scores are within bf16
         # rounding (margins ~1e-3 measured) may route to another expert; only the whole batch is held to it.
         assert worst >= threshold, f"{name} decode: the worst user has PCC {worst:.5f} < {threshold}"
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="mesh1x1")], indirect=True)
+def test_dense_block_high_precision_policy_is_closer(mesh_device, tmp_path, record_result) -> None:
+    """The dtype policy reaches every weight and matmul: bf16 everywhere beats the bfp8 default."""
+    model = reference_model()
+    seq_len = 128
+    x = activations(seq_len, model.config.hidden_size, seed=3)
+    expected, _ = reference_layer(model, 0, x)
+    rope = RotarySetup(model.config, mesh_device)
+    paged = kv_cache.paged_config_for(seq_len, mesh_cols=1)
+    values = {}
+    for policy in ("default", "high_precision"):
+        weights = DecoderBlock.convert_weights(model.config, layer_weights(model, 0, ""), tmp_path / policy, mesh_device, dtype_policy=policy)
+        cfg = DecoderBlock.run_config(
+            DecoderBlock.prefill_model_config(model.config, mesh_device, dtype_policy=policy),
+            weights,
+            DecoderBlock.create_state(model.config, mesh_device, paged, dtype_policy=policy),
+        )
+        y = DecoderBlock.forward_prefill(
+            residual_to_device(x, mesh_device, decode=False), 0, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device), cfg
+        )
+        values[policy] = pcc(expected, residual_to_torch(y, mesh_device, decode=False))
+        threshold = pcc_threshold("decoder_block", "prefill", policy)
+        record_result(module="decoder_block", mode="prefill", metric="pcc", value=values[policy], threshold=threshold, seq_len=seq_len, batch=1, mesh="1x1", dtype_policy=policy)
+        assert values[policy] >= threshold
+    assert values["high_precision"] > values["default"], f"high_precision {values['high_precision']:.6f} is not closer than default {values['default']:.6f}"
