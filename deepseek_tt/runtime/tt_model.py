@@ -8,6 +8,9 @@ loaded weights and the paged KVPE caches), and turns torch token ids into logits
 - ``decode(tokens[B], positions[B]) -> [B, V]`` with ``B == max_batch_size`` (32 users per mesh row by
   default); a slot at position ``-1`` holds no user: its KV is not written and its logits are undefined.
 - ``reset()``: zeroes every user's KV.
+- ``allocate_kv_cache(num_blocks, block_size)``: re-creates the paged caches with an external block count;
+  ``prefill`` / ``decode`` then take ``page_table=``, a torch int32 ``[max_batch_size, blocks]`` table of
+  physical block ids (global user -> its blocks, as vLLM keeps it) used instead of the internal one.
 
 For tracing, ``decode`` is split into ``decode_host_inputs`` (host tensors), ``decode_device_step`` (device
 ops only) and ``decode_output_to_torch``.
@@ -15,7 +18,9 @@ ops only) and ``decode_output_to_torch``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +173,65 @@ class TtModel:
         for tensor in old_state:
             ttnn.deallocate(tensor)
 
+    # --- external paged KV cache (vLLM) ----------------------------------------------------------
+
+    def allocate_kv_cache(self, num_blocks: int, block_size: int = kv_cache.BLOCK_SIZE) -> list[Any]:
+        """Re-create every layer's KVPE cache with ``num_blocks`` pages of ``block_size`` tokens on each device
+        (all users' KV is forgotten) -> the per-layer cache tensors. Block ids of a ``page_table=`` passed to
+        ``prefill`` / ``decode`` index these pages; the internal table is rebuilt over them."""
+        if block_size <= 0 or block_size % TILE:
+            raise ValueError(f"allocate_kv_cache: block_size must be a positive multiple of the tile height {TILE}, got {block_size}")
+        users = self.paged_config.users_per_device
+        if num_blocks < users:
+            raise ValueError(f"allocate_kv_cache: {num_blocks} blocks for {users} users per device (need at least one each)")
+        self.paged_config = kv_cache.PagedConfig(block_size=int(block_size), max_num_blocks=int(num_blocks), users_per_device=users)
+        per_user = int(num_blocks) // users
+        pages = torch.randperm(int(num_blocks), generator=torch.Generator().manual_seed(0))[: users * per_user]
+        self.page_table = pages.to(torch.int32).reshape(users, per_user)
+        self.reset()
+        return self.kv_caches()
+
+    def kv_caches(self) -> list[Any]:
+        """Every layer's paged KVPE cache (device tensors ``[blocks, 1, block_size, kvpe_dim]`` per device)."""
+        return [layer["mla"]["kvpe_cache"] for layer in self._prefill_cfg["layers"]]
+
+    def _device_page_table(self, page_table: torch.Tensor) -> Any:
+        """An external ``[max_batch_size, blocks]`` table on the mesh: device (r, c) gets the rows of its own
+        users (``[u, blocks]``, sharded like the decode positions). Negative (unused) entries read as block 0."""
+        table = torch.as_tensor(page_table)
+        if table.dim() != 2 or table.shape[0] != self.max_batch_size:
+            raise ValueError(f"page_table must be [max_batch_size={self.max_batch_size}, blocks], got {tuple(table.shape)}")
+        if table.numel() and int(table.max()) >= self.paged_config.max_num_blocks:
+            raise ValueError(f"page_table holds block {int(table.max())}; the cache has {self.paged_config.max_num_blocks} blocks")
+        return ttnn.from_torch(
+            table.clamp(min=0).to(torch.int32).contiguous(),
+            dtype=ttnn.int32,
+            layout=ttnn.ROW_MAJOR_LAYOUT,
+            device=self.mesh_device,
+            memory_config=ttnn.DRAM_MEMORY_CONFIG,
+            mesh_mapper=ttnn.ShardTensorToMesh(self.mesh_device, dim=0),
+        )
+
+    @contextlib.contextmanager
+    def _page_table_in_use(self, page_table: torch.Tensor | None) -> Iterator[None]:
+        """Run the enclosed forward on ``page_table`` (None: the internal table)."""
+        if page_table is None:
+            yield
+            return
+        tt_table = self._device_page_table(page_table)
+        saved = self._prefill_cfg["page_table"], self._decode_cfg["page_table"]
+        self._prefill_cfg["page_table"] = self._decode_cfg["page_table"] = tt_table
+        try:
+            yield
+        finally:
+            self._prefill_cfg["page_table"], self._decode_cfg["page_table"] = saved
+            ttnn.deallocate(tt_table)
+
     # --- prefill ---------------------------------------------------------------------------------
 
-    def prefill(self, tokens: torch.Tensor, user_id: int) -> torch.Tensor:
-        """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32)."""
+    def prefill(self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None) -> torch.Tensor:
+        """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32); ``page_table``: an
+        external ``[max_batch_size, blocks]`` table (row ``user_id`` = its blocks), default the internal one."""
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
         seq_len = int(tokens.numel())
         if not 0 <= int(user_id) < self.max_batch_size:
@@ -183,7 +243,8 @@ class TtModel:
         padded = torch.zeros(padded_len, dtype=torch.long)
         padded[:seq_len] = tokens
         tt_tokens = Embedding.prefill_input(padded, self.mesh_device)
-        logits = Model.forward_prefill(tt_tokens, int(user_id), self.rope.prefill_tensors(padded_len), self._prefill_cfg)
+        with self._page_table_in_use(page_table):
+            logits = Model.forward_prefill(tt_tokens, int(user_id), self.rope.prefill_tensors(padded_len), self._prefill_cfg)
         ttnn.deallocate(tt_tokens)
         out = LMHead.logits_to_torch(logits, self.mesh_device, decode=False)[:seq_len, : self.vocab_size]
         ttnn.deallocate(logits)
@@ -215,11 +276,13 @@ class TtModel:
         """Device logits of a decode step -> ``[B, V]`` float32."""
         return LMHead.logits_to_torch(logits, self.mesh_device, decode=True)[:, : self.vocab_size]
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """One token per slot at its position (``-1``: empty slot) -> logits ``[B, V]`` (float32)."""
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per slot at its position (``-1``: empty slot) -> logits ``[B, V]`` (float32); ``page_table``:
+        an external ``[max_batch_size, blocks]`` table, default the internal one."""
         host_inputs = self.decode_host_inputs(tokens, positions)
         device_inputs = tuple(ttnn.to_device(t, self.mesh_device) for t in host_inputs)
-        logits = self.decode_device_step(device_inputs)
+        with self._page_table_in_use(page_table):
+            logits = self.decode_device_step(device_inputs)
         out = self.decode_output_to_torch(logits)
         for t in (*device_inputs, logits):
             ttnn.deallocate(t)
