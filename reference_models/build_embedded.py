@@ -95,7 +95,7 @@ Byte-level BPE with {cfg['vocab_size']} tokens trained on the training split wit
 then `python -m reference_models.build_embedded --train-dir DIR`. AdamW (betas 0.9/0.95, weight decay
 {m['weight_decay']} on matrices), peak lr {m['lr']} with {m['warmup']} warmup steps and cosine decay to 10%, gradient clip 1.0,
 batch {m['batch_size']} x {m['seq_len']} tokens ({m['train_tokens_seen']} tokens seen), fp32, {m['threads']} CPU threads,
-{m['train_time_s'] / 60:.1f} minutes. Auxiliary-loss-free balancing: after each step every router's bias moves by
+{m['train_time_s'] / 60:.1f} minutes wall-clock (on a 2-core machine shared with other jobs). Auxiliary-loss-free balancing: after each step every router's bias moves by
 {m['bias_update_speed']} x sign(mean load - expert load), no gradient through it.
 
 ## Results
