@@ -31,6 +31,7 @@ from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3TopkR
 
 from reference_models.corpus import CORPUS_LICENSE, CORPUS_NAME, corpus_fingerprint, load_documents, split_documents
 from reference_models.presets import preset_fields
+from reference_models.tokenizers import train_small_bpe
 
 TRAIN_STATE = "train_state.pt"
 
@@ -108,25 +109,7 @@ class TokenData:
 
 def _train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> None:
     """Train the small byte-level BPE (bos id 0, eos id 1) into ``out_dir``."""
-    try:
-        from reference_models.tokenizers import train_small_bpe
-    except ImportError:  # pragma: no cover - until the shared helper exists
-        train_small_bpe = None
-    if train_small_bpe is not None:
-        train_small_bpe(texts, vocab_size=vocab_size, out_dir=out_dir)
-        return
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bos, eos = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[bos, eos],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=eos)
-    fast.save_pretrained(str(out_dir))
+    train_small_bpe(texts, vocab_size=vocab_size, out_dir=out_dir)
 
 
 def _load_tokenizer(path: Path) -> Any:
