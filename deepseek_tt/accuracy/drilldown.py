@@ -56,23 +56,25 @@ INPUT_SUFFIX = ":input"
 
 @contextlib.contextmanager
 def capture_reference(model: torch.nn.Module, layers: dict[int, torch.nn.Module] | None = None, *,
-                      record_inputs: bool = False, row: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+                      record_inputs: bool = False, row: int | None = 0) -> Iterator[dict[str, torch.Tensor]]:
     """Hooks on a ``DeepseekV3ForCausalLM`` (``model``), or only on ``layers`` ({index: decoder layer})
-    when given; yields the dict that fills with ``stage -> [T, dim]`` (batch row ``row``) as the model
-    runs; with ``record_inputs`` also ``stage + ":input"`` (each stage's input hidden states)."""
+    when given; yields the dict that fills with ``stage -> [T, dim]`` (batch row ``row``; the whole
+    ``[B, T, dim]`` batch when ``row`` is None) as the model runs; with ``record_inputs`` also
+    ``stage + ":input"`` (each stage's input hidden states)."""
+    pick = (lambda t: t) if row is None else (lambda t: t[row])
     captured: dict[str, torch.Tensor] = {}
     handles = []
 
     def hook(name: str) -> Callable[..., None]:
         def record(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
-            captured[name] = _first(output)[row]
+            captured[name] = pick(_first(output))
 
         return record
 
     def pre_hook(name: str) -> Callable[..., None]:
         def record(_module: torch.nn.Module, args: Any, kwargs: Any) -> None:
             x = args[0] if args else kwargs.get("hidden_states")
-            captured[name + INPUT_SUFFIX] = x.detach().to(torch.float32)[row]
+            captured[name + INPUT_SUFFIX] = pick(x.detach().to(torch.float32))
 
         return record
 

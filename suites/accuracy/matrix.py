@@ -213,26 +213,26 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
     generator = torch.Generator().manual_seed(77)
     positions = torch.randint(0, DECODE_MAX_POSITION + 1, (users,), generator=generator)
     positions[0], positions[-1] = 0, DECODE_MAX_POSITION
-    sequences = [torch.randint(0, config.vocab_size, (int(p) + 1,), generator=generator) for p in positions]
+    # One batched reference forward: user u's sequence is row u's first positions[u] + 1 tokens (the
+    # rest is right padding, invisible to those positions under the causal mask).
+    batch = torch.randint(0, config.vocab_size, (users, DECODE_MAX_POSITION + 1), generator=generator)
+    with capture_reference(reference, record_inputs=True, row=None) as captured:
+        reference(input_ids=batch)
+    rows_of_users = torch.arange(users)
+    expected = {stage: value[rows_of_users, positions] for stage, value in captured.items()}
     rotary = get_rotary_embedding(reference)
-    last: dict[str, list[torch.Tensor]] = {}
-    kvpe: list[list[torch.Tensor]] = [[] for _ in range(config.num_hidden_layers)]
-    for seq in sequences:
-        with capture_reference(reference, record_inputs=True) as captured:
-            reference(input_ids=seq[None])
-        for stage, value in captured.items():
-            last.setdefault(stage, []).append(value[-1])
-        for i in range(config.num_hidden_layers):
-            normed = captured[stage_name("attention", i) + INPUT_SUFFIX]
-            kvpe[i].append(reference_kvpe(get_layer(reference, i).self_attn, rotary, normed)[:-1])
-    expected = {stage: torch.stack(values) for stage, values in last.items()}
+    kvpe = [
+        [reference_kvpe(get_layer(reference, i).self_attn, rotary, captured[stage_name("attention", i) + INPUT_SUFFIX][u])[: int(p)]
+         for u, p in enumerate(positions)]
+        for i in range(config.num_hidden_layers)
+    ]
 
     paged = kv_cache.paged_config_for(DECODE_MAX_POSITION + 1, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
     caches = [kv_cache.pack_user_caches(kvpe[i], paged, page_table, (rows, cols)) for i in range(config.num_hidden_layers)]
     cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
     rope = RotarySetup(config, mesh_device)
-    tokens = torch.stack([seq[-1] for seq in sequences])
+    tokens = batch[rows_of_users, positions]
     attention_args = (kv_cache.decode_positions_tensor(positions, mesh_device), rope.decode_tensors(positions), cfg["page_table"])
     with capture_tt(mesh_device) as actual:
         out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), *attention_args[:2], cfg)
