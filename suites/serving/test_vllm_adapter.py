@@ -6,9 +6,10 @@ decode crosses a block boundary, all returned when they finish so later requests
 their slot when done. Prefill calls alternate host sampling (logits) and device sampling
 (``sampling_params``), one carries an empty prompt (``prompt_lens`` 0) aimed at a busy slot, decode calls
 alternate sampling modes and synchronous / deferred reads. Every request's greedy tokens must equal the
-bp generator's for the same prompt alone. Meshes 1x2 (users split over the KV-holding columns) and 2x1
-(over rows, the data-parallel axis): each device must see its own users' page-table rows. A 1-layer
-``galaxy-tiny`` checkpoint keeps the module to about a minute on 2 cores.
+bp generator's for the same prompt alone. Mesh 1x2 with vLLM block size 32 (users split over the
+KV-holding columns) and 2x1 with block size 64 (users split over rows, the data-parallel axis): each device
+must see its own users' page-table rows. A 1-layer ``galaxy-tiny`` checkpoint keeps the module to about a
+minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -29,28 +30,38 @@ from deepseek_tt.weights.hf_config import load_hf_config
 
 pytestmark = pytest.mark.unit
 
-MESHES = [(1, 2), (2, 1)]
+#: (mesh shape, vLLM block size) per module run.
+LAYOUTS = [((1, 2), 32), ((2, 1), 64)]
 MAX_NUM_SEQS = 4
 MAX_MODEL_LEN = 128
-BLOCK_SIZE = 32
 
 
-@pytest.fixture(scope="module", params=MESHES, ids=lambda shape: f"{shape[0]}x{shape[1]}")
-def vllm_model(request, preset_checkpoint, tmp_path_factory):
-    """The adapter as the plugin builds it (env vars, initialize_vllm_model, allocate_kv_cache)."""
+@pytest.fixture(scope="module", params=LAYOUTS, ids=lambda p: f"{p[0][0]}x{p[0][1]}-block{p[1]}")
+def layout(request) -> tuple[tuple[int, int], int]:
+    """(mesh shape, vLLM block size) of this module run."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def block_size(layout) -> int:
+    return layout[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_model(layout, preset_checkpoint, tmp_path_factory):
+    """The adapter as the plugin builds it (env vars, initialize_vllm_model)."""
     path = preset_checkpoint("galaxy-tiny", num_layers=1)
     with pytest.MonkeyPatch.context() as env:
         env.setenv(MODEL_PATH_ENV, str(path))
         env.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("vllm-cache")))
-        mesh = ttnn.open_mesh_device(ttnn.MeshShape(*request.param))
+        mesh = ttnn.open_mesh_device(ttnn.MeshShape(*layout[0]))
         try:
-            adapter = DeepseekV3ForCausalLM.initialize_vllm_model(load_hf_config(path), mesh, MAX_NUM_SEQS, MAX_MODEL_LEN)
-            yield adapter
+            yield DeepseekV3ForCausalLM.initialize_vllm_model(load_hf_config(path), mesh, MAX_NUM_SEQS, MAX_MODEL_LEN)
         finally:
             ttnn.close_mesh_device(mesh)
 
 
-def _kv_cache_shape(adapter: DeepseekV3ForCausalLM, block_size: int = BLOCK_SIZE) -> tuple[int, int, int, int]:
+def _kv_cache_shape(adapter: DeepseekV3ForCausalLM, block_size: int) -> tuple[int, int, int, int]:
     tokens = DeepseekV3ForCausalLM.get_max_tokens_all_users(
         num_devices=adapter.mesh_device.get_num_devices(), max_model_len=MAX_MODEL_LEN, max_num_seqs=MAX_NUM_SEQS
     )
@@ -106,9 +117,10 @@ def _sampling(requests: list[Request | None]) -> SimpleNamespace:
     )
 
 
-def run_scheduler(adapter: DeepseekV3ForCausalLM, requests: list[Request], kv_cache: list, num_blocks: int) -> dict:
+def run_scheduler(adapter: DeepseekV3ForCausalLM, requests: list[Request], kv_cache: list, kv_cache_shape: tuple) -> dict:
     """Continuous batching over the adapter; returns what the run exercised."""
-    width = MAX_MODEL_LEN // BLOCK_SIZE
+    num_blocks, _, block_size, _ = kv_cache_shape
+    width = MAX_MODEL_LEN // block_size
     allocator = BlockAllocator(num_blocks)
     slots: list[Request | None] = [None] * MAX_NUM_SEQS
     waiting = deque(sorted(requests, key=lambda r: r.arrival))
@@ -120,7 +132,7 @@ def run_scheduler(adapter: DeepseekV3ForCausalLM, requests: list[Request], kv_ca
             request = waiting.popleft()
             request.slot = slots.index(None)
             request.slots_used.append(request.slot)
-            request.blocks = allocator.allocate(-(-len(request.prompt) // BLOCK_SIZE))
+            request.blocks = allocator.allocate(-(-len(request.prompt) // block_size))
             slots[request.slot] = request
             joining.append(request)
         if joining:
@@ -163,7 +175,7 @@ def run_scheduler(adapter: DeepseekV3ForCausalLM, requests: list[Request], kv_ca
             tokens = torch.zeros(MAX_NUM_SEQS, 1, dtype=torch.long)
             for r in running:
                 pos = len(r.prompt) + len(r.output) - 1
-                if pos // BLOCK_SIZE >= len(r.blocks):
+                if pos // block_size >= len(r.blocks):
                     r.blocks += allocator.allocate(1)
                 positions[r.slot], tokens[r.slot, 0] = pos, r.output[-1]
             device_sampling = seen["decodes"] % 2 == 1
@@ -195,24 +207,24 @@ def _retire(slots: list[Request | None], allocator: BlockAllocator) -> None:
             slots[i] = None
 
 
-def test_scheduler_harness_matches_generator(vllm_model):
+def test_scheduler_harness_matches_generator(vllm_model, block_size):
     """Continuous batching on vLLM's non-contiguous page table == the bp generator per prompt alone."""
     adapter = vllm_model
-    shape = _kv_cache_shape(adapter)
+    shape = _kv_cache_shape(adapter, block_size)
     kv_cache = adapter.allocate_kv_cache(shape, torch.bfloat16, adapter.hf_config.num_hidden_layers)
     assert len(kv_cache) == adapter.hf_config.num_hidden_layers
-    assert tuple(kv_cache[0].shape) == (shape[0], 1, BLOCK_SIZE, shape[3])
+    assert tuple(kv_cache[0].shape) == shape
 
     vocab = adapter.model.vocab_size
     gen = torch.Generator().manual_seed(3)
     plan = [  # (prompt length, max tokens, arrival step): crosses block boundaries, joins mid-decode, reuses slots
-        (5, 4, 0), (40, 3, 0), (30, 5, 0), (12, 3, 1), (33, 3, 2), (7, 4, 3),
+        (5, 4, 0), (70, 3, 0), (62, 5, 0), (12, 3, 1), (33, 3, 2), (7, 4, 3),
     ]
     requests = [
         Request(torch.randint(3, vocab, (n,), generator=gen).tolist(), m, a) for n, m, a in plan
     ]
     requests[3].temperature, requests[3].top_k = 0.7, 1  # sampled through top_k=1: still the greedy token
-    seen = run_scheduler(adapter, requests, kv_cache, shape[0])
+    seen = run_scheduler(adapter, requests, kv_cache, shape)
 
     assert seen["joined_mid_decode"] >= 1 and seen["max_running"] == MAX_NUM_SEQS
     assert len({r.slots_used[0] for r in requests}) < len(requests), "some slot was reused"
@@ -279,17 +291,17 @@ def test_initialize_refuses_layout_before_loading(vllm_model, monkeypatch):
         ({0: 1}, ValueError, r"cannot hold one user's max_seq_len"),
     ],
 )
-def test_kv_cache_shape_refused(vllm_model, change, error, message):
-    shape = list(_kv_cache_shape(vllm_model))
+def test_kv_cache_shape_refused(vllm_model, block_size, change, error, message):
+    shape = list(_kv_cache_shape(vllm_model, block_size))
     for index, value in change.items():
         shape[index] = value
     with pytest.raises(error, match=message):
         vllm_model.allocate_kv_cache(tuple(shape), torch.bfloat16, vllm_model.hf_config.num_hidden_layers)
 
 
-def test_kv_cache_layer_count_refused(vllm_model):
+def test_kv_cache_layer_count_refused(vllm_model, block_size):
     with pytest.raises(ValueError, match="vLLM asks for 7 layers, the model has 1"):
-        vllm_model.allocate_kv_cache(_kv_cache_shape(vllm_model), torch.bfloat16, 7)
+        vllm_model.allocate_kv_cache(_kv_cache_shape(vllm_model, block_size), torch.bfloat16, 7)
 
 
 def test_kv_capacity_classmethod():
