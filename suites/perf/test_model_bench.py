@@ -45,18 +45,27 @@ SEED = 11
 PRESET = "galaxy-tiny"
 MAX_SEQ_LEN = max(max(PREFILL_LENGTHS), DECODE_CONTEXT + 32)
 QUICK, NIGHTLY = pytest.mark.quick, pytest.mark.slow
-SOURCES = (PRESET, "model-path")
+SELECTED_MESH, GALAXY = None, (4, 8)  # None: the mesh of --mesh-shape / $MESH_DEVICE
+
+
+def _case_id(source: str, what: str, mesh) -> str:
+    return f"{source}-{what}" + ("" if mesh is None else f"-mesh{mesh[0]}x{mesh[1]}")
+
+
+#: Quick (CI): galaxy-tiny prefill 128 and 32-user decode on the selected mesh; the rest nightly, plus
+#: galaxy-tiny on a 4x8 Galaxy mesh.
 PREFILL_CASES = [
-    pytest.param(source, seq, id=f"{source}-seq{seq}", marks=[QUICK] if (source, seq) == (PRESET, PREFILL_LENGTHS[0]) else [NIGHTLY])
-    for source in SOURCES
+    pytest.param(source, seq, mesh, id=_case_id(source, f"seq{seq}", mesh),
+                 marks=[QUICK] if (source, seq, mesh) == (PRESET, PREFILL_LENGTHS[0], SELECTED_MESH) else [NIGHTLY])
+    for source, mesh in ((PRESET, SELECTED_MESH), ("model-path", SELECTED_MESH), (PRESET, GALAXY))
     for seq in PREFILL_LENGTHS
 ]
 DECODE_CASES = [
-    pytest.param(source, users, id=f"{source}-users{users}", marks=[QUICK] if (source, users) == (PRESET, 32) else [NIGHTLY])
-    for source in SOURCES
+    pytest.param(source, users, mesh, id=_case_id(source, f"users{users}", mesh),
+                 marks=[QUICK] if (source, users, mesh) == (PRESET, 32, SELECTED_MESH) else [NIGHTLY])
+    for source, mesh in ((PRESET, SELECTED_MESH), ("model-path", SELECTED_MESH), (PRESET, GALAXY))
     for users in USERS_PER_ROW
 ]
-
 
 def _load_pair(source: str, request: pytest.FixtureRequest, mesh_device: Any, cache_dir: Path) -> tuple[TtModel, ReferenceModel]:
     """The TT model and its transformers reference, same weights, same batch and length limits."""
@@ -85,7 +94,7 @@ def _module_name(source: str) -> str:
     return f"model.{source}"
 
 
-@pytest.mark.parametrize("source, seq_len", PREFILL_CASES)
+@pytest.mark.parametrize("source, seq_len, mesh_device", PREFILL_CASES, indirect=["mesh_device"])
 def test_model_prefill_throughput(source, seq_len, mesh_device, cache_dir, benchmark, record_result, request) -> None:
     tt, ref = _load_pair(source, request, mesh_device, cache_dir)
     tokens = torch.randint(2, tt.vocab_size, (seq_len,), generator=torch.Generator().manual_seed(seq_len))
@@ -126,7 +135,7 @@ def _reference_decode_step(ref: ReferenceModel, users: int, generator: torch.Gen
     return step, cache
 
 
-@pytest.mark.parametrize("source, users_per_row", DECODE_CASES)
+@pytest.mark.parametrize("source, users_per_row, mesh_device", DECODE_CASES, indirect=["mesh_device"])
 def test_model_decode_throughput(source, users_per_row, mesh_device, cache_dir, benchmark, record_result, request) -> None:
     tt, ref = _load_pair(source, request, mesh_device, cache_dir)
     rows, cols = mesh = mesh_shape(mesh_device)
