@@ -236,9 +236,10 @@ class DeepseekV3ForCausalLM:
         if tokens.dim() != 2:
             raise ValueError(f"prefill_forward: tokens must be [batch, seq], got {tuple(tokens.shape)}")
         rows, seq = tokens.shape
-        if start_pos is not None and any(int(p) != 0 for p in (start_pos.tolist() if isinstance(start_pos, torch.Tensor) else start_pos)):
+        starts = [] if start_pos is None else [int(p) for p in (start_pos.tolist() if isinstance(start_pos, torch.Tensor) else start_pos)]
+        if any(starts):
             raise UnsupportedVllmFeature(
-                f"prefix caching is not supported by DeepseekV3ForCausalLM (start_pos={list(start_pos)}); "
+                f"prefix caching is not supported by DeepseekV3ForCausalLM (start_pos={starts}); "
                 "run vLLM without --enable-prefix-caching"
             )
         self._check_kv_cache(kv_cache)
@@ -283,7 +284,8 @@ class DeepseekV3ForCausalLM:
     ) -> Any:
         """One token per slot (row i = slot i; ``start_pos[i] == -1``: empty) -> logits ``[B, 1, V]`` or
         token ids ``[B]``. With ``read_from_device=False`` the result comes back through
-        :meth:`read_decode_output`."""
+        :meth:`read_decode_output`. ``reset_batch`` needs no action: sampling parameters are read every call and
+        each slot's random generator restarts when its request is prefilled."""
         tokens = torch.as_tensor(tokens)
         if tokens.dim() != 2 or tokens.shape[1] != 1:
             raise ValueError(f"decode_forward: tokens must be [batch, 1], got {tuple(tokens.shape)}")

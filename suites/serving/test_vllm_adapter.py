@@ -308,3 +308,13 @@ def test_kv_capacity_classmethod():
     assert DeepseekV3ForCausalLM.get_max_tokens_all_users(max_model_len=4096, max_num_seqs=32) == 4096 * 32
     with pytest.raises(ValueError, match="needs max_model_len and max_num_seqs"):
         DeepseekV3ForCausalLM.get_max_tokens_all_users(model_name="deepseek-ai/DeepSeek-R1-0528")
+
+
+def test_model_page_table_refused(vllm_model):
+    """TtModel names what is wrong with an external page table (shape, block ids past the cache)."""
+    model = vllm_model.model
+    tokens, positions = torch.zeros(MAX_NUM_SEQS, dtype=torch.long), torch.full((MAX_NUM_SEQS,), -1)
+    with pytest.raises(ValueError, match=rf"page_table must be \[max_batch_size={MAX_NUM_SEQS}, blocks\], got \(2, 4\)"):
+        model.decode(tokens, positions, page_table=torch.zeros(2, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"page_table holds block 100000; the cache has \d+ blocks"):
+        model.decode(tokens, positions, page_table=torch.full((MAX_NUM_SEQS, 4), 100000, dtype=torch.int32))
