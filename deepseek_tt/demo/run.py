@@ -189,6 +189,8 @@ def run_demo(
         vocab_size = int(check_model_dir(resolved_model, model_source)["vocab_size"])
 
     reference = None
+    if token_accuracy and prompts:
+        log.warning("--token-accuracy: the prompt comes from --reference-file; ignoring %d given prompt(s)", len(prompts))
     if token_accuracy:
         from deepseek_tt.accuracy.refpt import RefptError, load_refpt
 
