@@ -96,11 +96,17 @@ def _eos_ids(hf_config: Any) -> list[int]:
     return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
 
 
-def _print_generations(generations: list[dict[str, Any]], stream: TextIO) -> None:
-    for entry in generations:
+def _print_summary(results: dict[str, Any], stream: TextIO) -> None:
+    """Generations, the statistics table and, with teacher forcing, the accuracy line."""
+    for entry in results["generations"]:
         stream.write(f"\n=== prompt {entry['index']} ({entry['num_prompt_tokens']} tokens) ===\n{entry['prompt']}\n")
         stream.write(f"--- generation ({entry['num_generated_tokens']} tokens, stop: {entry['stop_reason']}) ---\n")
         stream.write(f"{entry['generated_text']}\n")
+    stream.write("\n" + GenerationStatistics(**results["statistics"]).table() + "\n")
+    acc = results.get("token_accuracy")
+    if acc:
+        top5 = "n/a" if acc["top5_accuracy"] is None else f"{acc['top5_accuracy']:.4f} ({acc['top5_correct']}/{acc['num_tokens']})"
+        stream.write(f"token accuracy: top-1 {acc['top1_accuracy']:.4f} ({acc['top1_correct']}/{acc['num_tokens']}), top-5 {top5}\n")
     stream.flush()
 
 
@@ -174,6 +180,8 @@ def run_demo(
         runtime_name = resolve_runtime(runtime)
     except ValueError as exc:
         raise DemoInputError(f"--runtime: {exc}") from None
+    if enable_trace and runtime_name == "reference":
+        raise DemoInputError("--enable-trace: the reference runtime has no traceable decode step; use --runtime tt")
     if runtime_name == "tt" and random_weights and random_weights_preset == "tiny":
         raise DemoInputError("--random-weights-preset tiny runs only with --runtime reference (its 16-wide heads do not tile on TT-NN)")
     cache = resolve_cache_dir(cache_dir)
@@ -244,12 +252,7 @@ def run_demo(
         if streamer is not None:
             streamer.close()
 
-    _print_generations(results["generations"], stream)
-    stream.write("\n" + GenerationStatistics(**results["statistics"]).table() + "\n")
-    if results.get("token_accuracy"):
-        acc = results["token_accuracy"]
-        top5 = "n/a" if acc["top5_accuracy"] is None else f"{acc['top5_accuracy']:.4f} ({acc['top5_correct']}/{acc['num_tokens']})"
-        stream.write(f"token accuracy: top-1 {acc['top1_accuracy']:.4f} ({acc['top1_correct']}/{acc['num_tokens']}), top-5 {top5}\n")
+    _print_summary(results, stream)
     if output_path is not None:
         write_json_atomic(output_path, results)
         log.info("wrote %s", output_path)
