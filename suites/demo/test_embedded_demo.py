@@ -81,3 +81,19 @@ def test_greedy_prefix_agreement_with_transformers_generate(embedded, tmp_path_f
     print(f"\n[{dtype_policy}] embedded model: greedy prefix agreement with transformers.generate: mean "
           f"{agreement.mean:.2f} of {new_tokens}, per prompt {agreement.per_prompt}")
     assert len(agreement.per_prompt) == len(prompts)
+
+
+def test_traced_demo_on_the_emulated_galaxy_matches_eager_1x1(run_cli, embedded, tmp_path):
+    """--mesh-shape TG (4x8, 32 users per row) with --enable-trace gives the 1x1 eager tokens."""
+    model_dir, _ = embedded
+    prompts = write_prompts(tmp_path / "p.json", ["The capital of France is", "Once upon a time"])
+    tokens = {}
+    for name, extra in (("tg", ["--mesh-shape", "TG", "--enable-trace"]), ("n150", ["--mesh-shape", "N150"])):
+        out = tmp_path / f"{name}.json"
+        r = run_cli("--model-path", model_dir, "--prompts-file", prompts, "--max-new-tokens", 6, *extra,
+                    "--cache-dir", tmp_path / "cache", "--output-path", out, runtime="tt")
+        assert r.code == 0, r.err
+        data = json.loads(out.read_text())
+        tokens[name] = [g["generated_token_ids"] for g in data["generations"]]
+    assert data["config"]["mesh_shape"] == "1x1"
+    assert tokens["tg"] == tokens["n150"]
