@@ -2,7 +2,9 @@
 
 - The embedded trained model's committed ``reference.refpt``: the TT model under each dtype policy must
   reach the strict thresholds (top-1 >= 0.80, top-5 >= 0.95; high_precision top-1 >= 0.95); the quick
-  case teacher-forces the first 32 ground-truth tokens, the full one all of them.
+  (CI) case teacher-forces the first 32 ground-truth tokens under the default policy, the nightly ones
+  all 159 under both. Measured on the emulator (1x1): bfp8 top-1 0.994 (158/159), top-5 1.000; bf16
+  1.000 / 1.000.
 - The torch reference teacher-forced over a file it generated agrees with it exactly (split and row
   convention of the file, independent of the TT model).
 - A ``.refpt`` generated from another model directory (a larger vocabulary) fails with the reader's
@@ -37,7 +39,6 @@ PROMPT = (
     "The return value of a function is the value of the expression in its return statement; a function "
     "without one returns None, and a generator function returns an iterator instead."
 )
-POLICIES = [pytest.param("default", id="bfp8"), pytest.param("high_precision", id="bf16")]
 
 
 def _embedded_refpt() -> tuple[Path, Path]:
@@ -81,8 +82,15 @@ def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, recor
     return acc
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("length", [pytest.param(QUICK_TOKENS, id="tokens32", marks=pytest.mark.quick), pytest.param(None, id="all")])
+@pytest.mark.parametrize(
+    "policy, length",
+    [
+        pytest.param("default", QUICK_TOKENS, id="tokens32-bfp8", marks=pytest.mark.quick),
+        pytest.param("high_precision", QUICK_TOKENS, id="tokens32-bf16"),
+        pytest.param("default", None, id="all-bfp8"),
+        pytest.param("high_precision", None, id="all-bf16"),
+    ],
+)
 def test_embedded_model_teacher_forcing(policy, length, mesh_device, cache_dir, record_result):
     model_dir, refpt = _embedded_refpt()
     acc = _run(model_dir, refpt, mesh_device, cache_dir, policy, length, record_result)
