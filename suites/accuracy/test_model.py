@@ -150,14 +150,14 @@ def test_model_decode(mesh_device, tmp_path_factory, record_result):
     assert value >= pcc_threshold("model", "decode"), f"model decode logits PCC {value:.5f}"
 
 
-@pytest.mark.quick
-@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="mesh1x1")], indirect=True)
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="mesh1x1", marks=pytest.mark.quick), pytest.param((4, 8), id="mesh4x8")], indirect=True)
 def test_tt_model_facade_prefill_then_decode(mesh_device, tmp_path, record_result):
     model = reference_model()
     tt = TtModel.load(None, mesh_device, tmp_path / "cache", random_weights=True, hf_config=model.config, seed=SEED, max_seq_len=128, progress=False)
     assert tt.max_batch_size == decode_users(mesh_device) and tt.vocab_size == model.config.vocab_size
     generator = torch.Generator().manual_seed(5)
-    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator), 31: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
+    last_user = tt.max_batch_size - 1  # last row (and last column) of the mesh
+    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator), last_user: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
     steps = 3
     continuations = {u: torch.randint(0, tt.vocab_size, (steps,), generator=generator) for u in prompts}
     with torch.no_grad():
