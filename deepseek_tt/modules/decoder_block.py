@@ -57,7 +57,9 @@ class DecoderBlock(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = True,
     ) -> dict[str, Any]:
+        """Convert the norms, MLA and FFN; ``progress`` shows the routed experts' bar (MoE blocks)."""
         out = Path(output_path)
         parts = (
             ("input_norm", DistributedRMSNorm, "input_layernorm."),
@@ -67,7 +69,13 @@ class DecoderBlock(AbstractModule):
         )
         return {
             name: _call(
-                module.convert_weights, hf_config, sub_state_dict(state_dict, prefix), out / name, mesh_device, dtype_policy=dtype_policy
+                module.convert_weights,
+                hf_config,
+                sub_state_dict(state_dict, prefix),
+                out / name,
+                mesh_device,
+                dtype_policy=dtype_policy,
+                progress=progress,
             )
             for name, module, prefix in parts
         }

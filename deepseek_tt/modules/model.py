@@ -57,7 +57,12 @@ class Model(AbstractModule):
             block = block_for_layer(hf_config, i)
             layers.append(
                 block.convert_weights(
-                    hf_config, sub_state_dict(state_dict, f"model.layers.{i}."), out / f"layers.{i}", mesh_device, dtype_policy=dtype_policy
+                    hf_config,
+                    sub_state_dict(state_dict, f"model.layers.{i}."),
+                    out / f"layers.{i}",
+                    mesh_device,
+                    dtype_policy=dtype_policy,
+                    progress=progress,
                 )
             )
             steps.update()

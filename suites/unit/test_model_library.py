@@ -105,3 +105,15 @@ def test_prefill_is_independent_of_padding_and_other_users(tiny_model):
     model.prefill(torch.arange(100, 164), user_id=1)
     again = model.prefill(prompt[:20], user_id=0)
     assert torch.equal(first[:20], again)
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_weight_conversion_progress_bars_follow_the_flag(mesh, tmp_path, capsys, progress):
+    """``progress=False`` silences every bar, the MoE layer's routed experts included."""
+    from deepseek_tt.weights.convert import RandomStateDict
+
+    config = get_preset("tiny")  # layer 1 is a MoE layer
+    Model.convert_weights(config, RandomStateDict(config, 0), tmp_path, mesh, progress=progress)
+    err = capsys.readouterr().err
+    assert ("experts -> experts" in err) is progress
+    assert ("converting weights" in err) is progress
