@@ -50,6 +50,19 @@ CLASS_MEMBERS = {
         arch dram_grid_size get_device_ids id enable_program_cache disable_and_clear_program_cache core_grid""".split(),
 }
 
+#: emulator names real ttnn does not have, each for a reason (model code must not use them): its own
+#: submodules and imports, host-side helper tables, and the trace error
+EMULATOR_ONLY_NAMES = frozenset(
+    {
+        "BLOCK_FLOAT_DTYPES", "INTEGER_DTYPES", "MATMUL_PROGRAM_CONFIGS", "FACE_SIZE", "TensorToMesh", "MeshToTensor",
+        "numerics", "mesh", "tensor", "types", "validation", "serialization", "ops", "annotations", "SimpleNamespace",
+        "TraceError",  # the emulator's error for code that would break under a real trace (a RuntimeError)
+    }
+)
+
+#: classes that model code never constructs (ttnn builds them): their constructors are not compared
+NOT_CONSTRUCTED = frozenset({"Tensor", "MeshDevice", "CppTensorToMesh", "CppMeshToTensor", "TensorToMesh", "MeshToTensor"})
+
 _NAME_RE = re.compile(r"\bttnn\.((?:transformer\.|experimental\.)?[A-Za-z_][A-Za-z0-9_]*)")
 
 

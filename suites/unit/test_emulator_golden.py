@@ -18,18 +18,6 @@ from suites.conformance.make_golden_vectors import API_FILE, GOLDEN_DIR, VECTORS
 
 pytestmark = pytest.mark.unit
 
-#: emulator names real ttnn does not have, each for a reason (model code must not use them)
-EMULATOR_ONLY_NAMES = {
-    "BLOCK_FLOAT_DTYPES", "INTEGER_DTYPES", "MATMUL_PROGRAM_CONFIGS", "FACE_SIZE", "TensorToMesh", "MeshToTensor",
-    "numerics", "mesh", "tensor", "types", "validation", "serialization", "ops", "annotations", "SimpleNamespace",
-    "TraceError",  # the emulator's error for code that would break under a real trace (a RuntimeError)
-}
-
-
-#: classes that model code never constructs (ttnn builds them): their constructors are not compared
-NOT_CONSTRUCTED = {"Tensor", "MeshDevice", "CppTensorToMesh", "CppMeshToTensor", "TensorToMesh", "MeshToTensor"}
-
-
 @pytest.fixture(scope="module")
 def vectors() -> dict:
     return torch.load(GOLDEN_DIR / VECTORS_FILE, weights_only=True)
@@ -114,7 +102,7 @@ def test_validation_matches_real_ttnn(vectors):
 def test_emulator_signatures_match_real_ttnn(api):
     problems = {}
     for name, real in api["signatures"].items():
-        if name in NOT_CONSTRUCTED:
+        if name in api_surface.NOT_CONSTRUCTED:
             continue
         try:
             emulated = api_surface.resolve(ttnn, name)
@@ -136,7 +124,7 @@ def test_tensor_and_mesh_device_members_match_real_ttnn(api):
 
 
 def test_emulator_has_no_names_real_ttnn_lacks(api):
-    extra = set(api_surface.public_names(ttnn)) - set(api["names"]) - EMULATOR_ONLY_NAMES
+    extra = set(api_surface.public_names(ttnn)) - set(api["names"]) - api_surface.EMULATOR_ONLY_NAMES
     assert not extra, f"emulator exports names that real ttnn 0.81.1 does not have: {sorted(extra)}"
 
 
