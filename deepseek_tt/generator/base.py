@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from tqdm.auto import tqdm
 
 from deepseek_tt.generator.sampling import SamplingParams, select_token, user_generator
-from deepseek_tt.generator.statistics import GenerationStatistics
+from deepseek_tt.generator.statistics import GenerationStatistics, StatisticsRecorder
 
 #: Called with (user index, token id) as each token is produced (first user streaming, progress).
 TokenCallback = Callable[[int, int], None]
@@ -137,10 +139,75 @@ def to_result(user: UserState) -> GenerationResult:
     return GenerationResult(user.prompt, list(user.tokens), user.stop_reason or STOP_MAX_NEW_TOKENS)
 
 
+class GenerationRun:
+    """One ``generate`` call's bookkeeping shared by the generators: checked prompts, waves of users,
+    timed prefills, token acceptance, statistics and the progress bar."""
+
+    def __init__(
+        self,
+        model: DecoderModel,
+        name: str,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        sampling: SamplingParams,
+        eos_token_id: int | Iterable[int] | None,
+        on_token: TokenCallback | None,
+        progress: bool,
+    ) -> None:
+        self.model = model
+        self.prompts = validate_prompts(model, prompts, max_new_tokens)
+        self.max_new_tokens = max_new_tokens
+        self.sampling = sampling
+        self.eos = normalize_eos(eos_token_id)
+        self.recorder = StatisticsRecorder()
+        self._on_token = on_token
+        self._bar = tqdm(total=len(self.prompts) * max_new_tokens, desc=f"generate ({name})", unit="tok", disable=not progress)
+        self._finished: list[UserState] = []
+
+    def waves(self) -> Iterator[list[UserState]]:
+        """The users in waves of ``model.max_batch_size`` (slot = index within the wave); the model is
+        reset before each wave, and each wave counts as finished once the caller is done with it."""
+        batch = self.model.max_batch_size
+        for start in range(0, len(self.prompts), batch):
+            self.model.reset()
+            wave = [new_user(i, i - start, self.prompts[i], self.sampling) for i in range(start, min(start + batch, len(self.prompts)))]
+            yield wave
+            for user in wave:
+                self._bar.update(self.max_new_tokens - len(user.tokens))
+            self._finished.extend(wave)
+
+    def prefill(self, user: UserState) -> None:
+        """Prefill the user's prompt (timed) and accept its first token."""
+        t0 = time.perf_counter()
+        logits = self.model.prefill(torch.tensor(user.prompt, dtype=torch.long), user.slot)
+        self.recorder.add_prefill(time.perf_counter() - t0, len(user.prompt))
+        self.accept(user, logits[-1])
+
+    def decoded(self, active: list[UserState], logits: torch.Tensor, seconds: float) -> None:
+        """Record a decode step of ``seconds`` and accept each active user's token from its slot's logits."""
+        self.recorder.add_decode_step(seconds, len(active))
+        for user in active:
+            self.accept(user, logits[user.slot])
+
+    def accept(self, user: UserState, logits: torch.Tensor) -> None:
+        accept_token(user, logits, self.sampling, self.eos, self.max_new_tokens, self.model.max_seq_len, self._token_produced)
+
+    def output(self) -> GenerationOutput:
+        self._bar.close()
+        return GenerationOutput([to_result(u) for u in self._finished], self.recorder.finish(len(self.prompts)))
+
+    def _token_produced(self, index: int, token: int) -> None:
+        self.recorder.add_new_tokens(1)
+        self._bar.update(1)
+        if self._on_token is not None:
+            self._on_token(index, token)
+
+
 __all__ = [
     "DecoderModel",
     "GenerationOutput",
     "GenerationResult",
+    "GenerationRun",
     "INACTIVE_POSITION",
     "STOP_EOS",
     "STOP_MAX_NEW_TOKENS",

@@ -12,23 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-import torch
-from tqdm.auto import tqdm
-
-from deepseek_tt.generator.base import (
-    DecoderModel,
-    GenerationOutput,
-    TokenCallback,
-    UserState,
-    accept_token,
-    decode_inputs,
-    new_user,
-    normalize_eos,
-    to_result,
-    validate_prompts,
-)
+from deepseek_tt.generator.base import DecoderModel, GenerationOutput, GenerationRun, TokenCallback, UserState, decode_inputs
 from deepseek_tt.generator.sampling import SamplingParams
-from deepseek_tt.generator.statistics import StatisticsRecorder
 from deepseek_tt.generator.trace import DecodeTrace
 
 
@@ -53,43 +38,14 @@ class BatchParallelGenerator:
         on_token: TokenCallback | None = None,
     ) -> GenerationOutput:
         """Generate up to ``max_new_tokens`` tokens for every prompt (lists of token ids)."""
-        checked = validate_prompts(self.model, prompts, max_new_tokens)
-        eos = normalize_eos(eos_token_id)
-        recorder = StatisticsRecorder()
-        bar = tqdm(total=len(checked) * max_new_tokens, desc=f"generate ({self.name})", unit="tok", disable=not self.progress)
-
-        def _on_token(index: int, token: int) -> None:
-            recorder.add_new_tokens(1)
-            bar.update(1)
-            if on_token is not None:
-                on_token(index, token)
-
-        finished: list[UserState] = []
-        batch = self.model.max_batch_size
-        for start in range(0, len(checked), batch):
-            self.model.reset()
-            wave = [new_user(i, i - start, checked[i], sampling) for i in range(start, min(start + batch, len(checked)))]
+        run = GenerationRun(self.model, self.name, prompts, max_new_tokens, sampling, eos_token_id, on_token, self.progress)
+        for wave in run.waves():
             for user in wave:
-                t0 = time.perf_counter()
-                logits = self.model.prefill(torch.tensor(user.prompt, dtype=torch.long), user.slot)
-                recorder.add_prefill(time.perf_counter() - t0, len(user.prompt))
-                accept_token(user, logits[-1], sampling, eos, max_new_tokens, self.model.max_seq_len, _on_token)
-            self._decode_wave(wave, recorder, sampling, eos, max_new_tokens, _on_token)
-            for user in wave:
-                bar.update(max_new_tokens - len(user.tokens))
-            finished.extend(wave)
-        bar.close()
-        return GenerationOutput([to_result(u) for u in finished], recorder.finish(len(checked)))
+                run.prefill(user)
+            self._decode_wave(wave, run)
+        return run.output()
 
-    def _decode_wave(
-        self,
-        wave: list[UserState],
-        recorder: StatisticsRecorder,
-        sampling: SamplingParams,
-        eos: frozenset[int],
-        max_new_tokens: int,
-        on_token: TokenCallback,
-    ) -> None:
+    def _decode_wave(self, wave: list[UserState], run: GenerationRun) -> None:
         trace = DecodeTrace(self.model) if self.enable_trace else None
         step = 0
         try:
@@ -102,10 +58,7 @@ class BatchParallelGenerator:
                     logits = trace.replay(tokens, positions)
                 else:
                     logits = self.model.decode(tokens, positions)
-                active = [u for u in wave if not u.done]
-                recorder.add_decode_step(time.perf_counter() - t0, len(active))
-                for user in active:
-                    accept_token(user, logits[user.slot], sampling, eos, max_new_tokens, self.model.max_seq_len, on_token)
+                run.decoded([u for u in wave if not u.done], logits, time.perf_counter() - t0)
                 step += 1
         finally:
             if trace is not None:
