@@ -47,7 +47,7 @@ class Embedding(AbstractModule):
         return {"embedding": {"weight": record}}
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+    def model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
         return {
             "embedding": EmbeddingConfig(
                 weight=FromWeightConfig(),
@@ -58,13 +58,8 @@ class Embedding(AbstractModule):
             "hidden_per_device": hf_config.hidden_size // mesh_shape(mesh_device)[1],
         }
 
-    @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device)
-
-    @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device)
+    #: the same config serves both modes
+    prefill_model_config = decode_model_config = model_config
 
     @classmethod
     def forward(cls, tokens: Any, cfg: dict[str, Any]) -> Any:

@@ -50,7 +50,7 @@ class LMHead(AbstractModule):
         return {"linear": {"input_tensor_b": record}}
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
+    def model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
         dram = ttnn.DRAM_MEMORY_CONFIG
         cfg: dict[str, Any] = {
             "linear": LinearConfig(
@@ -64,13 +64,8 @@ class LMHead(AbstractModule):
             cfg["all_gather"] = AllGatherConfig(dim=3, cluster_axis=1, memory_config=dram, topology=ccl_topology(mesh_device, 1))
         return cfg
 
-    @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, dtype_policy)
-
-    @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, dtype_policy)
+    #: the same config serves both modes
+    prefill_model_config = decode_model_config = model_config
 
     @classmethod
     def forward(cls, x: Any, cfg: dict[str, Any]) -> Any:

@@ -82,7 +82,7 @@ class MLP(AbstractModule):
         return weights
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
+    def model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
         cls._check_dims(hf_config, mesh_device)
         compute = matmul_compute_config(getattr(get_dtype_policy(dtype_policy), cls.WEIGHT_KIND))
         dram = ttnn.DRAM_MEMORY_CONFIG
@@ -99,13 +99,8 @@ class MLP(AbstractModule):
             cfg["reduce_scatter"] = ReduceScatterConfig(dim=3, cluster_axis=1, memory_config=dram, topology=topology)
         return cfg
 
-    @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, dtype_policy)
-
-    @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, dtype_policy)
+    #: the same config serves both modes
+    prefill_model_config = decode_model_config = model_config
 
     @classmethod
     def forward(cls, x: Any, cfg: dict[str, Any]) -> Any:

@@ -71,7 +71,7 @@ class RMSNorm(AbstractModule):
         return {"rms_norm": {"weight": record}}
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+    def model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
         return {
             "rms_norm": RMSNormConfig(
                 epsilon=hf_config.rms_norm_eps,
@@ -80,13 +80,8 @@ class RMSNorm(AbstractModule):
             )
         }
 
-    @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device)
-
-    @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device)
+    #: the same config serves both modes
+    prefill_model_config = decode_model_config = model_config
 
     @classmethod
     def forward(cls, x: Any, cfg: dict[str, Any]) -> Any:
@@ -130,9 +125,9 @@ class DistributedRMSNorm(AbstractModule):
         return {op: {"weight": record}}
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+    def model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
         if not cls._distributed(mesh_device):
-            return RMSNorm._model_config(hf_config, mesh_device)
+            return RMSNorm.model_config(hf_config, mesh_device)
         return {
             "rms_norm_pre_all_gather": RMSNormPreAllGatherConfig(dtype=ttnn.bfloat16),
             "all_gather": AllGatherConfig(
@@ -149,13 +144,8 @@ class DistributedRMSNorm(AbstractModule):
             ),
         }
 
-    @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device)
-
-    @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device)
+    #: the same config serves both modes
+    prefill_model_config = decode_model_config = model_config
 
     @classmethod
     def forward(cls, x: Any, cfg: dict[str, Any]) -> Any:
