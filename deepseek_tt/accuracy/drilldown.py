@@ -243,6 +243,19 @@ def compare_stages(expected: dict[str, torch.Tensor], actual: dict[str, torch.Te
 
 
 @torch.no_grad()
+def drilldown_of(reference: torch.nn.Module, run_reference: Callable[[], Any], run_tt: Callable[[], Any], mesh_device: Any, *,
+                 layers: dict[int, torch.nn.Module] | None = None, first_layer: int = 0, dtype_policy: str | None = "default",
+                 length: int | None = None) -> Drilldown:
+    """Run both sides again under the captures and compare: ``run_reference()`` / ``run_tt()`` repeat a
+    test's own calls (a whole model, or one block with ``layers={i: hf_layer}`` and ``first_layer=i``)."""
+    with capture_reference(reference, layers) as expected:
+        run_reference()
+    with capture_tt(mesh_device, first_layer) as actual:
+        run_tt()
+    return compare_stages(expected, actual, dtype_policy, length=length)
+
+
+@torch.no_grad()
 def drilldown_prefill(tt_model: Any, reference: torch.nn.Module, tokens: torch.Tensor, user_id: int = 0) -> Drilldown:
     """Prefill ``tokens`` [S] through a ``TtModel`` and the HF reference with captures on both; compare."""
     tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
@@ -270,5 +283,6 @@ __all__ = [
     "capture_reference",
     "capture_tt",
     "compare_stages",
+    "drilldown_of",
     "drilldown_prefill",
 ]

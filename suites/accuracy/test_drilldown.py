@@ -104,7 +104,7 @@ def test_hooks_leave_both_sides_unchanged(checkpoint, reference, mesh_device, ca
 
 def test_lone_block_drilldown(checkpoint, reference, mesh_device, cache_dir):
     """A block test's drill-down: one decoder block under both captures, named by its own layer index."""
-    from deepseek_tt.accuracy.drilldown import capture_reference, capture_tt, compare_stages
+    from deepseek_tt.accuracy.drilldown import drilldown_of
     from deepseek_tt.modules import kv_cache
     from deepseek_tt.modules.decoder_block import block_for_layer
     from deepseek_tt.modules.layout import residual_to_device
@@ -120,13 +120,16 @@ def test_lone_block_drilldown(checkpoint, reference, mesh_device, cache_dir):
     state = Model.create_state(config, mesh_device, paged, page_table=kv_cache.default_page_table(paged))
     cfg = Model.run_config(Model.prefill_model_config(config, mesh_device), weights.weight_config, state, weight_root=weights.entry_dir)
     x = activations(seq_len, config.hidden_size, seed=3)
-    with capture_reference(reference, layers={layer: get_layer(reference, layer)}) as expected:
-        reference_layer(reference, layer, x)
     rope = RotarySetup(config, mesh_device).prefill_tensors(seq_len)
-    with capture_tt(mesh_device, first_layer=layer) as actual:
-        block_for_layer(config, layer).forward_prefill(
+    result = drilldown_of(
+        reference,
+        lambda: reference_layer(reference, layer, x),
+        lambda: block_for_layer(config, layer).forward_prefill(
             residual_to_device(x, mesh_device, decode=False), 0, rope, cfg["page_table"], cfg["layers"][layer]
-        )
-    result = compare_stages(expected, actual)
+        ),
+        mesh_device,
+        layers={layer: get_layer(reference, layer)},
+        first_layer=layer,
+    )
     assert list(result.table["stage"]) == ["layers.1.attention", "layers.1.mlp", "layers.1.block"], result.describe()
     assert result.first_divergence is None, result.describe()
