@@ -16,7 +16,7 @@ one way to write a converted tensor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +184,28 @@ def ccl_topology(mesh_device: Any, cluster_axis: int) -> Any:
     return ttnn.Topology.Linear
 
 
+class _PrefixView(Mapping[str, torch.Tensor]):
+    """Lazy view of a mapping's keys under ``prefix`` (tensors are read only when asked for)."""
+
+    def __init__(self, base: Mapping[str, torch.Tensor], prefix: str) -> None:
+        self._base, self._prefix = base, prefix
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._base[self._prefix + key]
+
+    def __iter__(self) -> Iterator[str]:
+        cut = len(self._prefix)
+        return (k[cut:] for k in self._base if k.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (self._prefix + key) in self._base
+
+
 def sub_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> Mapping[str, torch.Tensor]:
-    """The entries under ``prefix`` with the prefix stripped; lazy (``LazyStateDict.view``) when possible."""
+    """The entries under ``prefix`` (``"gate."``) with the prefix stripped, lazily: ``state_dict.view``
+    (``LazyStateDict``, ``RandomStateDict``) when the source has it, else a :class:`_PrefixView`."""
     view = getattr(state_dict, "view", None)
-    if callable(view):
-        return view(prefix)
-    return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    return view(prefix) if callable(view) else _PrefixView(state_dict, prefix)

@@ -25,7 +25,7 @@ HF keys (relative to ``mlp.``): ``gate.*``, ``experts.{e}.{gate,up,down}_proj.we
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,38 +46,12 @@ from deepseek_tt.config.op_configs import (
     SumConfig,
 )
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY, RunConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, mesh_shape
+from deepseek_tt.modules.base import AbstractModule, ccl_topology, mesh_shape, sub_state_dict
 from deepseek_tt.modules.experts import Experts, experts_per_device, num_devices
 from deepseek_tt.modules.mlp import SharedExpert
 from deepseek_tt.modules.moe_gate import MoEGate
 
 TILE = 32
-
-
-class _PrefixView(Mapping[str, torch.Tensor]):
-    """Lazy view of a mapping's keys under ``prefix`` (tensors are read only when asked for)."""
-
-    def __init__(self, base: Mapping[str, torch.Tensor], prefix: str) -> None:
-        self._base, self._prefix = base, prefix
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        return self._base[self._prefix + key]
-
-    def __iter__(self) -> Iterator[str]:
-        cut = len(self._prefix)
-        return (k[cut:] for k in self._base if k.startswith(self._prefix))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (self._prefix + key) in self._base
-
-
-def sub_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> Mapping[str, torch.Tensor]:
-    """The keys under ``prefix`` (``"gate."``), lazily: ``state_dict.view`` when the source has it."""
-    view = getattr(state_dict, "view", None)
-    return view(prefix) if callable(view) else _PrefixView(state_dict, prefix)
 
 
 def expert_mapping(hf_config: Any, mesh_device: Any) -> torch.Tensor:

@@ -9,8 +9,9 @@ import torch
 
 from deepseek_tt.backend import ttnn
 from deepseek_tt.modules import experts as experts_module
+from deepseek_tt.modules.base import sub_state_dict
 from deepseek_tt.modules.experts import Experts, expert_device, experts_per_device
-from deepseek_tt.modules.moe import expert_mapping, sub_state_dict
+from deepseek_tt.modules.moe import expert_mapping
 from deepseek_tt.modules.moe_gate import MoEGate
 from reference_models.presets import get_preset
 from reference_models.random_weights import random_tensor
