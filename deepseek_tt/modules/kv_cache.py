@@ -87,14 +87,7 @@ def create_page_table(paged: PagedConfig, mesh_device: Any, page_table: torch.Te
     expected = (paged.users_per_device, paged.blocks_per_user)
     if tuple(page_table.shape) != expected:
         raise ValueError(f"page table has shape {tuple(page_table.shape)}, expected {expected} (users per device, blocks per user)")
-    return ttnn.from_torch(
-        page_table.to(torch.int32),
-        dtype=ttnn.int32,
-        layout=ttnn.ROW_MAJOR_LAYOUT,
-        device=mesh_device,
-        memory_config=ttnn.DRAM_MEMORY_CONFIG,
-        mesh_mapper=ttnn.ReplicateTensorToMesh(mesh_device),
-    )
+    return _int32_to_mesh(page_table, mesh_device, ttnn.ReplicateTensorToMesh(mesh_device))
 
 
 def decode_positions_tensor(positions: torch.Tensor, mesh_device: Any, users_per_row: int = USERS_PER_ROW) -> Any:
@@ -108,13 +101,18 @@ def decode_positions_tensor(positions: torch.Tensor, mesh_device: Any, users_per
             f"got {positions.numel()}"
         )
     users_per_device(users_per_row, cols)
+    return _int32_to_mesh(positions, mesh_device, ttnn.ShardTensorToMesh(mesh_device, dim=0))
+
+
+def _int32_to_mesh(tensor: torch.Tensor, mesh_device: Any, mesh_mapper: Any) -> Any:
+    """An int32 ROW_MAJOR DRAM tensor on the mesh, placed by ``mesh_mapper`` (page tables, positions)."""
     return ttnn.from_torch(
-        positions.to(torch.int32),
+        tensor.to(torch.int32),
         dtype=ttnn.int32,
         layout=ttnn.ROW_MAJOR_LAYOUT,
         device=mesh_device,
         memory_config=ttnn.DRAM_MEMORY_CONFIG,
-        mesh_mapper=ttnn.ShardTensorToMesh(mesh_device, dim=0),
+        mesh_mapper=mesh_mapper,
     )
 
 
