@@ -132,3 +132,21 @@ def test_comparisons_sort_cumsum_and_fp32_topk():
     torch.testing.assert_close(csum, x.cumsum(-1), atol=1e-5, rtol=1e-5)
     assert ti.dtype == ttnn.uint32 and torch.equal(shards(ti)[0].long(), ref.indices[..., :4])  # fp32 -> 32-bit
     assert torch.equal(shards(li)[0].long(), ref.indices[..., :4] + 1000)
+
+
+def test_topk_and_sort_write_into_preallocated_outputs():
+    torch.manual_seed(6)
+    x = torch.randn(1, 1, 32, 64)
+    with open_mesh(1, 1) as device:
+        tx = replicated(device, x, dtype=ttnn.float32)
+        top = [replicated(device, torch.zeros(1, 1, 32, 4), dtype=ttnn.float32),
+               replicated(device, torch.zeros(1, 1, 32, 4, dtype=torch.int32), dtype=ttnn.uint32)]
+        ordered = [replicated(device, torch.zeros(1, 1, 32, 64), dtype=ttnn.float32),
+                   replicated(device, torch.zeros(1, 1, 32, 64, dtype=torch.int32), dtype=ttnn.uint32)]
+        top_result = ttnn.topk(tx, k=4, output_tensor=top)
+        sort_result = ttnn.sort(tx, dim=-1, descending=True, out=ordered)
+    ref = torch.sort(x, dim=-1, descending=True, stable=True)
+    for result, targets, n in ((top_result, top, 4), (sort_result, ordered, 64)):
+        assert all(r is t for r, t in zip(result, targets))
+        assert torch.equal(shards(targets[0])[0], ref.values[..., :n])
+        assert torch.equal(shards(targets[1])[0].long(), ref.indices[..., :n])

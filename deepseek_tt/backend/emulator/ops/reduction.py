@@ -87,11 +87,7 @@ def topk(input_tensor: Any, k: int = 32, dim: int = -1, largest: bool = True, so
         make(values, input_tensor, layout=T.Layout.TILE, memory_config=memory_config),
         make(labels, input_tensor, dtype=index_dtype, layout=T.Layout.TILE, memory_config=memory_config),
     ]
-    if output_tensor is not None:
-        for target, result in zip(output_tensor, results):
-            target._data = make(data(result), target, dtype=target.dtype)._data
-        return list(output_tensor)
-    return results
+    return results if output_tensor is None else _write_into(output_tensor, results)
 
 
 @device_op
@@ -105,11 +101,14 @@ def sort(input_tensor: Any, dim: int = -1, descending: bool = False, stable: boo
         make(result.values, input_tensor, memory_config=memory_config),
         make(result.indices, input_tensor, dtype=_index_dtype(input_tensor, x.shape[d]), memory_config=memory_config),
     ]
-    if out is not None:
-        for target, r in zip(out, outs):
-            target._data = make(data(r), target, dtype=target.dtype)._data
-        return list(out)
-    return outs
+    return outs if out is None else _write_into(out, outs)
+
+
+def _write_into(targets: Any, results: list) -> list:
+    """Copy ``(values, indices)`` results into the caller's preallocated tensors (their dtypes) and return those."""
+    for target, result in zip(targets, results):
+        target._data = make(data(result), target, dtype=target.dtype)._data
+    return list(targets)
 
 
 @device_op
