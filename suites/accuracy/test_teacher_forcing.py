@@ -10,12 +10,15 @@
 - A ``.refpt`` generated from another model directory (a larger vocabulary) fails with the reader's
   message naming the file and the vocabulary, never an IndexError.
 
-Runs on real hardware unchanged: ``pytest -m accuracy --backend ttnn --mesh-shape TG``.
+Runs on real hardware unchanged: ``pytest -m accuracy --backend ttnn --mesh-shape TG``; another model and
+reference: ``DEEPSEEK_TT_REFERENCE_FILE=ref.refpt pytest ... --model-path DIR`` (``DEEPSEEK_TT_TF_PROMPT_LEN``
+overrides the split).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,8 @@ from reference_models.train import model_config
 pytestmark = pytest.mark.accuracy
 
 QUICK_TOKENS = 32
+REFERENCE_FILE_ENV = "DEEPSEEK_TT_REFERENCE_FILE"
+PROMPT_LEN_ENV = "DEEPSEEK_TT_TF_PROMPT_LEN"
 #: Long enough that the tiny-en BPE produces ids above the small vocabulary below.
 PROMPT = (
     "The return value of a function is the value of the expression in its return statement; a function "
@@ -41,13 +46,28 @@ PROMPT = (
 )
 
 
-def _embedded_refpt() -> tuple[Path, Path]:
+def _model_and_refpt(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """``$DEEPSEEK_TT_REFERENCE_FILE`` with the ``model_path`` fixture (``--model-path``) when set, else the
+    embedded trained model and its committed ``reference.refpt``."""
+    given = os.environ.get(REFERENCE_FILE_ENV)
+    if given:
+        return request.getfixturevalue("model_path"), Path(given)
     from reference_models.embedded import embedded_model_path, embedded_refpt_path
 
     try:
         return embedded_model_path(), embedded_refpt_path()
     except FileNotFoundError as exc:
         pytest.skip(f"embedded trained model not available: {exc}")
+
+
+def _prompt_len_override() -> int | None:
+    value = os.environ.get(PROMPT_LEN_ENV)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise pytest.UsageError(f"${PROMPT_LEN_ENV}={value!r}: expected an integer prompt length") from None
 
 
 def _thresholds(policy: str) -> tuple[float, float]:
@@ -70,8 +90,8 @@ def random_tiny_en(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, record_result):
-    model = TtModel.load(model_dir, mesh_device, cache_dir, dtype_policy=policy, max_seq_len=1024, progress=False)
-    out = run_teacher_forcing(model, refpt, max_new_tokens=max_new_tokens)
+    model = TtModel.load(model_dir, mesh_device, cache_dir, dtype_policy=policy, max_seq_len=4096, progress=False)
+    out = run_teacher_forcing(model, refpt, max_new_tokens=max_new_tokens, prompt_len=_prompt_len_override())
     acc = out.accuracy
     rows, cols = mesh_shape(mesh_device)
     top1_min, top5_min = _thresholds(policy)
@@ -91,8 +111,8 @@ def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, recor
         pytest.param("high_precision", None, id="all-bf16"),
     ],
 )
-def test_embedded_model_teacher_forcing(policy, length, mesh_device, cache_dir, record_result):
-    model_dir, refpt = _embedded_refpt()
+def test_embedded_model_teacher_forcing(policy, length, mesh_device, cache_dir, record_result, request):
+    model_dir, refpt = _model_and_refpt(request)
     acc = _run(model_dir, refpt, mesh_device, cache_dir, policy, length, record_result)
     top1_min, top5_min = _thresholds(policy)
     summary = f"TtModel ({policy}) vs {refpt.name}: {format_accuracy(acc)}"
