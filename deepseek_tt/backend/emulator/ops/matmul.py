@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -75,6 +77,52 @@ def validate_program_config(cfg: Any, op: str, batch: int, m: int, k: int, n: in
                                f"{grid.x}x{grid.y} (transpose_mcast={cfg.transpose_mcast})")
 
 
+#: Bytes per weight value of a prepared in1 operand and its temporaries (fp32 ``full``, ``hi`` and ``lo``).
+_IN1_BYTES_PER_VALUE = 12
+#: Weights whose prepared operand would exceed this are multiplied in column slices (not cached).
+_CHUNK_BYTES = int(os.environ.get("DEEPSEEK_TT_EMULATOR_MATMUL_CHUNK_MB", "512")) << 20
+
+
+def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Operand:
+    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases."""
+    b = compute_dtype(b_storage)
+    if b.dim() == 2:
+        b = b.unsqueeze(-1)
+    if transpose_b:
+        b = b.transpose(-1, -2)
+    b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:]).contiguous()
+    return split_in1(b)
+
+
+def _in1_column_slices(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> Iterator[In1Operand]:
+    """Prepared in1 operands of consecutive output-column slices, a tile multiple each, within the budget.
+
+    Every output column depends only on its own weight column, so the sliced product equals the whole one.
+    """
+    n_dim = b_storage.dim() - 2 if transpose_b else b_storage.dim() - 1
+    n = b_storage.shape[n_dim]
+    per_column = b_storage.numel() // n * _IN1_BYTES_PER_VALUE
+    step = max(TILE, _CHUNK_BYTES // per_column // TILE * TILE)
+    for start in range(0, n, step):
+        yield _prepare_in1(b_storage.narrow(n_dim, start, min(step, n - start)), transpose_b, rank)
+
+
+def _device_matmul_broadcast(op: str, a: torch.Tensor, b: In1Operand, precision: Any) -> torch.Tensor:
+    """``device_matmul`` after broadcasting the device dim and checking the batch dims."""
+    if a.shape[0] != b.full.shape[0]:
+        a, _ = stack_broadcast(a, b.full)
+        if b.full.shape[0] == 1:
+            b = In1Operand(b.full.expand(a.shape[0], *b.full.shape[1:]), b.hi.expand(a.shape[0], *b.hi.shape[1:]))
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.full.shape[1:-2])} "
+            "do not broadcast"
+        ) from exc
+    return device_matmul(a, b, precision)
+
+
 def _matmul(
     op: str,
     input_tensor_a: Any,
@@ -113,32 +161,16 @@ def _matmul(
     rank = max(a.dim(), len(b_shape))
     a = a.reshape(a.shape[0], *([1] * (rank - a.dim())), *a.shape[1:])
 
-    def prepare_b() -> In1Operand:
-        b = compute_dtype(b_storage)
-        if b.dim() == 2:
-            b = b.unsqueeze(-1)
-        if transpose_b:
-            b = b.transpose(-1, -2)
-        b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:]).contiguous()
-        return split_in1(b)
-
-    b = operand_cache.get(b_storage, (bool(transpose_b), rank), prepare_b)
-    if a.shape[0] != b.full.shape[0]:
-        a_full, _ = stack_broadcast(a, b.full)
-        a = a_full
-        if b.full.shape[0] == 1:
-            b = In1Operand(b.full.expand(a.shape[0], *b.full.shape[1:]), b.hi.expand(a.shape[0], *b.hi.shape[1:]))
-    try:
-        torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
-    except RuntimeError as exc:
-        raise RuntimeError(
-            f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.full.shape[1:-2])} "
-            "do not broadcast"
-        ) from exc
     precision = matmul_precision(compute_kernel_config)
     batch = int(torch.tensor(a.shape[1:-2]).prod().item()) if a.dim() > 3 else 1
-    validate_program_config(program_config, op, batch, a.shape[-2], a.shape[-1], b.full.shape[-1], precision.fp32_dest_acc)
-    out = device_matmul(a, b, precision)
+    validate_program_config(program_config, op, batch, a.shape[-2], a.shape[-1], b_shape[-1], precision.fp32_dest_acc)
+    if b_storage.numel() * _IN1_BYTES_PER_VALUE > _CHUNK_BYTES and b_storage.dim() > 2:
+        # A weight too large to prepare whole (e.g. a full-dims LM head): output columns in slices.
+        operands = _in1_column_slices(b_storage, transpose_b, rank)
+    else:
+        operands = [operand_cache.get(b_storage, (bool(transpose_b), rank), lambda: _prepare_in1(b_storage, transpose_b, rank))]
+    outs = [_device_matmul_broadcast(op, a, b, precision) for b in operands]
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
     if bias is not None:
         bias_data = compute_dtype(data(bias))
         if bias_data.shape[-1] != out.shape[-1]:
