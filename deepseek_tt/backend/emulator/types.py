@@ -16,7 +16,16 @@ TILE_SIZE = 32
 FACE_SIZE = 16
 
 
-class DataType(enum.Enum):
+class _TtnnEnum(enum.Enum):
+    """An enum printed as ttnn prints it: ``DataType.BFLOAT16``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+    __str__ = __repr__
+
+
+class DataType(_TtnnEnum):
     BFLOAT16 = 0
     FLOAT32 = 1
     UINT32 = 2
@@ -29,10 +38,6 @@ class DataType(enum.Enum):
     INT8 = 9
     INVALID = 10
 
-    def __repr__(self) -> str:
-        return f"DataType.{self.name}"
-
-    __str__ = __repr__
 
 
 bfloat16 = DataType.BFLOAT16
@@ -48,116 +53,80 @@ BLOCK_FLOAT_DTYPES = frozenset({DataType.BFLOAT8_B, DataType.BFLOAT4_B})
 INTEGER_DTYPES = frozenset({DataType.UINT8, DataType.UINT16, DataType.UINT32, DataType.INT32, DataType.INT8})
 
 
-class Layout(enum.Enum):
+class Layout(_TtnnEnum):
     ROW_MAJOR = 0
     TILE = 1
     INVALID = 2
 
-    def __repr__(self) -> str:
-        return f"Layout.{self.name}"
-
-    __str__ = __repr__
 
 
 ROW_MAJOR_LAYOUT = Layout.ROW_MAJOR
 TILE_LAYOUT = Layout.TILE
 
 
-class StorageType(enum.Enum):
+class StorageType(_TtnnEnum):
     HOST = 0
     DEVICE = 1
 
-    def __repr__(self) -> str:
-        return f"StorageType.{self.name}"
-
-    __str__ = __repr__
 
 
-class TensorMemoryLayout(enum.Enum):
+class TensorMemoryLayout(_TtnnEnum):
     INTERLEAVED = 0
     HEIGHT_SHARDED = 2
     WIDTH_SHARDED = 3
     BLOCK_SHARDED = 4
     ND_SHARDED = 5
 
-    def __repr__(self) -> str:
-        return f"TensorMemoryLayout.{self.name}"
-
-    __str__ = __repr__
 
 
-class BufferType(enum.Enum):
+class BufferType(_TtnnEnum):
     DRAM = 0
     L1 = 1
     SYSTEM_MEMORY = 2
     L1_SMALL = 3
     TRACE = 4
 
-    def __repr__(self) -> str:
-        return f"BufferType.{self.name}"
-
-    __str__ = __repr__
 
 
-class ShardOrientation(enum.Enum):
+class ShardOrientation(_TtnnEnum):
     ROW_MAJOR = 0
     COL_MAJOR = 1
 
-    def __repr__(self) -> str:
-        return f"ShardOrientation.{self.name}"
-
-    __str__ = __repr__
 
 
-class ShardStrategy(enum.Enum):
+class ShardStrategy(_TtnnEnum):
     HEIGHT = 0
     WIDTH = 1
     BLOCK = 2
 
-    def __repr__(self) -> str:
-        return f"ShardStrategy.{self.name}"
-
-    __str__ = __repr__
 
 
-class MathFidelity(enum.Enum):
+class MathFidelity(_TtnnEnum):
     LoFi = 0
     HiFi2 = 2
     HiFi3 = 3
     HiFi4 = 4
     Invalid = 255
 
-    def __repr__(self) -> str:
-        return f"MathFidelity.{self.name}"
-
-    __str__ = __repr__
 
 
-class Topology(enum.Enum):
+class Topology(_TtnnEnum):
     Ring = 0
     Linear = 1
     Mesh = 2
     Torus = 3
 
-    def __repr__(self) -> str:
-        return f"Topology.{self.name}"
-
-    __str__ = __repr__
 
 
-class Arch(enum.Enum):
+class Arch(_TtnnEnum):
     GRAYSKULL = 1
     WORMHOLE_B0 = 2
     BLACKHOLE = 3
     QUASAR = 4
 
-    def __repr__(self) -> str:
-        return f"Arch.{self.name}"
-
-    __str__ = __repr__
 
 
-class ThrottleLevel(enum.Enum):
+class ThrottleLevel(_TtnnEnum):
     NO_THROTTLE = 0
     LEVEL_1 = 1
     LEVEL_2 = 2
@@ -165,10 +134,6 @@ class ThrottleLevel(enum.Enum):
     LEVEL_4 = 4
     LEVEL_5 = 5
 
-    def __repr__(self) -> str:
-        return f"ThrottleLevel.{self.name}"
-
-    __str__ = __repr__
 
 
 class DumpTensorMode(enum.Enum):
@@ -188,9 +153,7 @@ _UNARY_OP_NAMES = (
     "UNARY_GT UNARY_LE UNARY_LT UNARY_NE WHERE_TSS XIELU ZERO_POINT"
 ).split()
 
-UnaryOpType = enum.Enum("UnaryOpType", {name: index for index, name in enumerate(_UNARY_OP_NAMES)})
-UnaryOpType.__repr__ = lambda self: f"UnaryOpType.{self.name}"  # type: ignore[method-assign]
-UnaryOpType.__str__ = UnaryOpType.__repr__  # type: ignore[method-assign]
+UnaryOpType = _TtnnEnum("UnaryOpType", {name: index for index, name in enumerate(_UNARY_OP_NAMES)})
 
 
 class UnaryWithParam:
