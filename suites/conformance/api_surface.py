@@ -84,6 +84,15 @@ def resolve(module: Any, dotted: str) -> Any:
     return obj
 
 
+def has_name(module: Any, dotted: str) -> bool:
+    """Whether ``module`` has the dotted name (``"experimental.paged_fill_cache"``)."""
+    try:
+        resolve(module, dotted)
+        return True
+    except AttributeError:
+        return False
+
+
 def _literal(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value

@@ -49,7 +49,7 @@ def test_class_member(real_ttnn, emulator, member):
 
 
 def test_model_code_names_exist_in_real_ttnn(real_ttnn):
-    missing = {n: f for n, f in api_surface.model_code_ttnn_names().items() if not _has(real_ttnn, n)}
+    missing = {n: f for n, f in api_surface.model_code_ttnn_names().items() if not api_surface.has_name(real_ttnn, n)}
     assert not missing, f"model code uses names that real ttnn lacks: {missing}"
 
 
@@ -63,10 +63,3 @@ def test_recorded_api_is_current(real_ttnn):
     stale += sorted(n for n, d in recorded.get("members", {}).items() if live["members"].get(n) != d)
     assert not stale, f"fixtures/golden/{API_FILE} is out of date for {stale}: rerun make_golden_vectors"
 
-
-def _has(module, name: str) -> bool:
-    try:
-        api_surface.resolve(module, name)
-        return True
-    except AttributeError:
-        return False

@@ -133,13 +133,6 @@ def test_model_code_uses_real_names_that_the_emulator_has(api):
     uses = api_surface.model_code_ttnn_names()
     not_real = {n: f for n, f in uses.items() if n not in real_names}
     assert not not_real, f"model code uses names real ttnn 0.81.1 lacks: {not_real}"
-    missing = {n: f for n, f in uses.items() if not hasattr_dotted(ttnn, n)}
+    missing = {n: f for n, f in uses.items() if not api_surface.has_name(ttnn, n)}
     assert not missing, f"model code uses ttnn names the emulator lacks: {missing}"
 
-
-def hasattr_dotted(module, name: str) -> bool:
-    try:
-        api_surface.resolve(module, name)
-        return True
-    except AttributeError:
-        return False
