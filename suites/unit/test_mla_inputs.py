@@ -24,13 +24,6 @@ def state_dict(config):
     return DeepseekV3Attention(config, layer_idx=0).state_dict()
 
 
-@pytest.fixture
-def mesh():
-    device = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
-    yield device
-    ttnn.close_mesh_device(device)
-
-
 def test_state_dict_keys_are_the_transformers_names(state_dict) -> None:
     assert set(state_dict) == set(HF_KEYS)
 

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def mesh():
-    device = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
-    yield device
-    ttnn.close_mesh_device(device)
-
-
-@pytest.fixture
 def galaxy_mesh():
     device = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
     yield device

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from deepseek_tt.backend import ttnn
 from deepseek_tt.weights.cache import MANIFEST_NAME, WeightCache
 from deepseek_tt.weights.convert import RandomStateDict, load_or_convert_model_weights
 from reference_models.presets import get_preset
@@ -24,13 +23,6 @@ LOGGER = "deepseek_tt.weights.cache"
 def dense_config():
     """The tiny preset cut to its one dense layer: every module but the MoE, converted in about a second."""
     return get_preset("tiny", num_layers=1)
-
-
-@pytest.fixture
-def mesh():
-    device = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
-    yield device
-    ttnn.close_mesh_device(device)
 
 
 def _load(config, mesh, cache_dir, **kwargs):
