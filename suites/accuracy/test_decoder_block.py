@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from deepseek_tt.accuracy.drilldown import assert_pcc_with_drilldown, drilldown_of
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import ttnn
@@ -21,6 +22,7 @@ from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.rope import RotarySetup
+from reference_models.reference import get_layer
 from suites.accuracy.model_lib import activations, decode_users, layer_weights, mesh_name, reference_layer, reference_model
 
 pytestmark = pytest.mark.accuracy
@@ -91,7 +93,22 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
     cache_pcc = pcc(expected_kvpe, cached)
     cache_threshold = pcc_threshold("kvpe_cache", "prefill")
     _record(record_result, "kvpe_cache", "prefill", f"pcc_{name}", cache_pcc, cache_threshold, seq_len, 1, mesh_device)
-    assert out_pcc >= threshold, f"{name} prefill PCC {out_pcc:.5f} < {threshold}"
+    assert_pcc_with_drilldown(
+        out_pcc,
+        threshold,
+        f"{name} prefill",
+        lambda: drilldown_of(
+            model,
+            lambda: reference_layer(model, layer, x),
+            lambda: block.forward_prefill(
+                residual_to_device(x, mesh_device, decode=False), user_id, rope.prefill_tensors(seq_len),
+                kv_cache.create_page_table(paged, mesh_device, page_table), cfg,
+            ),
+            mesh_device,
+            layers={layer: get_layer(model, layer)},
+            first_layer=layer,
+        ),
+    )
     assert cache_pcc >= cache_threshold, f"{name} prefill KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
 
 

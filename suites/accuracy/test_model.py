@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from deepseek_tt.accuracy.drilldown import assert_pcc_with_drilldown, drilldown_of
 from deepseek_tt.accuracy.metrics import pcc, top1_agreement
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.modules import kv_cache
@@ -114,7 +115,18 @@ def test_model_prefill(mesh_device, seq_len, tmp_path_factory, record_result):
         module="model", mode="prefill", metric="emulated_over_reference_time", value=tt_seconds / reference_seconds, seq_len=seq_len,
         batch=1, mesh=mesh_name(mesh_device), higher_is_better=False, seconds=tt_seconds, reference_seconds=reference_seconds,
     )
-    assert value >= pcc_threshold("model", "prefill"), f"model prefill logits PCC {value:.5f}"
+    assert_pcc_with_drilldown(
+        value,
+        pcc_threshold("model", "prefill"),
+        "model prefill logits",
+        lambda: drilldown_of(
+            model,
+            lambda: model(input_ids=tokens[None]),
+            lambda: Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), rows * 32 - 1, rope.prefill_tensors(seq_len), cfg),
+            mesh_device,
+            length=seq_len,
+        ),
+    )
 
 
 @pytest.mark.parametrize(
