@@ -1,9 +1,12 @@
 """Teacher-forced decoding of one sequence against a reference (``--token-accuracy``, DESIGN.md section 6).
 
 The prompt ``tokens[:P]`` is prefilled as user 0; then every step feeds the ground-truth token (not the
-prediction) and compares the model's argmax for position ``i`` with ``tokens[i]`` (top-1) and with the
-reference top-5 row ``i`` (top-5, when the file has it). The number of steps is ``max_new_tokens``
-capped to the ``T - P`` ground-truth tokens available.
+prediction) and compares the model's argmax for position ``i`` with the reference's argmax there (top-1:
+``top5_tokens[i, 0]`` when the file has top-5 rows, else ``tokens[i]``, which past the file's own split is
+the reference's greedy choice) and with the reference top-5 row ``i`` (top-5). So a ``--tf-prompt-len``
+that moves the split into the file's real-text prompt still measures agreement with the reference model,
+not the model's accuracy on that text. The number of steps is ``max_new_tokens`` capped to the ``T - P``
+ground-truth tokens available.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ def teacher_force(
         guess = int(torch.argmax(logits.float()))
         predicted.append(guess)
         recorder.add_new_tokens(1)
-        top1 += int(guess == int(truth[i]))
+        reference_argmax = int(reference.top5[i, 0]) if reference.top5 is not None else int(truth[i])
+        top1 += int(guess == reference_argmax)
         if reference.top5 is not None:
             top5 += int(guess in reference.top5[i].tolist())
         if on_token is not None:

@@ -11,8 +11,8 @@
   message naming the file and the vocabulary, never an IndexError.
 
 Runs on real hardware unchanged: ``pytest -m accuracy --backend ttnn --mesh-shape TG``; another model and
-reference: ``DEEPSEEK_TT_REFERENCE_FILE=ref.refpt pytest ... --model-path DIR`` (``DEEPSEEK_TT_TF_PROMPT_LEN``
-overrides the split).
+reference: ``pytest ... --model-path DIR --reference-file ref.refpt [--tf-prompt-len N]`` (or
+``$DEEPSEEK_TT_REFERENCE_FILE`` / ``$DEEPSEEK_TT_TF_PROMPT_LEN``).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ PROMPT = (
 
 
 def _model_and_refpt(request: pytest.FixtureRequest) -> tuple[Path, Path]:
-    """``$DEEPSEEK_TT_REFERENCE_FILE`` with the ``model_path`` fixture (``--model-path``) when set, else the
-    embedded trained model and its committed ``reference.refpt``."""
-    given = os.environ.get(REFERENCE_FILE_ENV)
+    """``--reference-file`` / ``$DEEPSEEK_TT_REFERENCE_FILE`` with the ``model_path`` fixture (``--model-path``)
+    when set, else the embedded trained model and its committed ``reference.refpt``."""
+    given = request.config.getoption("--reference-file") or os.environ.get(REFERENCE_FILE_ENV)
     if given:
         return request.getfixturevalue("model_path"), Path(given)
     from reference_models.embedded import embedded_model_path, embedded_refpt_path
@@ -60,7 +60,9 @@ def _model_and_refpt(request: pytest.FixtureRequest) -> tuple[Path, Path]:
         pytest.skip(f"embedded trained model not available: {exc}")
 
 
-def _prompt_len_override() -> int | None:
+def _prompt_len_override(config: pytest.Config) -> int | None:
+    if config.getoption("--tf-prompt-len") is not None:
+        return config.getoption("--tf-prompt-len")
     value = os.environ.get(PROMPT_LEN_ENV)
     if value is None:
         return None
@@ -89,9 +91,9 @@ def random_tiny_en(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"large": large, "small": small, "refpt": refpt}
 
 
-def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, record_result):
+def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, record_result, prompt_len):
     model = TtModel.load(model_dir, mesh_device, cache_dir, dtype_policy=policy, max_seq_len=4096, progress=False)
-    out = run_teacher_forcing(model, refpt, max_new_tokens=max_new_tokens, prompt_len=_prompt_len_override())
+    out = run_teacher_forcing(model, refpt, max_new_tokens=max_new_tokens, prompt_len=prompt_len)
     acc = out.accuracy
     rows, cols = mesh_shape(mesh_device)
     top1_min, top5_min = _thresholds(policy)
@@ -113,7 +115,7 @@ def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, recor
 )
 def test_embedded_model_teacher_forcing(policy, length, mesh_device, cache_dir, record_result, request):
     model_dir, refpt = _model_and_refpt(request)
-    acc = _run(model_dir, refpt, mesh_device, cache_dir, policy, length, record_result)
+    acc = _run(model_dir, refpt, mesh_device, cache_dir, policy, length, record_result, _prompt_len_override(request.config))
     top1_min, top5_min = _thresholds(policy)
     summary = f"TtModel ({policy}) vs {refpt.name}: {format_accuracy(acc)}"
     print(summary)
