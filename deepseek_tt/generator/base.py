@@ -23,7 +23,7 @@ INACTIVE_POSITION = -1
 
 
 class DecoderModel(Protocol):
-    """The runtime facade of docs/TEAM_CONTRACTS.md (``TtModel`` and ``ReferenceModel``)."""
+    """The runtime facade of docs/ARCHITECTURE.md (``TtModel`` and ``ReferenceModel``)."""
 
     vocab_size: int
     max_batch_size: int

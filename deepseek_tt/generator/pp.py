@@ -8,7 +8,7 @@ passed at position -1.
 
 What it stands for on hardware: tt-metal's pipeline-parallel DeepSeek generator splits the decoder
 stack into stages over mesh rows and streams micro-batches of users from stage to stage. The runtime
-facade (docs/TEAM_CONTRACTS.md) exposes whole-model prefill/decode only, so this generator pipelines at
+facade (docs/ARCHITECTURE.md) exposes whole-model prefill/decode only, so this generator pipelines at
 the user level; a layer-stage schedule needs a per-stage facade. Tracing is not supported with pp (as in
 the seed README).
 """

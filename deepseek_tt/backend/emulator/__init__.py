@@ -63,7 +63,7 @@ device = SimpleNamespace(Arch=Arch)
 def _load_ops() -> None:
     """Import the op modules in ``ops/`` and export what they declare.
 
-    Convention (docs/TEAM_CONTRACTS.md): a module's ``__all__`` names become ``ttnn.<name>``; its optional
+    Convention (docs/ARCHITECTURE.md): a module's ``__all__`` names become ``ttnn.<name>``; its optional
     dicts ``TRANSFORMER_OPS`` / ``EXPERIMENTAL_OPS`` (name -> function) fill ``ttnn.transformer`` /
     ``ttnn.experimental``. Modules whose name starts with ``_`` are helpers and export nothing.
     """
