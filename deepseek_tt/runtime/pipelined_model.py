@@ -25,7 +25,6 @@ import torch
 
 from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
-from deepseek_tt.config.run_config import MESH_DEVICE_KEY
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
