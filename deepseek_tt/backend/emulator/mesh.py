@@ -31,9 +31,10 @@ class MeshShape:
 
     __slots__ = ("_dims",)
 
-    def __init__(self, *dims: "int | Sequence[int] | MeshShape") -> None:
-        if len(dims) == 1 and not isinstance(dims[0], int):
-            dims = tuple(dims[0])
+    def __init__(self, shape: "int | Sequence[int] | MeshShape", *more: int) -> None:
+        dims = (shape, *more)
+        if not more and not isinstance(shape, int):
+            dims = tuple(shape)
         if not dims:
             raise TypeError("MeshShape: expected (s0, s1), (s0, s1, s2) or a list of dimensions")
         if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims):
