@@ -76,12 +76,30 @@ class ShardDistributionStrategy(_TtnnEnum):
     CONTIGUOUS_1D = 2
 
 
+class FabricTensixConfig(_TtnnEnum):
+    DISABLED = 0
+    MUX = 1
+
+
+class FabricUDMMode(_TtnnEnum):
+    DISABLED = 0
+    ENABLED = 1
+
+
+class FabricManagerMode(_TtnnEnum):
+    DEFAULT = 0
+    ENABLED = 1
+    INIT_FABRIC = 2
+    TERMINATE_FABRIC = 3
+
+
 _fabric_config = FabricConfig.DISABLED
 
 
 def set_fabric_config(config: FabricConfig, reliability_mode: FabricReliabilityMode = FabricReliabilityMode.STRICT_INIT,
-                      num_planes: int | None = None, fabric_tensix_config: Any = None, fabric_udm_mode: Any = None,
-                      fabric_manager_mode: Any = None, router_config: Any = None) -> None:
+                      num_planes: int | None = None, fabric_tensix_config: FabricTensixConfig = FabricTensixConfig.DISABLED,
+                      fabric_udm_mode: FabricUDMMode = FabricUDMMode.DISABLED,
+                      fabric_manager_mode: FabricManagerMode = FabricManagerMode.DEFAULT, router_config: Any = None) -> None:
     """Record the fabric config (the emulated mesh's collectives need no fabric); types checked as ttnn does."""
     global _fabric_config
     if not isinstance(config, FabricConfig):
@@ -338,8 +356,9 @@ def create_sharded_memory_config_(shape: Any, core_grid: Any, strategy: Any, ori
 # --- MemoryConfig <-> JSON, in ttnn's format ------------------------------------------------------------
 
 
-def memory_config_to_json(config: MemoryConfig) -> str:
+def memory_config_to_json(self: MemoryConfig) -> str:
     """ttnn's ``MemoryConfig.to_json()`` text (enum values as integers, keys sorted)."""
+    config = self
     out: dict[str, Any] = {"buffer_type": config.buffer_type.value, "created_with_nd_shard_spec": False,
                            "memory_layout": config.memory_layout.value, "per_core_allocation": False}
     spec = config.shard_spec
@@ -352,10 +371,10 @@ def memory_config_to_json(config: MemoryConfig) -> str:
     return json.dumps(out, separators=(",", ":"), sort_keys=True)
 
 
-def memory_config_from_json(text: str) -> MemoryConfig:
+def memory_config_from_json(self: str) -> MemoryConfig:
     """The MemoryConfig that :func:`memory_config_to_json` wrote (raises on malformed JSON or values)."""
     try:
-        data = json.loads(text)
+        data = json.loads(self)
         layout, buffer = TensorMemoryLayout(data["memory_layout"]), BufferType(data["buffer_type"])
         spec = None
         if data.get("shard_spec"):
@@ -373,7 +392,7 @@ MemoryConfig.from_json = staticmethod(memory_config_from_json)  # type: ignore[a
 
 __all__ = [
     "Device", "ReduceType", "FabricConfig", "FabricReliabilityMode", "DispatchCoreAxis", "DispatchCoreType",
-    "ShardDistributionStrategy", "set_fabric_config", "DispatchCoreConfig", "create_global_semaphore",
+    "ShardDistributionStrategy", "FabricTensixConfig", "FabricUDMMode", "FabricManagerMode", "set_fabric_config", "DispatchCoreConfig", "create_global_semaphore",
     "reset_global_semaphore_value", "synchronize_device", "DeviceComputeKernelConfig", "Tile", "NdShardSpec",
     "LayerNormDefaultProgramConfig", "LayerNormShardedMultiCoreProgramConfig", "num_cores_to_corerangeset",
     "create_sharded_memory_config_",

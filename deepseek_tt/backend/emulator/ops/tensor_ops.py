@@ -83,11 +83,11 @@ def _getitem(self: Any, slices: Any) -> Any:
     return make(view.reshape(view.shape[0], *keep), self)
 
 
-def _reshape(self: Any, *shape: Any) -> Any:
+def _reshape(self: Any, shape: Any, /, *more: int) -> Any:
     """``Tensor.reshape(shape)`` or ``Tensor.reshape(d0, d1, ...)``."""
     from .data_movement import reshape
 
-    dims = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
+    dims = (shape, *more) if more or isinstance(shape, int) else shape
     return reshape(self, list(dims))
 
 
@@ -250,7 +250,7 @@ def untilize_with_unpadding(input_tensor: Any, output_tensor_end: Any, *, memory
 
 
 def all_broadcast(input_tensor: Any, *, cluster_axis: int | None = None, subdevice_id: Any = None, memory_config: Any = None,
-                  num_links: int | None = None, topology: Any = None, use_l1_small_for_semaphores: bool = False) -> list:
+                  num_links: int | None = 1, topology: Any = T.Topology.Linear, use_l1_small_for_semaphores: bool = False) -> list:
     """``ttnn.all_broadcast``: one output per group member; output k holds, on every device of the group,
     member k's tensor."""
     from .collectives import _check_collective, group_members
@@ -267,37 +267,66 @@ def _check_semaphores(semaphores: Any, op: str) -> None:
                         f"(ttnn.create_global_semaphore), got {semaphores!r}")
 
 
-def all_gather_async(input_tensor: Any, dim: int | None = None, multi_device_global_semaphore: Any = None, *args: Any,
-                     persistent_output_buffer: Any = None, num_links: int | None = None, memory_config: Any = None,
-                     topology: Any = T.Topology.Linear, subdevice_id: Any = None, cluster_axis: int | None = None,
-                     barrier_semaphore: Any = None, **kwargs: Any) -> Any:
-    """``ttnn.experimental.all_gather_async``: ``ttnn.all_gather`` once the semaphores are validated."""
+_AG_KEYWORDS = {"persistent_output_buffer", "persistent_output_tensor", "num_links", "memory_config", "topology",
+                "subdevice_id", "cluster_axis", "use_optimal_ccl_for_llama", "use_broadcast", "barrier_semaphore",
+                "chunks_per_sync", "num_workers_per_link", "num_buffers_per_channel", "sub_core_grids", "dim",
+                "multi_device_global_semaphore", "mesh_device"}
+
+
+def _bind(op: str, names: list[str], args: tuple, kwargs: dict, allowed: set[str]) -> dict:
+    bound = dict(zip(names, args))
+    if len(args) > len(names):
+        raise TypeError(f"{op}(): too many positional arguments")
+    for key, value in kwargs.items():
+        if key not in allowed or key in bound:
+            raise TypeError(f"{op}(): unexpected or repeated argument {key!r}")
+        bound[key] = value
+    for key in ("dim", "multi_device_global_semaphore"):
+        if bound.get(key) is None:
+            raise TypeError(f"{op}(): incompatible function arguments ({key} is required)")
+    return bound
+
+
+def all_gather_async(input_tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    """``ttnn.experimental.all_gather_async`` in its three ttnn overloads: ``(x, dim, semaphores, *, ...)``,
+    ``(x, persistent_output_buffer, dim, semaphores, *, cluster_axis, ...)`` and
+    ``(x, dim, cluster_axis, mesh_device, topology, semaphores, *, ...)``: ``ttnn.all_gather`` once the
+    semaphores are validated."""
     from .collectives import all_gather
 
-    if args and isinstance(args[0], int) and dim is not None and not isinstance(dim, int):
-        raise TypeError("ttnn.experimental.all_gather_async: dim must be an int")
-    if dim is None or multi_device_global_semaphore is None:
-        raise TypeError("ttnn.experimental.all_gather_async(): dim and multi_device_global_semaphore are required")
-    _check_semaphores(multi_device_global_semaphore, "ttnn.experimental.all_gather_async")
-    out = all_gather(input_tensor, dim, cluster_axis=cluster_axis, memory_config=memory_config, topology=topology)
-    if persistent_output_buffer is not None:
-        persistent_output_buffer._data = out._data
-        return persistent_output_buffer
+    op = "ttnn.experimental.all_gather_async"
+    if args and not isinstance(args[0], int):
+        names = ["persistent_output_buffer", "dim", "multi_device_global_semaphore"]
+    elif len(args) > 2:
+        names = ["dim", "cluster_axis", "mesh_device", "topology", "multi_device_global_semaphore"]
+    else:
+        names = ["dim", "multi_device_global_semaphore"]
+    b = _bind(op, names, args, kwargs, _AG_KEYWORDS)
+    _check_semaphores(b["multi_device_global_semaphore"], op)
+    out = all_gather(input_tensor, b["dim"], cluster_axis=b.get("cluster_axis"), memory_config=b.get("memory_config"),
+                     topology=b.get("topology", T.Topology.Ring))
+    target = b.get("persistent_output_buffer") or b.get("persistent_output_tensor")
+    if target is not None:
+        target._data = out._data
+        return target
     return out
 
 
-def reduce_scatter_minimal_async(input_tensor: Any, persistent_output_buffers: Any = None, dim: int | None = None,
-                                 multi_device_global_semaphore: Any = None, *, barrier_semaphore: Any = None,
-                                 num_links: int | None = None, memory_config: Any = None, intermediate_memory_config: Any = None,
-                                 topology: Any = T.Topology.Ring, subdevice_id: Any = None, cluster_axis: int | None = None,
-                                 **kwargs: Any) -> Any:
-    """``ttnn.experimental.reduce_scatter_minimal_async``: ``ttnn.reduce_scatter`` once the semaphores are validated."""
+_RS_KEYWORDS = {"persistent_output_buffers", "dim", "multi_device_global_semaphore", "barrier_semaphore", "num_links",
+                "memory_config", "intermediate_memory_config", "topology", "subdevice_id", "cluster_axis",
+                "chunks_per_sync", "num_workers_per_link", "num_buffers_per_channel", "compute_kernel_config"}
+
+
+def reduce_scatter_minimal_async(input_tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    """``ttnn.experimental.reduce_scatter_minimal_async(x, persistent_output_buffers, dim, semaphores, *, ...)``:
+    ``ttnn.reduce_scatter`` once the semaphores are validated."""
     from .collectives import reduce_scatter
 
-    if dim is None or multi_device_global_semaphore is None:
-        raise TypeError("ttnn.experimental.reduce_scatter_minimal_async(): dim and multi_device_global_semaphore are required")
-    _check_semaphores(multi_device_global_semaphore, "ttnn.experimental.reduce_scatter_minimal_async")
-    return reduce_scatter(input_tensor, dim, cluster_axis=cluster_axis, memory_config=memory_config, topology=topology)
+    op = "ttnn.experimental.reduce_scatter_minimal_async"
+    b = _bind(op, ["persistent_output_buffers", "dim", "multi_device_global_semaphore"], args, kwargs, _RS_KEYWORDS)
+    _check_semaphores(b["multi_device_global_semaphore"], op)
+    return reduce_scatter(input_tensor, b["dim"], cluster_axis=b.get("cluster_axis"), memory_config=b.get("memory_config"),
+                          topology=b.get("topology", T.Topology.Ring))
 
 
 _install_tensor_methods()
