@@ -19,7 +19,7 @@ from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.op_configs import AllGatherConfig, LinearConfig
 from deepseek_tt.config.run_config import FromWeightConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, matmul_compute_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, ccl_topology, compute_kernel_config, mesh_shape, require_key, save_weight
 
 TILE = 32
 
@@ -57,7 +57,7 @@ class LMHead(AbstractModule):
                 input_tensor_b=FromWeightConfig(),
                 memory_config=dram,
                 dtype=ttnn.float32,
-                compute_kernel_config=matmul_compute_config(get_dtype_policy(dtype_policy).lm_head),
+                compute_kernel_config=compute_kernel_config(dtype_policy, "lm_head"),
             )
         }
         if mesh_shape(mesh_device)[1] > 1:

@@ -142,7 +142,7 @@ def _read_caches(cache: Any, mesh_device: Any) -> torch.Tensor:
 def _build(reference: Reference, mesh_device: Any, tmp_path, mode: str, paged, caches=None, dtype_policy: str = "default") -> dict[str, Any]:
     config = reference.config
     weights = MLA.convert_weights(config, reference.attention.state_dict(), tmp_path / "mla", mesh_device, dtype_policy=dtype_policy)
-    model_config = (MLA.prefill_model_config if mode == "prefill" else MLA.decode_model_config)(config, mesh_device)
+    model_config = (MLA.prefill_model_config if mode == "prefill" else MLA.decode_model_config)(config, mesh_device, dtype_policy=dtype_policy)
     state = MLA.create_state(config, mesh_device, paged, caches=caches, dtype_policy=dtype_policy)
     return MLA.run_config(model_config, weights, state)
 
