@@ -78,8 +78,8 @@ def token_scales(tokens: int, generator: torch.Generator, low: float = SPREAD_RM
     return scales[torch.randperm(tokens, generator=generator)].reshape(tokens, 1)
 
 
-def spread_activations(tokens: int, hidden: int, seed: int | torch.Generator) -> torch.Tensor:
-    """``[tokens, hidden]`` random rows whose RMS is spread log-uniformly over :data:`SPREAD_RMS`.
+def spread_activations(tokens: int, hidden: int, seed: int | torch.Generator, rms: tuple[float, float] = SPREAD_RMS) -> torch.Tensor:
+    """``[tokens, hidden]`` random rows whose RMS is spread log-uniformly over ``rms`` (default :data:`SPREAD_RMS`).
 
     Bugs these inputs exist to catch (unit-RMS inputs hide them): an RMSNorm that does not normalise (its
     output then keeps the 1e5 spread of scales, and the PCC over all tokens drops), and an RMSNorm epsilon
@@ -88,7 +88,7 @@ def spread_activations(tokens: int, hidden: int, seed: int | torch.Generator) ->
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     x = torch.randn(tokens, hidden, generator=generator)
     x = x / x.pow(2).mean(-1, keepdim=True).sqrt()
-    return x * token_scales(tokens, generator)
+    return x * token_scales(tokens, generator, *rms)
 
 
 # --- KVPE of the reference (what the TT cache must hold) --------------------------------------------

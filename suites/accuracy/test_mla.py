@@ -31,6 +31,7 @@ from deepseek_tt.modules.rope import RotarySetup, halves_to_interleaved
 from reference_models.presets import get_preset, preset_fields
 from reference_models.random_weights import random_tensor
 from reference_models.state_dict_keys import layer_weight_specs
+from suites.accuracy.model_lib import spread_activations
 
 pytestmark = [pytest.mark.accuracy]
 
@@ -112,9 +113,17 @@ def reference() -> Reference:
     return _reference(get_preset(PRESET, num_layers=1))
 
 
+#: Per-token RMS of the attention inputs: down to 1e-3, where the latent norms' epsilon shows; not above 1,
+#: since the attention input is always an RMSNorm's output and larger rows only make the softmax
+#: arbitrarily peaky through the unnormalised rope key (ill-conditioned, not what the module does).
+ATTENTION_INPUT_RMS = (1e-3, 1.0)
+
+
 def _hidden(tokens: int, hidden: int, generator: torch.Generator) -> torch.Tensor:
-    """Attention inputs as they come out of the input RMSNorm: unit RMS."""
-    return torch.randn(tokens, hidden, generator=generator)
+    """Attention inputs with per-token RMS spread over :data:`ATTENTION_INPUT_RMS`. Bugs they exist to
+    catch: a wrong epsilon in the q_a / kv_a latent norms, a skipped latent norm, a k_rope scaled wrongly
+    (unit-RMS inputs make all rows look alike)."""
+    return spread_activations(tokens, hidden, generator, ATTENTION_INPUT_RMS)
 
 
 # --- device helpers ----------------------------------------------------------------------------------
