@@ -78,6 +78,12 @@ def _update_pcc(x: torch.Tensor, expected: torch.Tensor, actual: torch.Tensor) -
     return pcc(expected - x, actual - x)
 
 
+def _update_threshold(block: type[DecoderBlock], mode: str) -> float:
+    """The floor of the block's update: the looser of its two summands' floors (MLA, and the MLP or MoE:
+    bfloat4_b experts put the MoE block's update near 0.99, below the whole block's floor)."""
+    return min(pcc_threshold("mla", mode), pcc_threshold("moe" if block.IS_MOE else "mlp", mode))
+
+
 @pytest.mark.parametrize("name, mesh_device, seq_len", PREFILL_CASES, indirect=["mesh_device"])
 def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_path_factory, record_result) -> None:
     block, layer = BLOCKS[name]
@@ -99,8 +105,8 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
     out_pcc = pcc(expected, actual)
     threshold = pcc_threshold(name, "prefill")
     _record(record_result, name, "prefill", "pcc", out_pcc, threshold, seq_len, 1, mesh_device)
-    update_pcc = _update_pcc(x, expected, actual)
-    _record(record_result, name, "prefill", "pcc_update", update_pcc, threshold, seq_len, 1, mesh_device)
+    update_pcc, update_threshold = _update_pcc(x, expected, actual), _update_threshold(block, "prefill")
+    _record(record_result, name, "prefill", "pcc_update", update_pcc, update_threshold, seq_len, 1, mesh_device)
     cached = kv_cache.unpack_user_cache(_read_caches(cfg, mesh_device), user_id, seq_len, paged, page_table, (rows, cols))
     cache_pcc = pcc(expected_kvpe, cached)
     cache_threshold = pcc_threshold("kvpe_cache", "prefill")
@@ -122,7 +128,7 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
         ),
     )
     assert cache_pcc >= cache_threshold, f"{name} prefill KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
-    assert update_pcc >= threshold, f"{name} prefill: what the block adds to the residual has PCC {update_pcc:.5f} < {threshold}"
+    assert update_pcc >= update_threshold, f"{name} prefill: what the block adds to the residual has PCC {update_pcc:.5f} < {update_threshold}"
 
 
 @pytest.mark.parametrize("name, mesh_device", CASES, indirect=["mesh_device"])
@@ -159,9 +165,9 @@ def test_decoder_block_decode(name: str, mesh_device: Any, tmp_path_factory, rec
     _record(record_result, name, "decode", "pcc", out_pcc, threshold, DECODE_MAX_SEQ, users, mesh_device)
     _record(record_result, name, "decode", "pcc_worst_user", worst, threshold, DECODE_MAX_SEQ, users, mesh_device)
     assert out_pcc >= threshold, f"{name} decode PCC {out_pcc:.5f} < {threshold}"
-    update_pcc = _update_pcc(x, expected, actual)
-    _record(record_result, name, "decode", "pcc_update", update_pcc, threshold, DECODE_MAX_SEQ, users, mesh_device)
-    assert update_pcc >= threshold, f"{name} decode: what the block adds to the residual has PCC {update_pcc:.5f} < {threshold}"
+    update_pcc, update_threshold = _update_pcc(x, expected, actual), _update_threshold(block, "decode")
+    _record(record_result, name, "decode", "pcc_update", update_pcc, update_threshold, DECODE_MAX_SEQ, users, mesh_device)
+    assert update_pcc >= update_threshold, f"{name} decode: what the block adds to the residual has PCC {update_pcc:.5f} < {update_threshold}"
     if name == "decoder_block":
         # Dense: every user must match. MoE: a user whose k-th and (k+1)-th expert scores are within bf16
         # rounding (margins ~1e-3 measured) may route to another expert; only the whole batch is held to it.
