@@ -43,6 +43,8 @@ from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 from fixtures.options import MODEL_PATH_ENV
 from reference_models.embedded import embedded_model_path
+from reference_models.reference import get_final_norm
+from suites.accuracy.model_lib import token_scales
 
 POLICY_IDS = {"default": "bfp8", "high_precision": "bf16"}
 MESHES = ((1, 1), (4, 8))
@@ -151,8 +153,9 @@ def _configs(case: Case, reference: torch.nn.Module, source: dict[str, Any], mes
 
 
 def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.Tensor], config: Any, mesh_device: Any,
-              decode: bool, attention_args: tuple, embedding_input: Any) -> None:
-    """Every TT module on the reference's input of its stage; ``captured`` rows are tokens (prefill) or users."""
+              decode: bool, attention_args: tuple, embedding_input: Any, final_norm: torch.nn.Module) -> None:
+    """Every TT module on the reference's input of its stage; ``captured`` rows are tokens (prefill) or users.
+    The final norm's input is rescaled per token and ``final_norm`` (the reference's) gives its expected output."""
     def dev(x: torch.Tensor) -> Any:
         return residual_to_device(x, mesh_device, decode=decode)
 
@@ -173,8 +176,14 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
         blk = stage_name("block", i)
         out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), *attention_args, layer_cfg)
         result.add("moe_decoder_block" if block.IS_MOE else "decoder_block", blk, pcc(captured[blk], back(out)))
-    out = getattr(DistributedRMSNorm, fwd)(dev(captured["norm" + INPUT_SUFFIX]), cfg["norm"])
-    result.add("rms_norm", "norm", pcc(captured["norm"], back(out)))
+    # The final norm on its captured input with every token rescaled (RMS spread over 1e-3..1e2): a norm
+    # that does not normalise, or a wrong epsilon, cannot hide behind the residual's narrow spread of RMS.
+    norm_input = captured["norm" + INPUT_SUFFIX]
+    norm_input = norm_input * token_scales(norm_input.shape[0], torch.Generator().manual_seed(norm_input.shape[0]))
+    with torch.no_grad():
+        norm_expected = final_norm(norm_input)
+    out = getattr(DistributedRMSNorm, fwd)(dev(norm_input), cfg["norm"])
+    result.add("rms_norm", "norm", pcc(norm_expected, back(out)))
     logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"]), mesh_device, decode=decode)
     result.add("lm_head", "logits", pcc(captured["logits"], logits[:, : config.vocab_size]))
 
@@ -197,7 +206,8 @@ def _prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devi
     logits = LMHead.logits_to_torch(out, mesh_device, decode=False)[:, : config.vocab_size]
     result.add("model", "logits", pcc(expected["logits"], logits), top1_agreement=top1_agreement(expected["logits"], logits))
     result.drilldown = compare_stages(expected, actual, case.policy, length=case.seq_len)
-    _isolated(result, cfg, expected, config, mesh_device, False, (0, rope_tensors, cfg["page_table"]), Embedding.prefill_input(tokens, mesh_device))
+    _isolated(result, cfg, expected, config, mesh_device, False, (0, rope_tensors, cfg["page_table"]), Embedding.prefill_input(tokens, mesh_device),
+              get_final_norm(reference))
     return result
 
 
@@ -240,7 +250,7 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
     result.add("model", "logits", pcc(expected["logits"], logits), top1_agreement=top1_agreement(expected["logits"], logits))
     result.drilldown = compare_stages(expected, actual, case.policy)
     # The isolated decode steps rewrite each user's KVPE at its position with the same values; harmless.
-    _isolated(result, cfg, expected, config, mesh_device, True, attention_args, Embedding.decode_input(tokens, mesh_device))
+    _isolated(result, cfg, expected, config, mesh_device, True, attention_args, Embedding.decode_input(tokens, mesh_device), get_final_norm(reference))
     return result
 
 

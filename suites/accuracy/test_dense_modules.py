@@ -29,6 +29,7 @@ from suites.accuracy.model_lib import (
     mesh_name,
     model_weights,
     reference_model,
+    spread_activations,
 )
 
 pytestmark = pytest.mark.accuracy
@@ -54,11 +55,11 @@ def _check(record_result, module: str, mode: str, expected: torch.Tensor, actual
     assert value >= threshold, f"{module} {mode} on {mesh_name(mesh_device)}: PCC {value:.5f} < {threshold}"
 
 
-def _residual_module(module, reference, weights, mode, seq_len, mesh_device, tmp_path, record_result, name):
+def _residual_module(module, reference, weights, mode, seq_len, mesh_device, tmp_path, record_result, name, inputs=activations):
     model = reference_model()
     cfg = build(module, model.config, weights, mesh_device, tmp_path / name, mode)
     decode = mode == "decode"
-    x = activations(_tokens(mode, seq_len, mesh_device), model.config.hidden_size, seed=seq_len)
+    x = inputs(_tokens(mode, seq_len, mesh_device), model.config.hidden_size, seed=seq_len)
     forward = module.forward_decode if decode else module.forward_prefill
     actual = residual_to_torch(forward(residual_to_device(x, mesh_device, decode=decode), cfg), mesh_device, decode=decode)
     with torch.no_grad():
@@ -69,9 +70,13 @@ def _residual_module(module, reference, weights, mode, seq_len, mesh_device, tmp
 @pytest.mark.parametrize("mesh_device", MESHES, indirect=True)
 @pytest.mark.parametrize("mode, seq_len", CASES)
 def test_distributed_rms_norm(mesh_device, mode, seq_len, tmp_path, record_result):
+    """Inputs with per-token RMS over 1e-3..1e2 (``spread_activations``). Bugs it exists to catch: a norm
+    that does not normalise (PCC ~0.4 over the spread tokens), a wrong epsilon (0.1 for 1e-6: the small
+    tokens shrink), a stats all-gather over the wrong axis or a missing one on 4x8."""
     model = reference_model()
     _residual_module(
-        DistributedRMSNorm, get_input_norm(model, 0), layer_weights(model, 0, "input_layernorm."), mode, seq_len, mesh_device, tmp_path, record_result, "distributed_rms_norm"
+        DistributedRMSNorm, get_input_norm(model, 0), layer_weights(model, 0, "input_layernorm."), mode, seq_len, mesh_device, tmp_path,
+        record_result, "distributed_rms_norm", inputs=spread_activations,
     )
 
 

@@ -23,7 +23,7 @@ from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import ttnn
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.experts import Experts, experts_per_device
-from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
+from deepseek_tt.modules.layout import replicated_row, residual_to_device, residual_to_torch
 from deepseek_tt.modules.moe import MoE
 from deepseek_tt.modules.moe_gate import MoEGate
 from reference_models.reference import get_experts, get_gate, get_moe
@@ -82,11 +82,13 @@ def _full_hidden_to_device(x: torch.Tensor, mesh_device: Any, *, decode: bool) -
 
 
 def _rows_to_torch(t: Any, mesh_device: Any, *, decode: bool) -> torch.Tensor:
-    """``[1, 1, T, K]`` per device (replicated over columns) -> ``[tokens, K]`` (prefill: row 0)."""
+    """``[1, 1, T, K]`` per device (replicated over columns) -> ``[tokens, K]`` (prefill: device 0, every device checked equal)."""
     rows, cols = mesh_shape(mesh_device)
     full = ttnn.to_torch(t, mesh_composer=ttnn.ConcatMesh2dToTensor(mesh_device, mesh_shape=(rows, cols), dims=(0, 1)))
+    if not decode:  # every device holds the whole sequence's result: all must agree
+        return replicated_row(full.flatten(0, 1), "MoE gate prefill (every device)").reshape(-1, full.shape[-1])
     full = full[:, :1]  # one column
-    return full.reshape(-1, full.shape[-1]) if decode else full[0].reshape(-1, full.shape[-1])
+    return full.reshape(-1, full.shape[-1])
 
 
 @pytest.mark.parametrize("mesh_device", MESHES, indirect=True)
