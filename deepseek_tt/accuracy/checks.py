@@ -53,7 +53,8 @@ def compare(expected: torch.Tensor, actual: torch.Tensor, *, logits: bool = Fals
     return values
 
 
-def measurements(module: str, mode: str, policy: str | None, values: dict[str, float], *, threshold_module: str | None = None) -> list[Measurement]:
+def measurements(module: str, mode: str, policy: str | None, values: dict[str, float], *, threshold_module: str | None = None,
+                 weights: str = "random") -> list[Measurement]:
     """The thresholded checks of ``values`` (from :func:`compare`) for ``module`` / ``mode`` / ``policy``;
     ``threshold_module`` overrides the thresholds-table key (e.g. ``decoder_block_real``, or ``model`` for
     the ``tt_model`` facade)."""
@@ -65,7 +66,7 @@ def measurements(module: str, mode: str, policy: str | None, values: dict[str, f
         Measurement("norm_ratio_error", abs(values["norm_ratio"] - 1.0), limits.norm_ratio_error, False),
     ]
     if "top1_agreement" in values:
-        out.append(Measurement("top1_agreement", values["top1_agreement"], top1_threshold(key, mode, policy), True))
+        out.append(Measurement("top1_agreement", values["top1_agreement"], top1_threshold(key, mode, policy, weights), True))
     return out
 
 
@@ -82,10 +83,10 @@ def check_metrics(
     metric_prefix: str = "",
     **record_fields: Any,
 ) -> list[Measurement]:
-    """Record each of ``values``' checks (``record_fields``: seq_len, batch, mesh, stage, ...) and assert them
-    all; on failure the drill-down (a callable returning an object with ``describe()``) is appended."""
+    """Record each of ``values``' checks (``record_fields``: seq_len, batch, mesh, stage, weights (``random`` by
+    default; ``checkpoint`` selects the trained-model top-1 floor), ...) and assert them all; on failure the drill-down (a callable returning an object with ``describe()``) is appended."""
     policy = policy or "default"
-    checks = measurements(module, mode, policy, values, threshold_module=threshold_module)
+    checks = measurements(module, mode, policy, values, threshold_module=threshold_module, weights=record_fields.get("weights", "random"))
     if record_result is not None:
         for m in checks:
             extra = {"norm_ratio": values["norm_ratio"]} if m.metric == "norm_ratio_error" else {}

@@ -181,8 +181,8 @@ def test_tt_model_facade_prefill_then_decode(mesh_device, tmp_path, record_resul
         ("prefill", torch.cat([reference[u][: len(p)] for u, p in prompts.items()]), torch.cat([prefill_out[u] for u in prompts])),
         ("decode", torch.cat([reference[u][len(p) :] for u, p in prompts.items()]), torch.cat([torch.stack(decode_out[u]) for u in prompts])),
     ):
-        try:  # both modes recorded before either fails
-            check_against_reference("tt_model", mode, "default", expected, actual, record_result, logits=True, threshold_module="model",
+        try:  # both modes recorded before either fails; top-1 on the prefill's 101 positions (decode has 6: too few)
+            check_against_reference("tt_model", mode, "default", expected, actual, record_result, logits=mode == "prefill", threshold_module="model",
                                     what=f"TtModel {mode} logits", batch=len(prompts), mesh=mesh)
         except AssertionError as exc:
             failures.append(str(exc))

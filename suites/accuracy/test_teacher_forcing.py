@@ -1,10 +1,11 @@
 """Teacher-forced top-1 / top-5 of the whole TT model (``TtModel`` on the session mesh) against a ``.refpt``.
 
-- The embedded trained model's committed ``reference.refpt``: the TT model under each dtype policy must
-  reach the strict thresholds (top-1 >= 0.80, top-5 >= 0.95; high_precision top-1 >= 0.95); the quick
-  (CI) case teacher-forces the first 32 ground-truth tokens under the default policy, the nightly ones
-  all 159 under both. Measured on the emulator (1x1): bfp8 top-1 0.994 (158/159), top-5 1.000; bf16
-  1.000 / 1.000.
+- The embedded trained model's committed ``reference.refpt``, all 159 ground-truth tokens after its own
+  split: the TT model must reach the floors calibrated for it (``embedded`` rows of the table: top-1 >=
+  0.97, top-5 >= 0.99; high_precision top-1 >= 0.98); CI runs the default policy, nightly also bf16.
+  Measured on the emulator (1x1): bfp8 159/159 top-1 and top-5 (about 3 min of a loaded 2-core machine).
+  Another model or reference file (``--reference-file``, or ``--tf-prompt-len``) is held to the seed's
+  floors (top-1 >= 0.80, top-5 >= 0.95; high_precision top-1 >= 0.95).
 - The torch reference teacher-forced over a file it generated agrees with it exactly (split and row
   convention of the file, independent of the TT model).
 - A ``.refpt`` generated from another model directory (a larger vocabulary) fails with the reader's
