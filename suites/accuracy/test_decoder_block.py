@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from deepseek_tt.accuracy.drilldown import assert_pcc_with_drilldown, drilldown_of
+from deepseek_tt.accuracy.checks import check_against_reference
+from deepseek_tt.accuracy.drilldown import drilldown_of
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import ttnn
@@ -102,20 +103,13 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
     actual = residual_to_torch(y, mesh_device, decode=False)
     expected, expected_kvpe = reference_layer(model, layer, x)
 
-    out_pcc = pcc(expected, actual)
-    threshold = pcc_threshold(name, "prefill")
-    _record(record_result, name, "prefill", "pcc", out_pcc, threshold, seq_len, 1, mesh_device)
     update_pcc, update_threshold = _update_pcc(x, expected, actual), _update_threshold(block, "prefill")
     _record(record_result, name, "prefill", "pcc_update", update_pcc, update_threshold, seq_len, 1, mesh_device)
     cached = kv_cache.unpack_user_cache(_read_caches(cfg, mesh_device), user_id, seq_len, paged, page_table, (rows, cols))
-    cache_pcc = pcc(expected_kvpe, cached)
-    cache_threshold = pcc_threshold("kvpe_cache", "prefill")
-    _record(record_result, "kvpe_cache", "prefill", f"pcc_{name}", cache_pcc, cache_threshold, seq_len, 1, mesh_device)
-    assert_pcc_with_drilldown(
-        out_pcc,
-        threshold,
-        f"{name} prefill",
-        lambda: drilldown_of(
+    record = dict(seq_len=seq_len, batch=1, mesh=mesh_name(mesh_device))
+    check_against_reference(
+        name, "prefill", "default", expected, actual, record_result, what=f"{name} prefill", **record,
+        drilldown=lambda: drilldown_of(
             model,
             lambda: reference_layer(model, layer, x),
             lambda: block.forward_prefill(
@@ -127,7 +121,8 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
             first_layer=layer,
         ),
     )
-    assert cache_pcc >= cache_threshold, f"{name} prefill KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
+    check_against_reference("kvpe_cache", "prefill", "default", expected_kvpe, cached, record_result, what=f"{name} prefill KVPE cache",
+                            metric_prefix=f"{name}.", **record)
     assert update_pcc >= update_threshold, f"{name} prefill: what the block adds to the residual has PCC {update_pcc:.5f} < {update_threshold}"
 
 
@@ -159,12 +154,11 @@ def test_decoder_block_decode(name: str, mesh_device: Any, tmp_path_factory, rec
         cfg,
     )
     actual = residual_to_torch(y, mesh_device, decode=True)
-    out_pcc = pcc(expected, actual)
     worst = min(pcc(expected[u], actual[u]) for u in range(users))
     threshold = pcc_threshold(name, "decode")
-    _record(record_result, name, "decode", "pcc", out_pcc, threshold, DECODE_MAX_SEQ, users, mesh_device)
     _record(record_result, name, "decode", "pcc_worst_user", worst, threshold, DECODE_MAX_SEQ, users, mesh_device)
-    assert out_pcc >= threshold, f"{name} decode PCC {out_pcc:.5f} < {threshold}"
+    check_against_reference(name, "decode", "default", expected, actual, record_result, what=f"{name} decode",
+                            seq_len=DECODE_MAX_SEQ, batch=users, mesh=mesh_name(mesh_device))
     update_pcc, update_threshold = _update_pcc(x, expected, actual), _update_threshold(block, "decode")
     _record(record_result, name, "decode", "pcc_update", update_pcc, update_threshold, DECODE_MAX_SEQ, users, mesh_device)
     assert update_pcc >= update_threshold, f"{name} decode: what the block adds to the residual has PCC {update_pcc:.5f} < {update_threshold}"
@@ -195,8 +189,8 @@ def test_dense_block_high_precision_policy_is_closer(mesh_device, tmp_path, reco
         y = DecoderBlock.forward_prefill(
             residual_to_device(x, mesh_device, decode=False), 0, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device), cfg
         )
-        values[policy] = pcc(expected, residual_to_torch(y, mesh_device, decode=False))
-        threshold = pcc_threshold("decoder_block", "prefill", policy)
-        record_result(module="decoder_block", mode="prefill", metric="pcc", value=values[policy], threshold=threshold, seq_len=seq_len, batch=1, mesh="1x1", dtype_policy=policy)
-        assert values[policy] >= threshold
+        actual = residual_to_torch(y, mesh_device, decode=False)
+        values[policy] = pcc(expected, actual)
+        check_against_reference("decoder_block", "prefill", policy, expected, actual, record_result, what=f"dense block prefill ({policy})",
+                                seq_len=seq_len, batch=1, mesh="1x1")
     assert values["high_precision"] > values["default"], f"high_precision {values['high_precision']:.6f} is not closer than default {values['default']:.6f}"

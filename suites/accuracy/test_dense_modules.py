@@ -2,7 +2,7 @@
 
 Galaxy-tiny, same weights on both sides; prefill (one user, seq 128 and 1024) and decode (32 users per
 mesh row) on the emulated 1x1 and 4x8 meshes. Thresholds from ``deepseek_tt.accuracy.thresholds``;
-every measured PCC is recorded.
+PCC, relative error and norm ratio are asserted and recorded.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from deepseek_tt.accuracy.metrics import pcc
-from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.modules.embedding import Embedding
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.lm_head import LMHead
@@ -48,11 +47,9 @@ def _tokens(mode: str, seq_len: int, mesh_device: Any) -> int:
 
 
 def _check(record_result, module: str, mode: str, expected: torch.Tensor, actual: torch.Tensor, mesh_device: Any, seq_len: int) -> None:
-    value = pcc(expected, actual)
-    threshold = pcc_threshold(module, mode)
     batch = 1 if mode == "prefill" else decode_users(mesh_device)
-    record_result(module=module, mode=mode, metric="pcc", value=value, threshold=threshold, seq_len=seq_len, batch=batch, mesh=mesh_name(mesh_device))
-    assert value >= threshold, f"{module} {mode} on {mesh_name(mesh_device)}: PCC {value:.5f} < {threshold}"
+    check_against_reference(module, mode, "default", expected, actual, record_result, what=f"{module} {mode} on {mesh_name(mesh_device)}",
+                            seq_len=seq_len, batch=batch, mesh=mesh_name(mesh_device))
 
 
 def _residual_module(module, reference, weights, mode, seq_len, mesh_device, tmp_path, record_result, name, inputs=activations):

@@ -21,6 +21,7 @@ from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
     apply_rotary_pos_emb_interleave,
 )
 
+from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import backend_name, ttnn
@@ -228,23 +229,21 @@ def test_mla_prefill(reference: Reference, mesh_device: Any, seq_len: int, dtype
     x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path, seq_len, user_id, dtype_policy)
     mesh = _mesh_name(mesh_device)
 
-    out_pcc = pcc(reference.forward(x), out)
-    threshold = pcc_threshold("mla", "prefill", dtype_policy)
-    record = dict(seq_len=seq_len, batch=1, mesh=mesh, dtype_policy=dtype_policy)
-    record_result(module="mla", mode="prefill", metric="pcc", value=out_pcc, threshold=threshold, **record)
-
+    record = dict(seq_len=seq_len, batch=1, mesh=mesh)
     cached = kv_cache.unpack_user_cache(caches, user_id, seq_len, paged, page_table, (rows, cols))
-    cache_pcc = pcc(reference.kvpe(x), cached)
-    cache_threshold = pcc_threshold("kvpe_cache", "prefill", dtype_policy)
-    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
     # Only the device that owns the user wrote pages.
     row, col, _ = kv_cache.user_location(user_id, (rows, cols))
     per_device = caches.reshape(rows * cols, -1)
     written = [i for i in range(rows * cols) if per_device[i].abs().sum() > 0]
     assert written == [row * cols + col]
 
-    assert out_pcc >= threshold, f"MLA prefill output PCC {out_pcc:.5f} < {threshold}"
-    assert cache_pcc >= cache_threshold, f"KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
+    failures = []
+    for module, expected, actual in (("mla", reference.forward(x), out), ("kvpe_cache", reference.kvpe(x), cached)):
+        try:  # both recorded before either fails
+            check_against_reference(module, "prefill", dtype_policy, expected, actual, record_result, what=f"MLA prefill {module}", **record)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
 
 
 # --- decode ---------------------------------------------------------------------------------------------
@@ -289,11 +288,9 @@ def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_res
     mesh = _mesh_name(mesh_device)
     record = dict(seq_len=max_seq_len, batch=users, mesh=mesh)
 
-    out_pcc = pcc(expected[active], out[active])
     worst_user = min(active, key=lambda u: pcc(expected[u], out[u]))
     worst_pcc = pcc(expected[worst_user], out[worst_user])
     threshold = pcc_threshold("mla", "decode")
-    record_result(module="mla", mode="decode", metric="pcc", value=out_pcc, threshold=threshold, **record)
     record_result(module="mla", mode="decode", metric="pcc_worst_user", value=worst_pcc, threshold=threshold, **record)
 
     caches_after = _read_caches(cfg["kvpe_cache"], mesh_device)
@@ -301,16 +298,19 @@ def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_res
     def cached(user: int) -> torch.Tensor:
         return kv_cache.unpack_user_cache(caches_after, user, int(positions[user]) + 1, paged, page_table, (rows, cols))
 
-    cache_pcc = pcc(torch.cat([full_kvpe[u] for u in active]), torch.cat([cached(u) for u in active]))
-    new_rows_pcc = pcc(torch.stack([full_kvpe[u][-1] for u in active]), torch.stack([cached(u)[-1] for u in active]))
-    cache_threshold = pcc_threshold("kvpe_cache", "decode")
-    record_result(module="kvpe_cache", mode="decode", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
-    record_result(module="kvpe_cache", mode="decode", metric="pcc_new_rows", value=new_rows_pcc, threshold=cache_threshold, **record)
-
-    assert out_pcc >= threshold, f"MLA decode output PCC {out_pcc:.5f} < {threshold}"
+    failures = []
+    for module, prefix, expected_rows, actual_rows in (
+        ("mla", "", expected[active], out[active]),
+        ("kvpe_cache", "", torch.cat([full_kvpe[u] for u in active]), torch.cat([cached(u) for u in active])),
+        ("kvpe_cache", "new_rows.", torch.stack([full_kvpe[u][-1] for u in active]), torch.stack([cached(u)[-1] for u in active])),
+    ):
+        try:  # all recorded before any fails
+            check_against_reference(module, "decode", "default", expected_rows, actual_rows, record_result, metric_prefix=prefix,
+                                    what=f"MLA decode {prefix}{module}", **record)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
     assert worst_pcc >= threshold, f"MLA decode: user {worst_user} at position {int(positions[worst_user])} has PCC {worst_pcc:.5f}"
-    assert cache_pcc >= cache_threshold, f"KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
-    assert new_rows_pcc >= cache_threshold, f"KVPE rows written by decode: PCC {new_rows_pcc:.5f} < {cache_threshold}"
     before = caches.reshape(caches_after.shape)
     for user in inactive:
         assert not cached(user)[-1].any(), f"decode wrote the KVPE of inactive slot {user}"
@@ -335,14 +335,11 @@ def test_mla_prefill_rope_not_interleaved(mesh_device: Any, tmp_path, record_res
     reference = _reference(DeepseekV3Config(**fields))
     seq_len = 128
     x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path, seq_len, user_id=1)
-    out_pcc = pcc(reference.forward(x), out)
-    cache_pcc = pcc(reference.kvpe(x), kv_cache.unpack_user_cache(caches, 1, seq_len, paged, page_table, (1, 1)))
-    threshold, cache_threshold = pcc_threshold("mla", "prefill"), pcc_threshold("kvpe_cache", "prefill")
     record = dict(seq_len=seq_len, batch=1, mesh="1x1", rope_interleave=False)
-    record_result(module="mla", mode="prefill", metric="pcc", value=out_pcc, threshold=threshold, **record)
-    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
-    assert out_pcc >= threshold, f"MLA (rope not interleaved) PCC {out_pcc:.5f} < {threshold}"
-    assert cache_pcc >= cache_threshold, f"KVPE cache (rope not interleaved) PCC {cache_pcc:.5f} < {cache_threshold}"
+    check_against_reference("mla", "prefill", "default", reference.forward(x), out, record_result, what="MLA (rope not interleaved)", **record)
+    check_against_reference("kvpe_cache", "prefill", "default", reference.kvpe(x),
+                            kv_cache.unpack_user_cache(caches, 1, seq_len, paged, page_table, (1, 1)), record_result,
+                            what="KVPE cache (rope not interleaved)", **record)
 
 
 # --- YaRN matters ------------------------------------------------------------------------------------
@@ -371,9 +368,8 @@ def test_mla_yarn_off_moves_the_output_and_still_matches(reference: Reference, m
     moved = pcc(expected_on, expected_off)
     threshold = pcc_threshold("mla", "prefill")
     assert moved < threshold, f"turning YaRN off barely changes the reference (PCC {moved:.5f}): the test shows nothing"
-    off_pcc = pcc(expected_off, out_off)
-    record_result(module="mla", mode="prefill_yarn_off", metric="pcc", value=off_pcc, threshold=threshold, seq_len=seq_len, batch=1, mesh="1x1")
-    assert off_pcc >= threshold, f"MLA without YaRN: PCC {off_pcc:.5f} < {threshold}"
+    check_against_reference("mla", "prefill_yarn_off", "default", expected_off, out_off, record_result, what="MLA without YaRN",
+                            seq_len=seq_len, batch=1, mesh="1x1")
     assert pcc(expected_on, out_off) < threshold, "the TT output without YaRN still matches the YaRN reference"
     assert pcc(expected_off, out_on) < threshold, "the TT output with YaRN matches the reference without it"
 
@@ -472,12 +468,11 @@ def test_mla_full_dims(mesh_device: Any, tmp_path, record_result) -> None:
     seq_len, max_seq_len = 128, 160
     x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path / "prefill", seq_len, user_id=5)
     # _run_prefill sized the cache for seq_len; decode below builds its own.
-    prefill_pcc = pcc(reference.forward(x), out)
-    cache_pcc = pcc(reference.kvpe(x), kv_cache.unpack_user_cache(caches, 5, seq_len, paged, page_table, (1, 1)))
-    threshold, cache_threshold = pcc_threshold("mla", "prefill"), pcc_threshold("kvpe_cache", "prefill")
     record = dict(seq_len=seq_len, batch=1, mesh="1x1", preset="full")
-    record_result(module="mla", mode="prefill", metric="pcc", value=prefill_pcc, threshold=threshold, **record)
-    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
+    check_against_reference("mla", "prefill", "default", reference.forward(x), out, record_result, what="full-dims MLA prefill", **record)
+    check_against_reference("kvpe_cache", "prefill", "default", reference.kvpe(x),
+                            kv_cache.unpack_user_cache(caches, 5, seq_len, paged, page_table, (1, 1)), record_result,
+                            what="full-dims KVPE cache", **record)
 
     generator = torch.Generator().manual_seed(11)
     users = kv_cache.USERS_PER_ROW
@@ -496,10 +491,5 @@ def test_mla_full_dims(mesh_device: Any, tmp_path, record_result) -> None:
         kv_cache.create_page_table(paged, mesh_device, page_table),
         cfg,
     )
-    decode_pcc = pcc(expected, residual_to_torch(y, mesh_device, decode=True))
-    decode_threshold = pcc_threshold("mla", "decode")
-    record_result(module="mla", mode="decode", metric="pcc", value=decode_pcc, threshold=decode_threshold, seq_len=max_seq_len, batch=users, mesh="1x1", preset="full")
-
-    assert prefill_pcc >= threshold, f"full-dims MLA prefill PCC {prefill_pcc:.5f} < {threshold}"
-    assert cache_pcc >= cache_threshold, f"full-dims KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
-    assert decode_pcc >= decode_threshold, f"full-dims MLA decode PCC {decode_pcc:.5f} < {decode_threshold}"
+    check_against_reference("mla", "decode", "default", expected, residual_to_torch(y, mesh_device, decode=True), record_result,
+                            what="full-dims MLA decode", seq_len=max_seq_len, batch=users, mesh="1x1", preset="full")
