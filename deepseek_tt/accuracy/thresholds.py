@@ -25,6 +25,7 @@ PCC_THRESHOLDS: dict[tuple[str, str, str], float] = {
     ("decoder_block_real", "*", "*"): 0.9899,  # trained weights
     ("moe_decoder_block", "*", "*"): 0.988,
     ("model", "*", "*"): 0.97,  # full-model logits
+    ("served_logprobs", "*", "*"): 0.97,  # the server's prompt-token logprobs vs the reference's (= model)
 }
 
 #: Teacher-forced next-token agreement: (variant, metric) -> minimum fraction.

@@ -87,6 +87,7 @@ class EngineStats:
     prefills: int = 0
     max_active: int = 0  # the largest number of requests sharing one decode step
     finished: int = 0
+    cancelled: int = 0  # requests that left early (client gone, stop string)
 
 
 class BatchingEngine:
@@ -237,6 +238,7 @@ class BatchingEngine:
         self._slots[slot] = None
         request.finish_reason = reason
         self.stats.finished += 1
+        self.stats.cancelled += reason == FINISH_CANCELLED
         try:
             request.sink(TokenEvent(finish=reason, error=None if error is None else f"{type(error).__name__}: {error}"))
         except Exception:  # a sink must never take the engine down

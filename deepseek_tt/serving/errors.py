@@ -50,7 +50,8 @@ def _param(loc: tuple[Any, ...]) -> str | None:
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     """A one-line message naming the first invalid field (and how many more there are), and that field."""
-    errors = exc.errors()
+    # a union's branches each report; a specific complaint (a range, invalid text) beats "not a string"
+    errors = sorted(exc.errors(), key=lambda e: str(e.get("type", "")).endswith("_type"))
     if not errors:
         return "invalid request", None
     first = errors[0]

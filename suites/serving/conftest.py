@@ -25,7 +25,7 @@ class LiveServer:
     stack: ServingStack
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 120, **kwargs})
 
     def openai(self, **kwargs):
         """The real ``openai`` client pointed at this server (no retries: a failure shows at once)."""
