@@ -38,10 +38,14 @@ class ReportError(Exception):
     """A user-facing problem with the inputs; printed as one line."""
 
 
-def _load_dir(results_dir: Path):
+def _check_results_dir(results_dir: Path) -> None:
     if not results_dir.is_dir():
         what = "not a directory" if results_dir.exists() else "no such directory (run the suites first)"
         raise ReportError(f"--results-dir {results_dir}: {what}")
+
+
+def _load_dir(results_dir: Path):
+    _check_results_dir(results_dir)
     results = load_results(results_dir)
     if results.empty:
         raise ReportError(f"--results-dir {results_dir}: no result rows in *.jsonl")
@@ -73,6 +77,7 @@ def _check_baseline(path: Path) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    _check_results_dir(args.results_dir)
     _check_baseline(args.baseline)
     html_path = args.html or args.results_dir / "report.html"
     inputs = _inputs(args.results_dir, args.baseline)

@@ -72,7 +72,7 @@ def perf_chart(spec: ChartSpec, comparison: Comparison, results: pd.DataFrame, r
                              label=f"baseline ±{float(band):.0%}")
             axis.axhline(base, color=TT_COLOUR, lw=0.8, ls=":", alpha=0.8)
         axis.plot(series["x"], series["value"].astype(float), marker="o", ms=3.5, lw=1.6, color=TT_COLOUR, label="TT")
-        reference = spec.references.get(metric)
+        reference = spec.references.get(metric) if spec.family != "throughput" else None  # own scale: see caption
         if reference:
             ref_series = _series(results, spec.test_id, reference, stage, order)
             axis.plot(ref_series["x"], ref_series["value"].astype(float), marker="s", ms=2.5, lw=1.2, ls="--",

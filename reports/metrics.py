@@ -94,9 +94,6 @@ def case_label(row: dict[str, Any]) -> str:
     for key in ("mesh", "dtype_policy"):
         if _present(row.get(key)):
             parts.append(str(row[key]))
-    extra = row.get("extra") or {}
-    if isinstance(extra, dict) and _present(extra.get("weights")):
-        parts.append(str(extra["weights"]))
     if not parts:
         return short_test_name(str(row.get("test_id", "")))
     return " · ".join(parts)
@@ -105,6 +102,10 @@ def case_label(row: dict[str, Any]) -> str:
 def short_test_name(test_id: str) -> str:
     """``suites/perf/test_x.py::test_block_decode[abc]`` -> ``test_block_decode[abc]``."""
     return test_id.rsplit("::", 1)[-1]
+
+
+def _weights(extra: Any) -> str:
+    return str(extra.get("weights", "")) if isinstance(extra, dict) else ""
 
 
 _FUNCTION = re.compile(r"::([^\[]+)")
@@ -124,11 +125,13 @@ def case_labels(frame: pd.DataFrame) -> dict[str, str]:
     for label, test_ids in by_label.items():
         if len(test_ids) < 2:
             continue
-        for test_id in test_ids:
-            match = _FUNCTION.search(test_id)
-            labels[test_id] = f"{label} · {match.group(1) if match else short_test_name(test_id)}"
-        relabelled = [labels[t] for t in test_ids]
-        if len(set(relabelled)) < len(relabelled):
-            for index, test_id in enumerate(sorted(test_ids)):
-                labels[test_id] = f"{label} #{index + 1}"
+        functions = {t: (m.group(1) if (m := _FUNCTION.search(t)) else short_test_name(t)) for t in test_ids}
+        weights = {t: _weights(newest.loc[t, "extra"]) for t in test_ids}
+        for tags in ([weights[t] or functions[t] for t in test_ids], [functions[t] for t in test_ids],
+                     [" · ".join(p for p in (functions[t], weights[t]) if p) for t in test_ids]):
+            if len(set(tags)) == len(test_ids):
+                labels.update({t: f"{label} · {tag}" for t, tag in zip(test_ids, tags)})
+                break
+        else:
+            labels.update({t: f"{label} #{i + 1}" for i, t in enumerate(sorted(test_ids))})
     return labels

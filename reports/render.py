@@ -241,6 +241,11 @@ def _teacher_forcing_html(comparison: Comparison) -> str:
     return f'<table class="heatmap" id="teacher-forcing"><thead><tr><th></th><th>top-1</th><th>top-5</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _latest_value(results: pd.DataFrame, test_id: str, metric: str, run_id: str | None) -> float | None:
+    rows = results[(results["test_id"] == test_id) & (results["metric"] == metric) & (results["run_id"] == run_id)]
+    return float(rows.sort_values("timestamp")["value"].iloc[-1]) if len(rows) else None
+
+
 def _perf_html(comparison: Comparison, results: pd.DataFrame) -> str:
     from reports.charts import perf_chart, run_labels, run_order
 
@@ -255,6 +260,10 @@ def _perf_html(comparison: Comparison, results: pd.DataFrame) -> str:
         png = perf_chart(spec, comparison, results, runs, labels)
         metric = spec.metrics[0]
         caption = f"{family_title(spec.family)}: {metric}" if spec.family in ("ratio", "throughput") else metric
+        reference = spec.references.get(metric)
+        if spec.family == "throughput" and reference:
+            latest_ref = _latest_value(results, spec.test_id, reference, comparison.latest_run)
+            caption += f" (reference now {_fmt(latest_ref)})" if latest_ref is not None else ""
         blocks.setdefault(spec.test_id, []).append(
             f'<figure class="chart {_esc(spec.status)}"><figcaption>{_esc(caption)}'
             f'{f" <span class=badge {_esc(spec.status)}>{_esc(_HEADLINE[spec.status])}</span>" if spec.status != "ok" else ""}'
@@ -286,8 +295,8 @@ h3 { font-size: 14px; margin: 0 0 6px; display: flex; gap: 10px; align-items: ba
 table { border-collapse: collapse; background: #fff; }
 table.findings { width: 100%; table-layout: fixed; font-size: 13px; }
 table.findings th, table.findings td { padding: 5px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
-table.findings th { background: #eef1f4; font-weight: 600; font-size: 12px; }
-col.c-status { width: 108px; } col.c-case { width: 30%; } col.c-metric { width: 17%; } col.c-num { width: 72px; } col.c-detail { width: auto; }
+table.findings th { background: #eef1f4; font-weight: 600; font-size: 12px; white-space: nowrap; overflow-wrap: normal; }
+col.c-status { width: 108px; } col.c-case { width: 30%; } col.c-metric { width: 17%; } col.c-num { width: 84px; } col.c-detail { width: auto; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .testid { color: #6e7781; font-size: 11px; font-family: ui-monospace, monospace; overflow-wrap: anywhere; font-weight: normal; }
 .badge { display: inline-block; padding: 1px 7px; border-radius: 10px; font-size: 11px; font-weight: 600; background: #eaeef2; color: #24292f; white-space: nowrap; }
@@ -383,7 +392,7 @@ def render_html(comparison: Comparison, history: pd.DataFrame) -> str:
 </section>
 <section id="performance"><h2>Performance per benchmark</h2>
 <p class="muted">Each chart: one test, one metric, over the run history (oldest → newest, date and git revision); TT solid,
-reference dashed, the shaded band is the noise band the verdict used around the baseline value; the latest point is circled.</p>
+reference dashed (throughput: the reference's value is in the caption), the shaded band is the noise band the verdict used around the baseline value; the latest point is circled.</p>
 <div id="plots">{_perf_html(comparison, history)}</div>
 </section>
 <details id="everything-else"><summary>Everything else ({_esc(_counts_line_for(rest)) if len(rest) else "nothing"})</summary>

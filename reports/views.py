@@ -44,10 +44,15 @@ def _is_teacher_forcing(mode: str) -> bool:
     return "teacher" in (mode or "")
 
 
-def _row_label(row: dict[str, Any]) -> str:
+def _weights(row: dict[str, Any]) -> str:
     extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
+    return str(extra["weights"]) if _present(extra.get("weights")) else ""
+
+
+def _row_label(row: dict[str, Any], tag_weights: bool) -> str:
+    """The module, with its weights (random / checkpoint) when the run has more than one kind."""
     label = str(row.get("module") or "?")
-    return f"{label} ({extra['weights']})" if _present(extra.get("weights")) else label
+    return f"{label} ({_weights(row)})" if tag_weights and _weights(row) else label
 
 
 def _column_key(row: dict[str, Any]) -> tuple[str, str, str]:
@@ -95,8 +100,9 @@ def accuracy_matrix(comparison: Comparison) -> tuple[list[str], list[tuple[str, 
     teacher forcing excluded (see :func:`teacher_forcing_table`)."""
     rows = [r for r in _thresholded(comparison).to_dict("records") if not _is_teacher_forcing(str(r.get("mode")))]
     groups: dict[tuple[str, tuple], list[dict[str, Any]]] = {}
+    tag_weights = len({_weights(row) for row in rows}) > 1
     for row in rows:
-        groups.setdefault((_row_label(row), _column_key(row)), []).append(row)
+        groups.setdefault((_row_label(row, tag_weights), _column_key(row)), []).append(row)
     cells = {key: _cell_of(group) for key, group in groups.items()}
     module_order = _module_order([key[0] for key in cells])
     columns = sorted({key[1] for key in cells}, key=_column_sort_key)
@@ -131,7 +137,7 @@ def teacher_forcing_table(comparison: Comparison) -> pd.DataFrame:
         which = "top-1" if "top1" in name else "top-5" if "top5" in name else str(row["metric"])
         value, threshold = float(row["value"]), float(row["threshold"])
         rows.append({
-            "case": " · ".join(str(p) for p in (row.get("mode"), row.get("mesh"), row.get("dtype_policy"),
+            "case": " · ".join(str(p) for p in (row.get("mesh"), row.get("dtype_policy"),
                                                  f"{int(row['seq_len'])} tokens" if _present(row.get("seq_len")) else None) if _present(p)),
             "which": which, "value": value, "threshold": threshold, "margin": margin(value, threshold),
             "failed": _flag(row.get("passed")) is False or value < threshold, "regressed": row["status"] in REGRESSING,

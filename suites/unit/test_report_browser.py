@@ -77,7 +77,7 @@ def write_nightly_history(results_dir: Path, runs: int = 8, plant: bool = True, 
             for metric, value in ((rate, tt_now), (f"reference_{rate}", ref_now), ("throughput_ratio_tt_over_reference", tt_now / ref_now),
                                   ("ttft_s", seq / tt_now if mode == "prefill" else 1 / tt_now)):
                 rows.append(dict(test_id=test_id, module=module, mode=mode, metric=metric, value=value, seq_len=seq, batch=batch,
-                                 mesh="1x1", dtype_policy="default", higher_is_better=not metric.endswith("_s")))
+                                 mesh="1x1", dtype_policy="default", higher_is_better=metric != "ttft_s"))
         append_rows(run_file(results_dir, run_id), [
             ResultRow(**row, run_id=run_id, git_revision=revision, machine="ci-runner", backend="emulator", timestamp=stamp + i)
             for i, row in enumerate(rows)

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from reports.__main__ import main as reports_main
-from reports.compare import compare
+from reports.compare import CompareError, CompareSettings, compare
+from reports.metrics import accuracy_metrics, perf_family
 from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
 from reports.store import ResultRow, append_rows, load_results, run_file
 
@@ -132,8 +134,10 @@ def test_markdown_and_html_are_written(results_dir, baseline, tmp_path, capsys):
     assert code == 1
     text = markdown.read_text()
     assert "REGRESSED" in text and "`mla-decode`" in text
+    # the Markdown mirrors the report's order: verdict, regressions, accuracy matrix
+    assert text.index("REGRESSED") < text.index("## Regressed") < text.index("| regression | mla · decode | pcc |") < text.index("## Accuracy matrix")
     page = html.read_text()
-    assert page.count("data:image/png;base64,") == 2  # one plot per metric: pcc, decode_tok_s_u
+    assert page.count("data:image/png;base64,") == 1  # one chart per benchmark metric: decode_tok_s_u (PCC is in the matrix)
 
 
 def test_promote_keeps_the_previous_baseline(results_dir, baseline):
@@ -168,3 +172,169 @@ def test_ingest_demo_statistics_and_benchmark_json(tmp_path):
 
     with pytest.raises(ValueError, match="statistics"):
         rows_from_demo_output(bench, "r1")
+
+
+# --- verdicts that cannot say OK on nothing (issue: empty baseline, NaN, rows without run id, bands) ---
+
+
+def _compare_args(results_dir: Path, baseline: Path, *extra: str) -> list[str]:
+    return ["compare", "--results-dir", str(results_dir), "--baseline", str(baseline), "--html", str(results_dir.parent / "r.html"), *extra]
+
+
+def test_empty_baseline_is_an_error(results_dir, baseline, capsys):
+    baseline.write_text("\n")
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    assert reports_main(_compare_args(results_dir, baseline)) == 2
+    err = capsys.readouterr().err
+    assert "--baseline" in err and "no result rows" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(CompareError, match="baseline holds no result rows"):
+        compare(load_results(results_dir), load_results(baseline))
+
+
+def test_nan_and_infinite_values_are_regressions(results_dir, baseline):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): float("nan"), ("moe-prefill", "pcc"): 0.985,
+                                 ("model-decode", "decode_tok_s_u"): float("inf"), ("new-test", "pcc"): float("nan")})
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    for test_id, metric in (("mla-decode", "pcc"), ("model-decode", "decode_tok_s_u"), ("new-test", "pcc")):
+        assert _status(comparison, test_id, metric) == "regression"
+        detail = comparison.findings.set_index(["test_id", "metric"]).loc[(test_id, metric), "detail"]
+        assert "not a finite number" in detail
+    assert comparison.verdict == "REGRESSED"
+    assert reports_main(_compare_args(results_dir, baseline)) == 1
+
+
+def test_a_baseline_with_nan_is_refused(results_dir, baseline, tmp_path, capsys):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): float("nan"), ("moe-prefill", "pcc"): 0.985})
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 2
+    assert "non-finite" in capsys.readouterr().err
+    bad = tmp_path / "bad-baseline.jsonl"
+    bad.write_text(baseline.read_text().replace('"value": 0.995', '"value": NaN'))
+    assert reports_main(_compare_args(results_dir, bad)) == 2
+    err = capsys.readouterr().err
+    assert "bad-baseline.jsonl:" in err and "finite" in err
+
+
+def test_rows_without_a_run_id_are_an_error(results_dir, baseline, capsys):
+    path = run_file(results_dir, "anonymous")
+    append_rows(path, [ResultRow(test_id="mla-decode", module="mla", mode="decode", metric="pcc", value=0.5, timestamp=BASE_TIME + 99 * 86400)])
+    assert reports_main(_compare_args(results_dir, baseline)) == 2
+    err = capsys.readouterr().err
+    assert "run-anonymous.jsonl:1" in err and "no run_id" in err
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 2
+
+
+def test_the_baseline_run_is_not_compared_with_itself(results_dir, baseline, capsys):
+    assert reports_main(_compare_args(results_dir, baseline)) == 2  # newest run = the promoted one
+    assert "baseline's own run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--min-band", "-0.05"), ("--sigmas", "-3"), ("--min-band", "nan"), ("--sigmas", "x")])
+def test_negative_or_invalid_bands_are_rejected(results_dir, baseline, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        reports_main(_compare_args(results_dir, baseline, flag, value))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(CompareError, match="min_band"):
+        CompareSettings(min_band=-0.01)
+
+
+def test_a_test_failing_in_both_runs_is_not_green(results_dir, tmp_path):
+    failing = {("moe-prefill", "pcc"): False}
+    for index in range(3):
+        _write_run(results_dir, index, {("mla-decode", "pcc"): 0.995, ("moe-prefill", "pcc"): 0.9}, passed=failing)
+    baseline = tmp_path / "b.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995, ("moe-prefill", "pcc"): 0.9}, passed=failing)
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    assert _status(comparison, "moe-prefill", "pcc") == "still_failing"
+    assert comparison.verdict == "FAILING" and comparison.regressed
+    assert reports_main(_compare_args(results_dir, baseline)) == 1
+
+
+def test_stages_of_one_test_are_compared_separately(results_dir, tmp_path):
+    def write(index: int, second_stage: float) -> None:
+        rows = [ResultRow(test_id="block", module="decoder_block", mode="prefill", metric="pcc", value=value, run_id=f"r{index}",
+                          timestamp=BASE_TIME + index * 100 + offset, extra={"stage": stage})
+                for offset, (stage, value) in enumerate((("layers.0", 0.999), ("layers.1", second_stage)))]
+        append_rows(run_file(results_dir, f"r{index}"), rows)
+
+    write(0, 0.999)
+    baseline = tmp_path / "b.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    write(1, 0.95)  # only the second stage drops
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    by_stage = comparison.findings.set_index("stage")["status"]
+    assert by_stage["layers.0"] == "ok" and by_stage["layers.1"] == "regression"
+
+
+def test_metric_kinds_are_generic_over_names():
+    frame = pd.DataFrame({"metric": ["pcc", "lm_eval_hellaswag_acc", "norm_ratio", "tokens_with_other_experts", "decode_tokens_per_s",
+                                     "throughput_ratio_tt_over_reference", "ttft_s", "top1_agreement"],
+                          "threshold": [None, None, None, 0.0, None, None, None, None]})
+    assert accuracy_metrics(frame) == {"pcc", "lm_eval_hellaswag_acc", "norm_ratio", "tokens_with_other_experts", "top1_agreement"}
+    assert perf_family("reference_decode_tokens_per_s") == "throughput"
+    assert perf_family("throughput_ratio_tt_over_reference") == "ratio" and perf_family("ttft_s") == "latency"
+
+
+# --- bad input: one clear line, exit 2, nothing the user owns replaced ---
+
+
+def test_a_result_row_that_is_a_list_is_a_clear_error(results_dir, baseline, capsys):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    (results_dir / "run-garbage.jsonl").write_text('[1, 2, 3]\n')
+    for command in (_compare_args(results_dir, baseline), ["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]):
+        assert reports_main(command) == 2
+        err = capsys.readouterr().err
+        assert "run-garbage.jsonl:1" in err and "JSON object" in err and len(err.strip().splitlines()) == 1
+
+
+def test_html_pointing_at_a_directory_is_refused_and_leaves_nothing(results_dir, baseline, tmp_path, capsys, monkeypatch):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    target = tmp_path / "out"
+    target.mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["compare", "--results-dir", str(results_dir), "--baseline", str(baseline), "--html", "out"]
+    assert reports_main(args) == 2
+    assert "--html out: is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not any(target.iterdir())
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path):
+    from reports.__main__ import ReportError, _write_atomic
+
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(ReportError, match="cannot write"):
+        _write_atomic(tmp_path / "dir", "text", "--html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir"]
+
+
+def test_outputs_never_replace_inputs(results_dir, baseline, capsys):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    run10 = run_file(results_dir, "run10")
+    saved = {path: path.read_text() for path in (baseline, run10)}
+    cases = [
+        _compare_args(results_dir, baseline, "--markdown", str(baseline)),
+        ["compare", "--results-dir", str(results_dir), "--baseline", str(baseline), "--html", str(run10)],
+        ["promote", "--results-dir", str(results_dir), "--baseline", str(run10)],
+    ]
+    for args in cases:
+        assert reports_main(args) == 2
+        assert "input" in capsys.readouterr().err
+    assert {path: path.read_text() for path in saved} == saved
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"benchmarks": [1]}', "benchmarks[0]: not an object"),
+    ('{"benchmarks": [{"stats": {"mean": 1}}]}', "no 'fullname'"),
+    ('{"benchmarks": [{"name": "t", "stats": {"mean": "fast"}}]}', "stats.mean"),
+    ("\udcff", "not"),
+])
+def test_ingest_rejects_malformed_benchmark_json(tmp_path, capsys, content, message):
+    bench = tmp_path / "bench.json"
+    bench.write_bytes(content.encode("utf-8", "surrogateescape"))
+    assert reports_main(["ingest", "--results-dir", str(tmp_path / "r"), "--benchmark-json", str(bench)]) == 2
+    err = capsys.readouterr().err
+    assert "bench.json" in err and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
