@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reports.__main__ import main as reports_main
 from reports.compare import CompareError, CompareSettings, compare
 from reports.metrics import accuracy_metrics, perf_family
 from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
-from reports.store import ResultRow, append_rows, load_results, run_file
+from reports.store import ResultFileError, ResultRow, append_rows, load_results, rows_to_jsonl, run_file
 
 pytestmark = pytest.mark.unit
 
@@ -338,3 +342,90 @@ def test_ingest_rejects_malformed_benchmark_json(tmp_path, capsys, content, mess
     err = capsys.readouterr().err
     assert "bench.json" in err and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+# --- property-based fuzzing of the result-row reader (bounded, CI-sized) ---
+
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+ROW_KEYS = st.sampled_from(["test_id", "module", "mode", "metric", "value", "threshold", "passed", "seq_len", "batch", "mesh",
+                            "dtype_policy", "higher_is_better", "run_id", "timestamp", "extra", "unknown"])
+
+
+def _load_or_clear_error(path: Path) -> pd.DataFrame | None:
+    """The reader's contract: a frame, or ResultFileError naming the file and line; nothing else."""
+    try:
+        return load_results(path)
+    except ResultFileError as exc:
+        assert str(exc).startswith(str(path)), exc
+        assert "\n" not in str(exc)
+        return None
+
+
+@FUZZ
+@given(lines=st.lists(st.text(max_size=60) | st.binary(max_size=40).map(lambda b: b.decode("latin-1")), max_size=6))
+def test_fuzz_arbitrary_lines_never_raise_a_traceback(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("fuzz") / "run-x.jsonl"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
+    _load_or_clear_error(path)
+
+
+@FUZZ
+@given(rows=st.lists(JSON_VALUES | st.dictionaries(ROW_KEYS, JSON_VALUES, max_size=8), min_size=1, max_size=4))
+def test_fuzz_arbitrary_json_rows_parse_or_fail_clearly(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("fuzz") / "run-x.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    frame = _load_or_clear_error(path)
+    if frame is not None:  # accepted rows are exactly the objects with the required fields, in order
+        assert list(frame["test_id"]) == [row["test_id"] for row in rows]
+        assert all(isinstance(v, float) for v in frame["value"])
+
+
+VALID_ROWS = st.builds(
+    ResultRow,
+    test_id=st.text(min_size=1, max_size=30).filter(str.strip),
+    module=st.text(max_size=10), mode=st.sampled_from(["prefill", "decode", "teacher_forcing"]),
+    metric=st.text(min_size=1, max_size=20).filter(str.strip),
+    value=st.floats(allow_nan=True, allow_infinity=True),
+    threshold=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    passed=st.none() | st.booleans(), seq_len=st.none() | st.integers(0, 1 << 20), batch=st.none() | st.integers(0, 4096),
+    mesh=st.none() | st.sampled_from(["1x1", "4x8"]), run_id=st.text(min_size=1, max_size=10),
+    timestamp=st.floats(0, 4e9), extra=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+)
+
+
+@settings(FUZZ, max_examples=50)
+@given(rows=st.lists(VALID_ROWS, min_size=1, max_size=5))
+def test_fuzz_valid_rows_round_trip_through_the_store(tmp_path_factory, rows):
+    directory = tmp_path_factory.mktemp("fuzz")
+    append_rows(directory / "run-a.jsonl", rows)
+    frame = load_results(directory / "run-a.jsonl")
+    assert list(frame["test_id"]) == [r.test_id for r in rows] and list(frame["metric"]) == [r.metric for r in rows]
+    np.testing.assert_array_equal(frame["value"].to_numpy(), np.array([r.value for r in rows]))  # NaN == NaN here
+    (directory / "copy.jsonl").write_text(rows_to_jsonl(frame))
+    again = load_results(directory / "copy.jsonl")
+    pd.testing.assert_frame_equal(again.drop(columns="source"), frame.drop(columns="source"), check_dtype=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(bad=JSON_VALUES | st.dictionaries(ROW_KEYS, JSON_VALUES, max_size=8), command=st.sampled_from(["compare", "promote"]))
+def test_fuzz_reports_cli_answers_bad_rows_with_one_line(tmp_path_factory, bad, command):
+    root = tmp_path_factory.mktemp("cli")
+    _write_run(root / "results", 0, {("a", "pcc"): 0.99})
+    baseline = root / "baseline.jsonl"
+    baseline.write_text(run_file(root / "results", "run00").read_text())
+    (root / "results" / "run-z.jsonl").write_text(json.dumps(bad) + "\n")
+    saved = baseline.read_text()
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = reports_main([command, "--results-dir", str(root / "results"), "--baseline", str(baseline)]
+                            + (["--html", str(root / "r.html")] if command == "compare" else []))
+    assert code in (0, 1, 2)
+    if code == 2:
+        assert len(stderr.getvalue().strip().splitlines()) == 1 and stderr.getvalue().startswith("error: ")
+    if command == "compare":
+        assert baseline.read_text() == saved
