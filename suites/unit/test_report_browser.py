@@ -86,8 +86,10 @@ def write_nightly_history(results_dir: Path, runs: int = 8, plant: bool = True, 
     return run_ids
 
 
-@pytest.fixture
-def report_html(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rendered once for the module: the last night regressed, judged against the baseline of two nights before."""
+    tmp_path = tmp_path_factory.mktemp("report")
     results = tmp_path / "results"
     run_ids = write_nightly_history(results)
     baseline = tmp_path / "baseline.jsonl"
