@@ -50,6 +50,7 @@ def _series(results: pd.DataFrame, test_id: str, metric: str, stage: str, order:
         return pd.DataFrame(columns=["x", "value"])
     last = rows.sort_values("timestamp").groupby("run_id", as_index=False).last()
     last = last.assign(x=last["run_id"].map(order)).dropna(subset=["x"]).sort_values("x")
+    last = last[last["value"].astype(float).abs() < 1e300]  # NaN / inf / absurd values cannot be drawn (the tables list them)
     return last[["x", "value"]]
 
 
@@ -58,6 +59,16 @@ def perf_chart(spec: ChartSpec, comparison: Comparison, results: pd.DataFrame, r
     plt = _pyplot()
     order = {run: index for index, run in enumerate(runs)}
     figure, axis = plt.subplots(figsize=(4.6, 2.5), dpi=100)
+    try:
+        _draw(axis, spec, comparison, results, runs, labels, order)
+        figure.tight_layout(pad=0.4)
+        return _png(figure, plt)
+    finally:
+        plt.close(figure)
+
+
+def _draw(axis, spec: ChartSpec, comparison: Comparison, results: pd.DataFrame, runs: list[str], labels: dict[str, str],
+          order: dict[str, int]) -> None:
     findings = comparison.findings
     for metric in spec.metrics:
         row = findings[(findings["test_id"] == spec.test_id) & (findings["metric"] == metric)]
@@ -65,9 +76,9 @@ def perf_chart(spec: ChartSpec, comparison: Comparison, results: pd.DataFrame, r
         series = _series(results, spec.test_id, metric, stage, order)
         finding = row.iloc[0] if len(row) else None
         base, band = (finding["baseline"], finding["band"]) if finding is not None else (None, None)
-        if base is not None and not pd.isna(base) and math.isfinite(float(base)):
+        if base is not None and not pd.isna(base) and abs(float(base)) < 1e300:
             base = float(base)
-            if band is not None and not pd.isna(band) and math.isfinite(float(band)):
+            if band is not None and not pd.isna(band) and math.isfinite(base * (1 + float(band))):
                 axis.axhspan(base * (1 - float(band)), base * (1 + float(band)), color=TT_COLOUR, alpha=0.10, lw=0,
                              label=f"baseline ±{float(band):.0%}")
             axis.axhline(base, color=TT_COLOUR, lw=0.8, ls=":", alpha=0.8)
@@ -89,8 +100,6 @@ def perf_chart(spec: ChartSpec, comparison: Comparison, results: pd.DataFrame, r
     axis.set_ylabel(_unit(spec), fontsize=7)
     axis.legend(fontsize=6.5, loc="lower left", frameon=False, ncol=3)
     axis.margins(y=0.25)
-    figure.tight_layout(pad=0.4)
-    return _png(figure, plt)
 
 
 def _unit(spec: ChartSpec) -> str:

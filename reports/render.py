@@ -257,8 +257,11 @@ def _perf_html(comparison: Comparison, results: pd.DataFrame) -> str:
     titles: dict[str, str] = {}
     worst: dict[str, str] = {}
     for spec in specs:
-        png = perf_chart(spec, comparison, results, runs, labels)
         metric = spec.metrics[0]
+        try:
+            png = perf_chart(spec, comparison, results, runs, labels)
+        except (ValueError, OverflowError) as exc:  # values matplotlib cannot place; the tables still list them
+            png, note = None, f"chart not drawn: {exc}"
         caption = f"{family_title(spec.family)}: {metric}" if spec.family in ("ratio", "throughput") else metric
         reference = spec.references.get(metric)
         if spec.family == "throughput" and reference:
@@ -267,7 +270,10 @@ def _perf_html(comparison: Comparison, results: pd.DataFrame) -> str:
         blocks.setdefault(spec.test_id, []).append(
             f'<figure class="chart {_esc(spec.status)}"><figcaption>{_esc(caption)}'
             f'{f" <span class=badge {_esc(spec.status)}>{_esc(_HEADLINE[spec.status])}</span>" if spec.status != "ok" else ""}'
-            f'</figcaption><img alt="{_esc(spec.label)}: {_esc(metric)} over runs" src="data:image/png;base64,{png}"></figure>'
+            "</figcaption>"
+            + (f'<img alt="{_esc(spec.label)}: {_esc(metric)} over runs" src="data:image/png;base64,{png}">' if png
+               else f'<p class="muted">{_esc(note)}</p>')
+            + "</figure>"
         )
         titles[spec.test_id] = spec.label
         worst.setdefault(spec.test_id, spec.status)

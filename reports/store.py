@@ -88,7 +88,20 @@ def append_rows(path: Path, rows: Iterable[ResultRow]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(dataclasses.asdict(row), default=str) + "\n")
+            handle.write(json.dumps(dataclasses.asdict(row), default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars as Python numbers (so an int seq_len stays an int); anything else as text."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            plain = item()
+        except (TypeError, ValueError, RuntimeError):
+            return str(value)
+        if isinstance(plain, (bool, int, float, str)):
+            return plain
+    return str(value)
 
 
 class ResultFileError(ValueError):

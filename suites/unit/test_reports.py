@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -429,3 +430,22 @@ def test_fuzz_reports_cli_answers_bad_rows_with_one_line(tmp_path_factory, bad, 
         assert len(stderr.getvalue().strip().splitlines()) == 1 and stderr.getvalue().startswith("error: ")
     if command == "compare":
         assert baseline.read_text() == saved
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(latest=st.lists(VALID_ROWS, min_size=1, max_size=3), base=st.lists(VALID_ROWS, min_size=1, max_size=3))
+def test_fuzz_any_valid_rows_render_or_fail_clearly(tmp_path_factory, latest, base):
+    from reports.render import render_html, render_markdown
+
+    directory = tmp_path_factory.mktemp("render")
+    append_rows(directory / "results" / "run-new.jsonl", [dataclasses.replace(r, run_id="new", timestamp=2e9) for r in latest])
+    append_rows(directory / "base.jsonl", [dataclasses.replace(r, run_id="base", timestamp=1e9) for r in base])
+    results, baseline = load_results(directory / "results"), load_results(directory / "base.jsonl")
+    try:
+        comparison = compare(results, baseline)
+    except CompareError as exc:
+        assert "finite" in str(exc)  # the only refusal possible here: a baseline holding NaN / inf
+        return
+    assert comparison.verdict in ("OK", "FAILING", "REGRESSED")
+    assert render_markdown(comparison, results).startswith("# deepseek-tt nightly report")
+    assert render_html(comparison, results).rstrip().endswith("</html>")
