@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.metrics import ACCURACY_TOLERANCES, DEFAULT_ACCURACY_TOLERANCE, accuracy_metrics, accuracy_tolerance
+from reports.metrics import ACCURACY_TOLERANCES, DEFAULT_ACCURACY_TOLERANCE, accuracy_metrics, accuracy_tolerance, is_ratio_to_one
 
 KEY = ["test_id", "metric", "stage"]
 
@@ -183,12 +183,15 @@ def _judge(record: dict[str, Any], kind: str, history: pd.DataFrame, settings: C
         return "still_failing", f"failed in the baseline too (threshold {_num(record.get('threshold'))})", None, delta
     higher_is_better = bool(record.get("higher_is_better", True)) if _flag(record.get("higher_is_better")) is not None else True
     signed = delta if higher_is_better else -delta
+    if kind == "accuracy" and is_ratio_to_one(record["metric"]):  # closer to 1 is better, whichever side
+        signed = abs(reference - 1) - abs(value - 1)
     if kind == "accuracy":
         tolerance = accuracy_tolerance(record["metric"], settings.accuracy_tolerances, settings.default_accuracy_tolerance)
+        moved = f"{'rose' if delta > 0 else 'dropped'} {abs(delta):.4g}" + (" (distance from 1)" if is_ratio_to_one(record["metric"]) else "")
         if signed < -tolerance:
-            return "regression", f"{'dropped' if delta < 0 else 'rose'} {abs(delta):.4g} (tolerance {tolerance:g})", tolerance, delta
+            return "regression", f"{moved} (tolerance {tolerance:g})", tolerance, delta
         if signed > tolerance:
-            return "improvement", f"{'rose' if delta > 0 else 'dropped'} {abs(delta):.4g}", tolerance, delta
+            return "improvement", moved, tolerance, delta
         return "ok", "", tolerance, delta
     band = _noise_band(history, (record["test_id"], record["metric"], record["stage"]), settings)
     if reference == 0:

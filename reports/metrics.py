@@ -31,6 +31,12 @@ def is_accuracy_name(metric: str) -> bool:
     return any(hint in name for hint in _ACCURACY_HINTS) and not any(hint in name for hint in _THROUGHPUT_HINTS)
 
 
+def is_ratio_to_one(metric: str) -> bool:
+    """Magnitude checks (``norm_ratio``, ``magnitude``): best at 1.0, worse either way."""
+    name = metric.lower()
+    return ("norm_ratio" in name or "magnitude" in name) and "err" not in name
+
+
 def accuracy_metrics(frame: pd.DataFrame) -> set[str]:
     """Metrics judged as accuracy: any row has a threshold, or the name is an accuracy name."""
     thresholded = set(frame.loc[frame["threshold"].notna(), "metric"]) if len(frame) else set()

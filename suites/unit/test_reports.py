@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from reports.__main__ import main as reports_main
 from reports.compare import CompareError, CompareSettings, compare
-from reports.metrics import accuracy_metrics, perf_family
+from reports.metrics import accuracy_metrics, is_ratio_to_one, perf_family
 from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
 from reports.store import ResultFileError, ResultRow, append_rows, load_results, rows_to_jsonl, run_file
 
@@ -279,6 +279,7 @@ def test_metric_kinds_are_generic_over_names():
                           "threshold": [None, None, None, 0.0, None, None, None, None]})
     assert accuracy_metrics(frame) == {"pcc", "lm_eval_hellaswag_acc", "norm_ratio", "tokens_with_other_experts", "top1_agreement"}
     assert perf_family("reference_decode_tokens_per_s") == "throughput"
+    assert not is_ratio_to_one("pcc") and is_ratio_to_one("norm_ratio")
     assert perf_family("throughput_ratio_tt_over_reference") == "ratio" and perf_family("ttft_s") == "latency"
 
 
@@ -449,3 +450,14 @@ def test_fuzz_any_valid_rows_render_or_fail_clearly(tmp_path_factory, latest, ba
     assert comparison.verdict in ("OK", "FAILING", "REGRESSED")
     assert render_markdown(comparison, results).startswith("# deepseek-tt nightly report")
     assert render_html(comparison, results).rstrip().endswith("</html>")
+
+
+def test_a_norm_ratio_moving_away_from_one_is_a_regression_either_way(results_dir, tmp_path):
+    _write_run(results_dir, 0, {("norm-a", "norm_ratio"): 1.0, ("norm-b", "norm_ratio"): 1.0, ("norm-c", "norm_ratio"): 0.9})
+    baseline = tmp_path / "b.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    _write_run(results_dir, 1, {("norm-a", "norm_ratio"): 1.05, ("norm-b", "norm_ratio"): 0.95, ("norm-c", "norm_ratio"): 1.0})
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    assert _status(comparison, "norm-a", "norm_ratio") == "regression"
+    assert _status(comparison, "norm-b", "norm_ratio") == "regression"
+    assert _status(comparison, "norm-c", "norm_ratio") == "improvement"
