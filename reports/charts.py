@@ -6,6 +6,7 @@ import base64
 import io
 import math
 import time
+import warnings
 
 import pandas as pd
 
@@ -60,9 +61,11 @@ def perf_chart(spec: ChartSpec, comparison: Comparison, results: pd.DataFrame, r
     order = {run: index for index, run in enumerate(runs)}
     figure, axis = plt.subplots(figsize=(4.6, 2.5), dpi=100)
     try:
-        _draw(axis, spec, comparison, results, runs, labels, order)
-        figure.tight_layout(pad=0.4)
-        return _png(figure, plt)
+        with warnings.catch_warnings():  # a label with characters the font lacks is drawn as boxes, not worth a warning
+            warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+            _draw(axis, spec, comparison, results, runs, labels, order)
+            figure.tight_layout(pad=0.4)
+            return _png(figure, plt)
     finally:
         plt.close(figure)
 
