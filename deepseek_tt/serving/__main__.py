@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", default="tt", choices=("tt", "reference"), help="tt: the TT-NN model (default); reference: transformers")
     parser.add_argument("--max-seq-len", type=int, default=1024, help="context per request (prompt + max_tokens)")
     parser.add_argument("--served-model-name", action="append", default=None, help="model id(s) clients may send")
+    parser.add_argument("--recalculate-weights", action="store_true", help="convert the weights again even when the cache holds them")
     return parser
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = load_serving_stack(
             model_path=args.model_path, cache_dir=args.cache_dir, mesh_shape=args.mesh_shape, backend=args.backend,
-            runtime=args.runtime, max_seq_len=args.max_seq_len,
+            runtime=args.runtime, max_seq_len=args.max_seq_len, recalculate_weights=args.recalculate_weights,
             served_names=args.served_model_name or [os.environ.get("HF_MODEL", DEFAULT_SERVED_NAME)],
         )
     except (ValueError, FileNotFoundError) as exc:
