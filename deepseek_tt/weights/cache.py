@@ -169,13 +169,20 @@ def parse_manifest(path: Path) -> dict[str, Any]:
             or ".." in Path(rel).parts
         ):
             raise ValueError(f"{path} is malformed: file entry {rel!r} needs a relative path, an integer 'size' and a string {CHECKSUM_KEY!r}")
+    if not isinstance(data.get("weight_config"), dict):
+        raise ValueError(f"{path} is malformed: 'weight_config' is not an object")
     try:
-        records = list(iter_weight_records(weight_config_from_json(data.get("weight_config"))))
+        records = list(iter_weight_records(weight_config_from_json(data["weight_config"])))
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError(f"{path} is malformed: 'weight_config' ({str(exc)[:200]})") from exc
+    referenced = set()
     for _, record in records:
         if not isinstance(record.path, str) or record.path not in files:
             raise ValueError(f"{path}: weight {record.path!r} is not listed among the files")
+        referenced.add(record.path)
+    unused = sorted(set(files) - referenced)
+    if unused:  # every converted file is a weight: a file no weight names means a damaged weight config
+        raise ValueError(f"{path} is malformed: file {unused[0]!r} is listed but no weight in 'weight_config' uses it")
     return data
 
 
