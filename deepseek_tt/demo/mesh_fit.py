@@ -52,6 +52,14 @@ def mesh_problems(hf_config: Any, mesh: tuple[int, int], users_per_row: int | No
     return problems
 
 
+def tiling_problems(hf_config: Any) -> list[str]:
+    """Dims the TT-NN ops cannot take on any mesh (the rotary op works on whole 32-wide tiles)."""
+    rope = int(hf_config.qk_rope_head_dim)
+    if rope % TILE:
+        return [f"qk_rope_head_dim {rope} is not a multiple of {TILE} (ttnn.experimental.rotary_embedding_llama needs whole tiles)"]
+    return []
+
+
 def fitting_meshes(hf_config: Any) -> list[str]:
     """The named meshes (N150, N300, T3K, TG, DUAL, QUAD) the model splits over, as ``NAME (RxC)``."""
     from deepseek_tt.config.mesh import NAMED_MESH_SHAPES
@@ -69,4 +77,4 @@ def describe_misfit(hf_config: Any, mesh: tuple[int, int]) -> str | None:
     return f"the model's dims do not split over a {mesh[0]}x{mesh[1]} mesh: {'; '.join(problems)} ({where})"
 
 
-__all__ = ["describe_misfit", "fitting_meshes", "mesh_problems"]
+__all__ = ["describe_misfit", "fitting_meshes", "mesh_problems", "tiling_problems"]

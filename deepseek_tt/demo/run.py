@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import torch
 
 from deepseek_tt.demo.errors import DemoInputError
-from deepseek_tt.demo.mesh_fit import describe_misfit
+from deepseek_tt.demo.mesh_fit import describe_misfit, tiling_problems
 from deepseek_tt.demo.model_source import (
     cache_dir_flag,
     check_cache_dir,
@@ -259,6 +259,10 @@ def run_demo(
         hf_config = check_checkpoint(resolved_model, model_source)
         vocab_size = int(hf_config.vocab_size)
     if runtime_name == "tt":
+        untileable = tiling_problems(hf_config)
+        if untileable:
+            where = "--model-path" if resolved_model is not None else "--random-weights-preset"
+            raise DemoInputError(f"{where}: the TT-NN model cannot run this model: {'; '.join(untileable)} (use --runtime reference)")
         misfit = describe_misfit(hf_config, mesh)
         if misfit:
             raise DemoInputError(f"--mesh-shape {format_mesh_shape(mesh)}: {misfit}")

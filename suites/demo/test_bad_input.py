@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from reference_models.embedded import embedded_model_path
 from suites.demo.conftest import error_lines, write_prompts
 
 pytestmark = pytest.mark.demo
@@ -227,30 +228,38 @@ def test_prompt_longer_than_the_context_is_refused_before_loading(run_cli, tiny_
     assert "prompt 1" in r.err
 
 
-def test_cache_dir_that_is_a_file_is_refused(run_cli, tiny_model_dir, tmp_path, no_model_load):
+def test_cache_dir_that_is_a_file_is_refused(run_cli, tmp_path, no_model_load):
     a_file = tmp_path / "cache.bin"
     a_file.write_bytes(b"user data")
     for cache in (a_file, a_file / "sub"):
-        r = run_cli("--model-path", tiny_model_dir, "--cache-dir", cache, "x", runtime="tt")
+        r = run_cli("--model-path", embedded_model_path(), "--cache-dir", cache, "x", runtime="tt")
         _assert_refused(r, "--cache-dir", contents={a_file: b"user data"})
         assert "is a file" in r.err
 
 
-def test_unwritable_cache_dir_is_refused_before_loading(run_cli, tiny_model_dir, no_model_load):
+def test_unwritable_cache_dir_is_refused_before_loading(run_cli, no_model_load):
     # /proc refuses new directories even to root
-    r = run_cli("--model-path", tiny_model_dir, "--cache-dir", "/proc/deepseek_tt_cache", "x", runtime="tt")
+    r = run_cli("--model-path", embedded_model_path(), "--cache-dir", "/proc/deepseek_tt_cache", "x", runtime="tt")
     _assert_refused(r, "--cache-dir /proc/deepseek_tt_cache: cannot be created (/proc is not writable)")
 
 
-def test_default_cache_in_a_read_only_working_directory_is_refused(run_cli, tiny_model_dir, monkeypatch, no_model_load):
+def test_default_cache_in_a_read_only_working_directory_is_refused(run_cli, monkeypatch, no_model_load):
     monkeypatch.delenv("DEEPSEEK_V3_CACHE", raising=False)
     monkeypatch.chdir("/proc")
-    r = run_cli("--model-path", tiny_model_dir, "x", runtime="tt")
+    r = run_cli("--model-path", embedded_model_path(), "x", runtime="tt")
     _assert_refused(r, "the default --cache-dir (generated/deepseek_v3; set --cache-dir or $DEEPSEEK_V3_CACHE)")
     assert "not writable" in r.err
 
 
-def test_mesh_the_model_does_not_split_over_is_refused_up_front(run_cli, tiny_model_dir, no_model_load):
-    r = run_cli("--model-path", tiny_model_dir, "--mesh-shape", "TG", "x", runtime="tt")
-    _assert_refused(r, "--mesh-shape 4x8: the model's dims do not split over a 4x8 mesh")
-    assert "(it fits N150 (1x1), N300 (1x2))" in r.err and "4 attention heads do not split over 8 mesh columns" in r.err
+def test_mesh_the_model_does_not_split_over_is_refused_up_front(run_cli, no_model_load):
+    r = run_cli("--model-path", embedded_model_path(), "--mesh-shape", "QUAD", "x", runtime="tt")
+    _assert_refused(r, "--mesh-shape 16x8: the model's dims do not split over a 16x8 mesh")
+    assert "n_routed_experts=32 does not split over the 128 devices" in r.err
+    assert "(it fits N150 (1x1), N300 (1x2), T3K (1x8), TG (4x8))" in r.err
+
+
+def test_model_the_tt_ops_cannot_tile_is_refused_up_front(run_cli, tiny_model_dir, no_model_load):
+    """The tiny preset's 16-wide rotary heads: refused before loading (it ran into the rotary op before)."""
+    r = run_cli("--model-path", tiny_model_dir, "x", runtime="tt")
+    _assert_refused(r, "qk_rope_head_dim 16 is not a multiple of 32")
+    assert "--runtime reference" in r.err
