@@ -147,7 +147,37 @@ def build(train_dir: Path, out: Path, total_length: int, overwrite: bool) -> dic
     return metrics
 
 
+class BuildInputError(ValueError):
+    """Bad input of the build script; one line naming the flag or file."""
+
+
+def _check_inputs(train_dir: Path, out: Path, total_length: int, overwrite: bool) -> None:
+    """Everything checkable before the (minutes-long) build; nothing is written."""
+    for name in ("metrics.json", "hf/config.json", "tokenizer/tokenizer.json"):
+        if not (train_dir / name).is_file():
+            raise BuildInputError(f"--train-dir {train_dir}: missing {name} (has the training run finished?)")
+    try:
+        metrics = json.loads((train_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BuildInputError(f"--train-dir {train_dir}: metrics.json is not readable JSON ({exc})") from None
+    if not isinstance(metrics, dict) or type(metrics.get("seq_len")) is not int or metrics["seq_len"] < 1:
+        raise BuildInputError(f"--train-dir {train_dir}: metrics.json has no positive integer 'seq_len' (not this script's training run)")
+    if total_length < 3:
+        raise BuildInputError(f"--total-length must be >= 3, got {total_length}")
+    out_abs, train_abs = out.expanduser().resolve(), train_dir.expanduser().resolve()
+    if out_abs == train_abs or out_abs.is_relative_to(train_abs) or train_abs.is_relative_to(out_abs):
+        raise BuildInputError(f"--out {out}: overlaps --train-dir {train_dir}; writing it would replace the training run")
+    existing = next((p for p in [out_abs, *out_abs.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise BuildInputError(f"--out {out}: {existing} is a file, not a directory")
+    if out_abs.is_dir() and any(out_abs.iterdir()) and not overwrite:
+        raise BuildInputError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Build the embedded model directory; bad input prints one ``error:`` line and returns 2."""
+    import sys
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train-dir", required=True, help="the --out directory of a finished training run")
     p.add_argument("--out", default=str(EMBEDDED_MODEL_PATH))
@@ -155,11 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     train_dir = Path(args.train_dir)
-    for name in ("metrics.json", "hf/config.json", "tokenizer/tokenizer.json"):
-        if not (train_dir / name).is_file():
-            raise SystemExit(f"--train-dir {train_dir}: missing {name} (has the training run finished?)")
+    try:
+        _check_inputs(train_dir, Path(args.out), args.total_length, args.overwrite)
+    except BuildInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     m = build(train_dir, Path(args.out), args.total_length, args.overwrite)
     keys = ("val_loss", "fp8_val_loss", "unigram_val_loss", "weights_bytes", "bf16_vs_fp32_top1", "bf16_vs_fp32_top5")
     print(json.dumps({k: m[k] for k in keys}, indent=2))

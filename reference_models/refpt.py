@@ -22,7 +22,9 @@ Everything is greedy, fp32 by default and offline: the model and tokenizer come 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -169,25 +171,106 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class RefptCommandError(ValueError):
+    """Bad input of the generator or of ``inspect``: one line naming the flag or file; exit status 2."""
+
+
+EXIT_BAD_INPUT = 2
+_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors.index.json")
+
+
 def _read_prompt(args: argparse.Namespace) -> tuple[str, str]:
     if args.prompt_file is not None:
         path = Path(args.prompt_file)
         if not path.is_file():
-            raise SystemExit(f"--prompt-file {path}: no such file")
-        text = path.read_text(encoding="utf-8")
+            raise RefptCommandError(f"--prompt-file {path}: no such file" if not path.exists() else f"--prompt-file {path}: not a file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RefptCommandError(f"--prompt-file {path}: cannot read as UTF-8 text ({exc})") from None
         if not text.strip():
-            raise SystemExit(f"--prompt-file {path}: the file is empty")
+            raise RefptCommandError(f"--prompt-file {path}: the file is empty")
         return text, str(path)
+    if not args.prompt.strip():
+        raise RefptCommandError("--prompt: the prompt is empty")
     return args.prompt, "--prompt"
 
 
+def _check_model_dir(model_path: str | Path) -> Path:
+    """The model directory, checked up front (config, tokenizer, weights against the config; headers only)."""
+    from deepseek_tt.weights.checkpoint_check import validate_checkpoint
+    from deepseek_tt.weights.errors import CheckpointError
+    from deepseek_tt.weights.hf_config import load_hf_config
+
+    path = Path(model_path)
+    try:
+        config = load_hf_config(path)
+        if not (path / "tokenizer.json").is_file():
+            raise CheckpointError(f"{path}: no tokenizer.json")
+        validate_checkpoint(path, config)
+    except CheckpointError as exc:
+        raise RefptCommandError(f"--model-path {path}: {exc}") from None
+    return path
+
+
+def _check_output(out: Path, args: argparse.Namespace) -> None:
+    """The output file must be a file path we can write, and no input of the run."""
+    if out.is_dir():
+        raise RefptCommandError(f"--output-file {out}: is a directory")
+    existing = next((p for p in out.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise RefptCommandError(f"--output-file {out}: {existing} is a file, not a directory")
+    inputs = [Path(args.prompt_file)] if args.prompt_file else []
+    model = Path(args.model_path)
+    inputs += [model / name for name in _MODEL_FILES] + list(model.glob("*.safetensors"))
+    for source in inputs:
+        if source.exists() and out.exists() and out.samefile(source) or Path(os.path.abspath(out)) == Path(os.path.abspath(source)):
+            raise RefptCommandError(f"--output-file {out}: is an input of this run ({source}); it would be replaced")
+
+
+def _load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # transformers raises OSError, ValueError, JSON errors ... for a bad tokenizer
+        raise RefptCommandError(f"--model-path {path}: the tokenizer does not load ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _save_atomic(data: dict, out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise RefptCommandError(f"--output-file {out}: cannot write ({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def generate(args: argparse.Namespace) -> int:
-    """Write the reference file ``args`` describe."""
+    """Write the reference file ``args`` describe (inputs checked before the model is loaded)."""
+    from reference_models.reference import load_reference_model
+
     torch.set_num_threads(args.threads)
     text, source = _read_prompt(args)
-    model, tokenizer = load_model_and_tokenizer(args.model_path, _DTYPES[args.dtype])
-    ids = encode_chat_prompt(tokenizer, text, source) if args.chat_template else encode_prompt(tokenizer, text)
+    model_path = _check_model_dir(args.model_path)
+    out = Path(args.output_file)
+    _check_output(out, args)
+    tokenizer = _load_tokenizer(model_path)
+    try:
+        ids = encode_chat_prompt(tokenizer, text, source) if args.chat_template else encode_prompt(tokenizer, text)
+    except ValueError as exc:
+        raise RefptCommandError(str(exc)) from None
     n_prompt = prompt_length(args.total_length) if args.prompt_len is None else args.prompt_len
+    if len(ids) < n_prompt:
+        flag = "--prompt-len" if args.prompt_len is not None else f"--total-length {args.total_length}"
+        raise RefptCommandError(f"{source}: the prompt has {len(ids)} tokens; {flag} needs at least {n_prompt} prompt tokens")
+    model = load_reference_model(model_path, _DTYPES[args.dtype])
     ref = make_reference(model, ids, args.total_length, args.prompt_len)
     if args.format == "v1":
         ref = to_v1(ref, n_prompt, {
@@ -199,9 +282,7 @@ def generate(args: argparse.Namespace) -> int:
             "prompt_source": "chat_template" if args.chat_template else "text",
             "decoding": "greedy",
         })
-    out = Path(args.output_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ref, out)
+    _save_atomic(ref, out)
     print(f"wrote {out} ({args.format}): {args.total_length} tokens ({n_prompt} prompt + {args.total_length - n_prompt} greedy)")
     print("continuation:", tokenizer.decode(ref[REFERENCE_TOKENS][0, n_prompt:].tolist()))
     return 0
@@ -210,16 +291,18 @@ def generate(args: argparse.Namespace) -> int:
 def inspect_reference(path: str | Path, model_path: str | Path | None = None, tf_prompt_len: int | None = None) -> str:
     """A human-readable summary of a reference file (the ``inspect`` command's output)."""
     from deepseek_tt.accuracy.refpt import load_refpt
+    from deepseek_tt.weights.errors import CheckpointError
 
     tokenizer = None
     vocab_size = None
     if model_path is not None:
-        from transformers import AutoTokenizer
-
         from deepseek_tt.weights.hf_config import load_hf_config
 
-        vocab_size = int(load_hf_config(model_path).vocab_size)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+        try:
+            vocab_size = int(load_hf_config(model_path).vocab_size)
+        except CheckpointError as exc:
+            raise RefptCommandError(f"--model-path {model_path}: {exc}") from None
+        tokenizer = _load_tokenizer(Path(model_path))
     ref = load_refpt(path, vocab_size=vocab_size)
     n_prompt = ref.prompt_len(tf_prompt_len)
     lines = [
@@ -249,20 +332,23 @@ def inspect_main(argv: list[str]) -> int:
     p.add_argument("--model-path", default=None, help="model directory whose tokenizer decodes the tokens (and whose vocabulary they must fit)")
     p.add_argument("--tf-prompt-len", type=int, default=None, help="split at this prompt length instead of the file's")
     args = p.parse_args(argv)
-    from deepseek_tt.accuracy.refpt import RefptError
-
-    try:
-        print(inspect_reference(args.file, args.model_path, args.tf_prompt_len))
-    except (RefptError, FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"inspect: {exc}") from None
+    print(inspect_reference(args.file, args.model_path, args.tf_prompt_len))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The generator, or ``inspect``; bad input prints one ``error:`` line and returns 2."""
+    from deepseek_tt.accuracy.refpt import RefptError
+
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "inspect":
-        return inspect_main(argv[1:])
-    return generate(parse_args(argv))
+    try:
+        if argv and argv[0] == "inspect":
+            return inspect_main(argv[1:])
+        return generate(parse_args(argv))
+    except (RefptCommandError, RefptError) as exc:
+        prefix = "inspect: " if argv and argv[0] == "inspect" else ""
+        print(f"error: {prefix}{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

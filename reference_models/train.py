@@ -34,6 +34,11 @@ from reference_models.presets import preset_fields
 from reference_models.tokenizers import train_small_bpe
 
 TRAIN_STATE = "train_state.pt"
+EXIT_BAD_INPUT = 2
+
+
+class TrainInputError(ValueError):
+    """Bad input of the training script (a flag, the --out directory, a resume state); one line."""
 
 #: Model sizes this script trains. ``tiny-en`` is the embedded model: every shape shards across a
 #: 4x8 mesh (hidden, vocab and intermediates divisible by 8 columns x 32, 8 heads, 32 experts) and every
@@ -132,14 +137,14 @@ def prepare_data(out: Path, vocab_size: int, max_docs: int | None = None) -> Tok
     docs = load_documents(limit=max_docs)
     train_docs, val_docs = split_documents(docs)
     if not val_docs:
-        raise ValueError(f"--max-docs {max_docs}: too few documents for a validation split")
+        raise TrainInputError(f"--max-docs {max_docs}: too few documents for a validation split")
     tok_dir = out / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
         _train_tokenizer([d.text for d in train_docs], vocab_size, tok_dir)
     tokenizer = _load_tokenizer(tok_dir)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     if (bos, eos) != (0, 1):
-        raise ValueError(f"{tok_dir}: expected bos id 0 and eos id 1, got {bos} and {eos}")
+        raise TrainInputError(f"{tok_dir}: expected bos id 0 and eos id 1, got {bos} and {eos} (delete it to retrain the tokenizer)")
     return TokenData(
         train=_stream(tokenizer, [d.text for d in train_docs], bos, eos),
         val=_stream(tokenizer, [d.text for d in val_docs], bos, eos),
@@ -240,16 +245,51 @@ def _save_state(path: Path, **state: Any) -> None:
     os.replace(tmp, path)
 
 
+def _prepare_out(out: Path) -> Path:
+    """The --out directory, created; :class:`TrainInputError` when it is a file or cannot be written."""
+    existing = next((p for p in [out, *out.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise TrainInputError(f"--out {out}: {existing} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise TrainInputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
+def _load_resume_state(state_path: Path) -> dict[str, Any]:
+    """The checkpoint ``--resume`` continues from, checked for the keys it needs."""
+    if not state_path.is_file():
+        raise TrainInputError(f"--resume: no checkpoint at {state_path}")
+    try:
+        state = torch.load(state_path, weights_only=False)
+    except Exception as exc:  # a damaged pickle raises many types
+        raise TrainInputError(f"--resume: {state_path} is not a readable checkpoint ({type(exc).__name__})") from None
+    needed = ("model", "optimizer", "step", "history", "elapsed_s", "args")
+    if not isinstance(state, dict) or any(k not in state for k in needed) or not isinstance(state["args"], dict) \
+            or not {"size", "seed"} <= set(state["args"]) or type(state["step"]) is not int:
+        raise TrainInputError(f"--resume: {state_path} is not a checkpoint of this script (expected keys {', '.join(needed)})")
+    return state
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) training as configured by the parsed command line; returns the final metrics."""
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_out(Path(args.out))
     config = model_config(args.size)
     config._attn_implementation = "sdpa"
     data = prepare_data(out, config.vocab_size, args.max_docs)
     if len(data.tokenizer) > config.vocab_size:
-        raise ValueError(f"tokenizer has {len(data.tokenizer)} tokens, more than vocab_size {config.vocab_size}")
+        raise TrainInputError(f"{out / 'tokenizer'}: {len(data.tokenizer)} tokens, more than vocab_size {config.vocab_size} of --size {args.size}")
+    shortest = min(data.train.numel(), data.val.numel()) - 1
+    if args.seq_len > shortest or args.seq_len > config.max_position_embeddings:
+        raise TrainInputError(
+            f"--seq-len {args.seq_len}: longer than the data (train {data.train.numel()}, validation {data.val.numel()} tokens) "
+            f"or the model's {config.max_position_embeddings} positions"
+        )
 
     torch.manual_seed(args.seed)
     model = DeepseekV3ForCausalLM(config)
@@ -260,15 +300,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     start_step, elapsed_before = 0, 0.0
     state_path = out / TRAIN_STATE
     if args.resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {state_path}")
-        state = torch.load(state_path, weights_only=False)
+        state = _load_resume_state(state_path)
         if state["args"]["size"] != args.size or state["args"]["seed"] != args.seed:
-            raise ValueError(f"--resume: {state_path} was made with --size {state['args']['size']} "
-                             f"--seed {state['args']['seed']}, not --size {args.size} --seed {args.seed}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+            raise TrainInputError(f"--resume: {state_path} was made with --size {state['args']['size']} "
+                                  f"--seed {state['args']['seed']}, not --size {args.size} --seed {args.seed}")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise TrainInputError(f"--resume: {state_path} does not fit this model ({str(exc).splitlines()[0][:200]})") from None
         start_step, history, elapsed_before = state["step"], state["history"], state["elapsed_s"]
+        if not 0 <= start_step <= args.steps:
+            raise TrainInputError(f"--resume: {state_path} is at step {start_step}, beyond --steps {args.steps}")
 
     def checkpoint(step: int) -> None:
         _save_state(state_path, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
@@ -357,15 +400,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-after", type=int, default=None,
                    help="interrupt on purpose: checkpoint and exit after this many steps (no final export)")
     args = p.parse_args(argv)
-    if args.steps < 1:
-        p.error(f"--steps must be >= 1, got {args.steps}")
+    positive = ("steps", "batch_size", "threads", "log_every", "eval_every", "checkpoint_every")
+    for name in positive:
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("max_docs", "stop_after"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.seq_len < 2:
+        p.error(f"--seq-len must be >= 2, got {args.seq_len}")
+    if args.warmup < 0:
+        p.error(f"--warmup must be >= 0, got {args.warmup}")
+    for name in ("lr", "grad_clip"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
+    for name in ("weight_decay", "bias_update_speed"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            p.error(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
     if args.eval_every % args.log_every:
         p.error("--eval-every must be a multiple of --log-every")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    metrics = train(parse_args(argv))
+    """Train; bad input prints one ``error:`` line and returns 2 (argparse errors exit 2 as well)."""
+    import sys
+
+    try:
+        metrics = train(parse_args(argv))
+    except TrainInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if "stopped_at" in metrics:
         return 0
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))

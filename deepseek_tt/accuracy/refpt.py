@@ -15,6 +15,7 @@ Anything else raises :class:`RefptError` with the file name and what is wrong.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,15 @@ def _tensor(path: Path, entry: dict[str, Any], key: str) -> torch.Tensor | None:
     return value.long()
 
 
+def _prompt_len_value(path: Path, value: Any) -> int:
+    """``tf_prompt_len`` as an int: a Python int or a one-element integer tensor, nothing else."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (value.dtype.is_floating_point or value.dtype == torch.bool or value.is_complex()):
+        return int(value.item())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RefptError(f"{path}: 'tf_prompt_len' must be an integer, got {type(value).__name__} {str(value)[:40]!r}")
+
+
 def _flat_tokens(path: Path, key: str, value: torch.Tensor) -> torch.Tensor:
     if value.dim() == 2 and value.shape[0] == 1:
         value = value[0]
@@ -106,10 +116,13 @@ def load_refpt(path: str | Path, vocab_size: int | None = None, entry_index: int
     path = Path(path)
     if not path.is_file():
         raise RefptError(f"{path}: reference file not found")
+    if path.stat().st_size == 0:
+        raise RefptError(f"{path}: empty file (0 bytes), not a torch.save file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RefptError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    except Exception as exc:  # torch.load raises many types for foreign or damaged files
+        first_line = next(iter(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()), "").strip()[:200]
+        raise RefptError(f"{path}: not a readable torch.save file ({type(exc).__name__}{': ' + first_line if first_line else ''})") from None
     entry, version = _select_entry(path, data, entry_index)
 
     tokens = _tensor(path, entry, "reference_tokens")
@@ -117,7 +130,7 @@ def load_refpt(path: str | Path, vocab_size: int | None = None, entry_index: int
     generated = _tensor(path, entry, "generated_tokens")
     if tokens is None:
         if prompt is None or generated is None:
-            raise RefptError(f"{path}: missing 'reference_tokens' (or both 'prompt_tokens' and 'generated_tokens'); keys: {sorted(entry)}")
+            raise RefptError(f"{path}: missing 'reference_tokens' (or both 'prompt_tokens' and 'generated_tokens'); keys: {sorted(map(str, entry))}")
         tokens = torch.cat([_flat_tokens(path, "prompt_tokens", prompt), _flat_tokens(path, "generated_tokens", generated)])
     tokens = _flat_tokens(path, "reference_tokens", tokens)
     if tokens.numel() < 2:
@@ -135,7 +148,7 @@ def load_refpt(path: str | Path, vocab_size: int | None = None, entry_index: int
 
     default_len = tokens.numel() // 2 + 1
     if entry.get("tf_prompt_len") is not None:
-        default_len = int(entry["tf_prompt_len"])
+        default_len = _prompt_len_value(path, entry["tf_prompt_len"])
     elif prompt is not None and version == 1:
         default_len = int(_flat_tokens(path, "prompt_tokens", prompt).numel())
     metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {}

@@ -136,6 +136,9 @@ def _load(record: WeightRecord, device: Any, weight_root: Path | None, path: str
         raise RunConfigError(f"{path}: weight file {file} does not exist")
     if device is None:
         raise RunConfigError(f"{path}: a weight must be loaded but the state has no {MESH_DEVICE_KEY!r}")
+    verify = getattr(loaded, "verify_file", None)  # the weight cache's checksum check (weights.cache.VerifiedLoads)
+    if verify is not None:
+        verify(file)
     tensor = ttnn.load_tensor(str(file), device=device)
     if record.memory_config is not None and tensor.memory_config() != record.memory_config:
         tensor = ttnn.to_memory_config(tensor, record.memory_config)
@@ -210,7 +213,8 @@ def create_run_config(
 
     ``weight_root`` resolves relative :class:`WeightRecord` paths (the weight cache stores relative ones).
     ``loaded``: a dict shared between calls so that the prefill and decode run configs of one model load
-    each weight file once (keyed by file and device). ``shared``: another run config of the same module
+    each weight file once (keyed by file and device); when it has a ``verify_file(path)`` method, each
+    file is passed to it before it is loaded. ``shared``: another run config of the same module
     (e.g. prefill when building decode) whose weights, as that config holds them after
     ``finalize_run_config`` (stacked, resharded ...), are reused at the same key paths instead of loading.
     """

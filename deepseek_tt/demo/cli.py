@@ -61,12 +61,14 @@ def create_parser() -> argparse.ArgumentParser:
     extra.add_argument("--runtime", choices=RUNTIMES, default=None,
                        help=f"Model runtime: the TT-NN model (tt) or the transformers reference (reference); default {DEFAULT_RUNTIME}.")
     extra.add_argument("--dtype-policy", choices=("default", "high_precision"), default="default", help="Weight/KV dtype policy of the TT-NN model.")
-    extra.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default); > 0 samples.")
+    extra.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default); > 0 samples (finite).")
     extra.add_argument("--top-k", type=int, default=None, help="Sample only among the k most likely tokens.")
     extra.add_argument("--top-p", type=float, default=None, help="Sample only within the top-p probability mass.")
     extra.add_argument("--seed", type=int, default=0, help="Sampling seed (per user: seed and prompt index).")
     extra.add_argument("--random-weights-preset", choices=RANDOM_WEIGHTS_PRESETS, default="full",
                        help="Dims of the --random-weights model (default full DeepSeek-V3 dims).")
+    extra.add_argument("--recalculate-weights", action="store_true",
+                       help="Convert the weights again even when the cache holds a valid entry for them.")
     extra.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
     return p
 
@@ -111,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             top_p=args.top_p,
             seed=args.seed,
             random_weights_preset=args.random_weights_preset,
+            recalculate_weights=args.recalculate_weights,
             progress=not args.no_progress,
+            prompts_files=[args.prompts_file] if args.prompts_file is not None else [],
         )
     except DemoInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -75,12 +75,50 @@ def resolve_model_path(model_path: str | Path | None, cache_dir: Path, runtime: 
     return _fallback_checkpoint(cache_dir, preset), f"fallback-{preset}"
 
 
+def cache_dir_flag(cache_dir: str | Path | None) -> str:
+    """How the user named the cache directory (for error messages)."""
+    if cache_dir is not None:
+        return "--cache-dir"
+    if os.environ.get(CACHE_DIR_ENV):
+        return f"${CACHE_DIR_ENV}"
+    return f"the default --cache-dir ({DEFAULT_CACHE_DIR}; set --cache-dir or ${CACHE_DIR_ENV})"
+
+
+def _writable_dir(path: Path) -> bool:
+    """Whether a directory can be created in ``path`` (a probe, removed at once; works for root too)."""
+    probe = path / f".deepseek-tt-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+        return True
+    except OSError:
+        return False
+
+
+def check_cache_dir(path: Path, flag: str, needs_write: bool) -> None:
+    """``DemoInputError`` when the cache directory is a file, lies under a file, or cannot be written
+    although weights must be converted into it (``needs_write``). Nothing is created."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if path.exists() and not path.is_dir():
+        raise DemoInputError(f"{flag} {path}: is a file, not a directory")
+    if existing is not None and not existing.is_dir():
+        raise DemoInputError(f"{flag} {path}: {existing} is a file, not a directory")
+    if needs_write and existing is not None and not _writable_dir(existing):
+        where = "is not writable" if existing == path else f"cannot be created ({existing} is not writable)"
+        raise DemoInputError(f"{flag} {path}: {where}, and it holds no converted weights for this model and mesh")
+
+
+def model_flag(source: str) -> str:
+    """How the user named the model directory (for error messages)."""
+    return "--model-path" if source == "flag" else f"${MODEL_PATH_ENV}" if source == "env" else "model"
+
+
 def check_model_dir(path: Path, source: str) -> dict[str, Any]:
     """The model directory's config.json as a dict; ``DemoInputError`` naming the directory otherwise."""
     from deepseek_tt.weights.errors import CheckpointError
     from deepseek_tt.weights.hf_config import read_config_dict
 
-    flag = "--model-path" if source == "flag" else f"${MODEL_PATH_ENV}" if source == "env" else "model"
+    flag = model_flag(source)
     try:
         return read_config_dict(path)
     except CheckpointError as exc:
@@ -99,4 +137,4 @@ def load_tokenizer(path: Path, flag: str = "--model-path"):
         raise DemoInputError(f"{flag} {path}: tokenizer does not load ({type(exc).__name__}: {exc})") from None
 
 
-__all__ = ["check_model_dir", "load_tokenizer", "resolve_cache_dir", "resolve_model_path"]
+__all__ = ["cache_dir_flag", "check_cache_dir", "check_model_dir", "load_tokenizer", "model_flag", "resolve_cache_dir", "resolve_model_path"]

@@ -37,6 +37,28 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
+def _is_model_file(path: Path) -> bool:
+    """A file a model directory is read for: config, generation config, index, shards, tokenizer."""
+    return path.suffix == ".safetensors" or path.name.startswith("tokenizer") or path.name in {
+        "config.json", "generation_config.json", "model.safetensors.index.json", "special_tokens_map.json"
+    }
+
+
+def check_output_not_an_input(path: Path, inputs: dict[str, str | Path | None]) -> None:
+    """``DemoInputError`` when ``path`` is an input of the same run, or one of the files of a directory
+    input (the model's config, shards, tokenizer): the output would replace it."""
+    target = Path(os.path.abspath(path))
+    for flag, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(os.path.abspath(given))
+        same = target == source or (target.exists() and source.exists() and os.path.samefile(target, source))
+        inside = source.is_dir() and target.resolve().is_relative_to(source.resolve()) and _is_model_file(target)
+        if same or inside:
+            what = "is" if same else "lies inside"
+            raise DemoInputError(f"--output-path {path}: {what} the {flag} input {given}; the output would replace it")
+
+
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
     """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
     path = Path(path)
@@ -53,4 +75,4 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
-__all__ = ["SCHEMA_VERSION", "check_output_path", "default_output_path", "write_json_atomic"]
+__all__ = ["SCHEMA_VERSION", "check_output_not_an_input", "check_output_path", "default_output_path", "write_json_atomic"]

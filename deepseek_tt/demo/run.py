@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +12,17 @@ from typing import Any, TextIO
 import torch
 
 from deepseek_tt.demo.errors import DemoInputError
-from deepseek_tt.demo.model_source import check_model_dir, load_tokenizer, resolve_cache_dir, resolve_model_path
-from deepseek_tt.demo.output import SCHEMA_VERSION, check_output_path, write_json_atomic
+from deepseek_tt.demo.mesh_fit import describe_misfit, tiling_problems
+from deepseek_tt.demo.model_source import (
+    cache_dir_flag,
+    check_cache_dir,
+    check_model_dir,
+    load_tokenizer,
+    model_flag,
+    resolve_cache_dir,
+    resolve_model_path,
+)
+from deepseek_tt.demo.output import SCHEMA_VERSION, check_output_not_an_input, check_output_path, write_json_atomic
 from deepseek_tt.demo.runtime import load_model, open_mesh, resolve_runtime
 from deepseek_tt.demo.text import ByteCodec, FirstUserStreamer, TextCodec, TokenizerCodec
 from deepseek_tt.generator.statistics import GenerationStatistics
@@ -110,6 +120,52 @@ def _print_summary(results: dict[str, Any], stream: TextIO) -> None:
     stream.flush()
 
 
+def check_checkpoint(model_dir: Path, source: str) -> Any:
+    """The model directory's HF config, after an up-front check of its weights against it (headers only)."""
+    from deepseek_tt.weights.checkpoint_check import validate_checkpoint
+    from deepseek_tt.weights.errors import CheckpointError
+    from deepseek_tt.weights.hf_config import load_hf_config
+
+    check_model_dir(model_dir, source)
+    flag = model_flag(source)
+    try:
+        hf_config = load_hf_config(model_dir)
+        validate_checkpoint(model_dir, hf_config)
+    except CheckpointError as exc:
+        raise DemoInputError(f"{flag} {model_dir}: {exc}") from None
+    return hf_config
+
+
+def _cache_entry_valid(hf_config: Any, mesh: tuple[int, int], cache: Path, model_dir: Path | None, random_weights: bool, dtype_policy: str) -> bool:
+    """Whether the weight cache already holds these weights (then it need not be writable)."""
+    from deepseek_tt.runtime.tt_model import RANDOM_WEIGHTS_SEED
+    from deepseek_tt.weights.convert import model_weight_cache
+
+    if cache.exists() and not cache.is_dir():
+        return False
+    source = {"random_seed": RANDOM_WEIGHTS_SEED} if random_weights else {"model_path": model_dir}
+    try:
+        return model_weight_cache(hf_config, mesh, cache, dtype_policy=dtype_policy, **source).check(verify_checksums=False)[0]
+    except OSError:
+        return False
+
+
+def _load_model_or_input_error(*args: Any, **kwargs: Any) -> Any:
+    """:func:`load_model`, with the errors that bad input can still cause at load time as DemoInputError."""
+    from deepseek_tt.modules.pipeline import PipelineConfigError
+    from deepseek_tt.weights.cache import CacheDirError
+    from deepseek_tt.weights.errors import CheckpointError
+
+    try:
+        return load_model(*args, **kwargs)
+    except PipelineConfigError as exc:
+        raise DemoInputError(f"--generator pp: {exc}") from None
+    except CacheDirError as exc:
+        raise DemoInputError(f"--cache-dir: {exc}") from None
+    except CheckpointError as exc:
+        raise DemoInputError(f"--model-path: {exc}") from None
+
+
 def run_demo(
     prompts: Sequence[str] | None = None,
     *,
@@ -138,10 +194,12 @@ def run_demo(
     recalculate_weights: bool = False,
     progress: bool = True,
     stream: TextIO | None = None,
+    prompts_files: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Run the demo and return the results dict of docs/DEMO_OUTPUT.md (also written to ``output_path``).
 
     Bad input raises :class:`DemoInputError` before the model is loaded and before anything is written.
+    ``prompts_files``: the files the prompts came from (``output_path`` may not be one of them).
     """
     from deepseek_tt import backend as backend_mod
     from deepseek_tt.config.mesh import default_mesh_shape, format_mesh_shape, parse_mesh_shape
@@ -161,6 +219,9 @@ def run_demo(
         tf_prompt_len=tf_prompt_len,
         random_weights_preset=random_weights_preset,
     )
+    for flag, value in (("--temperature", temperature), ("--top-p", top_p)):
+        if value is not None and not math.isfinite(float(value)):
+            raise DemoInputError(f"{flag} {value}: must be a finite number")
     try:
         sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     except ValueError as exc:
@@ -175,6 +236,10 @@ def run_demo(
         raise DemoInputError(f"--backend: {exc}") from None
     if output_path is not None:
         output_path = check_output_path(output_path)
+        inputs = {"--reference-file": reference_file, **{f"--prompts-file": f for f in prompts_files}}
+        if model_path is not None:
+            inputs["--model-path"] = model_path
+        check_output_not_an_input(output_path, inputs)
 
     try:
         runtime_name = resolve_runtime(runtime)
@@ -194,7 +259,18 @@ def run_demo(
         vocab_size = hf_config.vocab_size
     else:
         resolved_model, model_source = resolve_model_path(model_path, cache, runtime_name)
-        vocab_size = int(check_model_dir(resolved_model, model_source)["vocab_size"])
+        hf_config = check_checkpoint(resolved_model, model_source)
+        vocab_size = int(hf_config.vocab_size)
+    if runtime_name == "tt":
+        untileable = tiling_problems(hf_config)
+        if untileable:
+            where = "--model-path" if resolved_model is not None else "--random-weights-preset"
+            raise DemoInputError(f"{where}: the TT-NN model cannot run this model: {'; '.join(untileable)} (use --runtime reference)")
+        misfit = describe_misfit(hf_config, mesh)
+        if misfit:
+            raise DemoInputError(f"--mesh-shape {format_mesh_shape(mesh)}: {misfit}")
+    check_cache_dir(cache, cache_dir_flag(cache_dir), needs_write=runtime_name == "tt" and (recalculate_weights or not _cache_entry_valid(
+        hf_config, mesh, cache, resolved_model, random_weights, dtype_policy)))
 
     reference = None
     if token_accuracy and prompts:
@@ -213,6 +289,10 @@ def run_demo(
         codec = _random_weights_codec(hf_config.vocab_size)
     else:
         codec = TokenizerCodec(load_tokenizer(resolved_model))
+    context = min(int(max_seq_len), int(getattr(hf_config, "max_position_embeddings", max_seq_len) or max_seq_len))
+    if reference is not None and reference.length > context:
+        raise DemoInputError(f"--reference-file {reference.path}: {reference.length} tokens exceed the model's context of {context} tokens")
+    token_prompts = None if reference is not None else _encode_prompts(prompts, codec, vocab_size, context)
 
     config_block = {
         "model_path": str(resolved_model) if resolved_model else None,
@@ -232,29 +312,24 @@ def run_demo(
     log.info("model %s (%s), runtime %s, backend %s, mesh %s", config_block["model_path"] or f"random weights ({random_weights_preset} dims, 1 dense layer)", model_source, runtime_name, config_block["backend"], config_block["mesh_shape"])
 
     with open_mesh(mesh, enable_trace) as mesh_device:
-        from deepseek_tt.modules.pipeline import PipelineConfigError
-
-        try:
-            model = load_model(
-                runtime_name,
-                resolved_model,
-                mesh_device,
-                cache,
-                dtype_policy=dtype_policy,
-                max_seq_len=max_seq_len,
-                random_weights=random_weights,
-                hf_config=hf_config,
-                recalculate_weights=recalculate_weights,
-                progress=progress,
-                pipelined=generator == "pp" and reference is None,
-            )
-        except PipelineConfigError as exc:
-            raise DemoInputError(f"--generator pp on mesh {config_block['mesh_shape']}: {exc}") from None
+        model = _load_model_or_input_error(
+            runtime_name,
+            resolved_model,
+            mesh_device,
+            cache,
+            dtype_policy=dtype_policy,
+            max_seq_len=max_seq_len,
+            random_weights=random_weights,
+            hf_config=hf_config,
+            recalculate_weights=recalculate_weights,
+            progress=progress,
+            pipelined=generator == "pp" and reference is None,
+        )
         streamer = FirstUserStreamer(codec, stream) if early_print_first_user else None
         if reference is not None:
             results = _run_teacher_forcing(model, reference, codec, max_new_tokens, tf_prompt_len, streamer, progress, config_block)
         else:
-            results = _run_generation(model, prompts, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block)
+            results = _run_generation(model, token_prompts, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block)
         if streamer is not None:
             streamer.close()
         if runtime_name == "tt":
@@ -269,20 +344,32 @@ def run_demo(
     return results
 
 
-def _run_generation(model, prompts, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block):
+def _encode_prompts(prompts: list[str] | None, codec: TextCodec, vocab_size: int, context: int) -> list[tuple[str, list[int]]]:
+    """``(text, token ids)`` per prompt (one synthetic prompt without prompts), checked against the
+    vocabulary and the model's context before anything is loaded."""
+    if not prompts:  # --random-weights without prompts: one synthetic prompt
+        ids = _random_prompt(vocab_size)
+        return [(codec.decode(ids), ids)]
+    encoded = []
+    for i, text in enumerate(prompts):
+        ids = codec.encode(text)
+        bad = [t for t in ids if t >= vocab_size]
+        if bad:
+            raise DemoInputError(f"prompt {text[:40]!r}: token id {bad[0]} is outside the model's vocabulary ({vocab_size})")
+        if len(ids) >= context:
+            raise DemoInputError(
+                f"prompt {i} ({text[:40]!r}...): {len(ids)} tokens leave no room in the model's context of {context} tokens"
+            )
+        encoded.append((text, ids))
+    return encoded
+
+
+def _run_generation(model, encoded, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block):
     from deepseek_tt.generator import make_generator
     from deepseek_tt.generator.trace import TraceUnsupportedError
 
-    if prompts:
-        token_prompts = [codec.encode(p) for p in prompts]
-        texts = list(prompts)
-    else:  # --random-weights without prompts: one synthetic prompt
-        token_prompts = [_random_prompt(model.vocab_size)]
-        texts = [codec.decode(token_prompts[0])]
-    for text, ids in zip(texts, token_prompts):
-        bad = [t for t in ids if t >= model.vocab_size]
-        if bad:
-            raise DemoInputError(f"prompt {text[:40]!r}: token id {bad[0]} is outside the model's vocabulary ({model.vocab_size})")
+    texts = [text for text, _ in encoded]
+    token_prompts = [ids for _, ids in encoded]
     try:
         gen = make_generator(generator, model, enable_trace=enable_trace, progress=progress)
     except TraceUnsupportedError as exc:

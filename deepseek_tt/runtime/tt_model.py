@@ -34,6 +34,7 @@ from deepseek_tt.modules.embedding import Embedding
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.weights.cache import CorruptCacheFileError
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class TtModel:
         dtype_policy: DtypePolicy | str | None = None,
         max_batch_size: int | None = None,
         max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        weight_loads: dict | None = None,
     ) -> None:
         rows, cols = mesh_shape(mesh_device)
         if max_batch_size is None:
@@ -82,7 +84,7 @@ class TtModel:
         )
         self.page_table = kv_cache.default_page_table(self.paged_config)
         self.rope = RotarySetup(hf_config, mesh_device, users_per_row=self.users_per_row)
-        self._loaded: dict = {}
+        self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
         self._prefill_model_config = Model.prefill_model_config(
             hf_config, mesh_device, users_per_row=self.users_per_row, dtype_policy=self.dtype_policy
         )
@@ -125,16 +127,14 @@ class TtModel:
                 raise ValueError("TtModel.load: model_path is required unless random_weights=True")
         if cache_dir is None:
             raise ValueError("TtModel.load: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
-        result = load_or_convert_model_weights(
-            hf_config,
-            mesh_device,
-            Path(cache_dir),
+        convert_args = dict(
             model_path=None if random_weights else Path(model_path),  # type: ignore[arg-type]
             random_seed=seed if random_weights else None,
             dtype_policy=dtype_policy,
-            recalculate=recalculate_weights,
             progress=progress,
+            verify_checksums=False,  # every file is verified as it is loaded (weight_loads)
         )
+        result = load_or_convert_model_weights(hf_config, mesh_device, Path(cache_dir), recalculate=recalculate_weights, **convert_args)
         logger.info(
             "weights %s in %.1f s (%s): %s",
             "converted" if result.converted else "loaded from cache",
@@ -142,15 +142,19 @@ class TtModel:
             result.reason,
             result.entry_dir,
         )
-        model = cls(
-            hf_config,
-            mesh_device,
-            result.weight_config,
-            result.entry_dir,
-            dtype_policy=dtype_policy,
-            max_batch_size=max_batch_size,
-            max_seq_len=max_seq_len,
-        )
+        model_args = dict(dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
+        loads = result.verified_loads()
+        try:
+            model = cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=loads)
+        except CorruptCacheFileError as exc:
+            logger.warning("weight cache entry %s is corrupt: %s", result.entry_dir, exc)
+            for tensor in loads.values():  # the weights loaded before the corrupt file
+                ttnn.deallocate(tensor)
+            loads.clear()
+            result = load_or_convert_model_weights(
+                hf_config, mesh_device, Path(cache_dir), recalculate=True, reason=f"rebuilding a corrupt entry ({exc})", **convert_args
+            )
+            model = cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=result.verified_loads())
         model.cache_result = result
         return model
 

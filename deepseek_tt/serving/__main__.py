@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-request-bytes", type=_positive_int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help=f"largest request body accepted; larger is a 413 (default {DEFAULT_MAX_REQUEST_BYTES})")
     parser.add_argument("--served-model-name", action="append", default=None, help="model id(s) clients may send")
+    parser.add_argument("--recalculate-weights", action="store_true", help="convert the weights again even when the cache holds them")
     return parser
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = load_serving_stack(
             model_path=args.model_path, cache_dir=args.cache_dir, mesh_shape=args.mesh_shape, backend=args.backend,
-            runtime=args.runtime, max_seq_len=args.max_seq_len,
+            runtime=args.runtime, max_seq_len=args.max_seq_len, recalculate_weights=args.recalculate_weights,
             served_names=args.served_model_name or [os.environ.get("HF_MODEL", DEFAULT_SERVED_NAME)],
             max_request_bytes=args.max_request_bytes,
         )

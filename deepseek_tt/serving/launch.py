@@ -40,6 +40,7 @@ def load_serving_stack(
     served_names: list[str] | None = None,
     dtype_policy: str = "default",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    recalculate_weights: bool = False,
 ) -> ServingStack:
     """Open the mesh, load the model (converting weights through the cache) and start the engine."""
     from deepseek_tt import backend as backend_module
@@ -52,7 +53,7 @@ def load_serving_stack(
     try:
         mesh_device = resources.enter_context(open_mesh(shape, enable_trace=False))
         model = load_model(resolve_runtime(runtime), path, mesh_device, cache, dtype_policy=dtype_policy,
-                           max_seq_len=max_seq_len, random_weights=False, progress=False)
+                           max_seq_len=max_seq_len, random_weights=False, recalculate_weights=recalculate_weights, progress=False)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         engine = BatchingEngine(model, model.hf_config.eos_token_id).start()
     except BaseException:

@@ -68,6 +68,25 @@ def random_generator_identity() -> str:
     return hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:16]
 
 
+def model_weight_cache(
+    hf_config: Any,
+    mesh: tuple[int, int],
+    cache_dir: Path,
+    *,
+    model_path: Path | None = None,
+    random_seed: int | None = None,
+    dtype_policy: DtypePolicy | str | None = None,
+) -> WeightCache:
+    """The cache entry of these weights (nothing is read but the checkpoint's file headers)."""
+    if (model_path is None) == (random_seed is None):
+        raise ValueError("model_weight_cache: give exactly one of model_path or random_seed")
+    if model_path is not None:
+        identity = checkpoint_identity(Path(model_path))
+    else:
+        identity = {"random": {"seed": int(random_seed), "generator": random_generator_identity()}}
+    return WeightCache(cache_dir, hf_config, get_dtype_policy(dtype_policy), mesh, identity)
+
+
 def load_or_convert_model_weights(
     hf_config: Any,
     mesh_device: Any,
@@ -78,31 +97,28 @@ def load_or_convert_model_weights(
     dtype_policy: DtypePolicy | str | None = None,
     recalculate: bool = False,
     progress: bool = True,
+    verify_checksums: bool | None = None,
+    reason: str | None = None,
 ) -> CacheResult:
     """The model's weight config from the cache, converting (and caching) it when needed.
 
     Exactly one source: ``model_path`` (a checkpoint directory) or ``random_seed`` (random weights).
-    The returned weight config has paths relative to ``result.entry_dir``.
+    The returned weight config has paths relative to ``result.entry_dir``. ``verify_checksums=False``
+    skips the up-front checksum pass (for callers that load through ``result.verified_loads()``).
     """
     from deepseek_tt.modules.model import Model
 
-    if (model_path is None) == (random_seed is None):
-        raise ValueError("load_or_convert_model_weights: give exactly one of model_path or random_seed")
     policy = get_dtype_policy(dtype_policy)
-    if model_path is not None:
-        identity = checkpoint_identity(Path(model_path))
+    cache = model_weight_cache(
+        hf_config, mesh_shape(mesh_device), cache_dir, model_path=model_path, random_seed=random_seed, dtype_policy=policy
+    )
 
-        def source() -> Mapping[str, torch.Tensor]:
+    def source() -> Mapping[str, torch.Tensor]:
+        if model_path is not None:
             return LazyStateDict(model_path, dequantize=True, dtype=torch.float32)
-    else:
-        identity = {"random": {"seed": int(random_seed), "generator": random_generator_identity()}}
-
-        def source() -> Mapping[str, torch.Tensor]:
-            return RandomStateDict(hf_config, int(random_seed))
-
-    cache = WeightCache(cache_dir, hf_config, policy, mesh_shape(mesh_device), identity)
+        return RandomStateDict(hf_config, int(random_seed))
 
     def convert(out_dir: Path) -> dict[str, Any]:
         return Model.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
 
-    return cache.load_or_convert(convert, recalculate=recalculate)
+    return cache.load_or_convert(convert, recalculate=recalculate, verify_checksums=verify_checksums, reason=reason)

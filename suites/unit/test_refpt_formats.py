@@ -6,6 +6,7 @@ A random-weight ``micro`` checkpoint (vocab 384) stands in for a model: only the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -92,9 +93,10 @@ def test_multi_entry_v1_needs_an_index(tmp_path):
         load_refpt(tmp_path / "multi.refpt", entry_index=2)
 
 
-def test_chat_template_prompt(micro, tmp_path):
-    with pytest.raises(ValueError, match="--prompt: the tokenizer has no chat_template"):
-        _generate(micro, tmp_path / "x.refpt", "--chat-template")
+def test_chat_template_prompt(micro, tmp_path, capsys):
+    argv = ["--model-path", str(micro), "--prompt", PROMPT, "--total-length", "24", "--output-file", str(tmp_path / "x.refpt")]
+    assert main([*argv, "--chat-template"]) == 2
+    assert capsys.readouterr().err.startswith("error: --prompt: the tokenizer has no chat_template")
     chat = tmp_path / "chat_model"
     shutil.copytree(micro, chat)
     config_file = chat / "tokenizer_config.json"
@@ -118,8 +120,7 @@ def test_prompt_file_and_bad_flags(micro, tmp_path):
     with pytest.raises(SystemExit):
         main(["--model-path", str(micro), "--prompt", "x", "--total-length", "24", "--prompt-len", "5", "--output-file", str(tmp_path / "h.refpt")])
     (tmp_path / "empty.txt").write_text("  \n")
-    with pytest.raises(SystemExit, match="empty.txt: the file is empty"):
-        main(["--model-path", str(micro), "--prompt-file", str(tmp_path / "empty.txt"), "--total-length", "24", "--output-file", str(tmp_path / "h.refpt")])
+    assert main(["--model-path", str(micro), "--prompt-file", str(tmp_path / "empty.txt"), "--total-length", "24", "--output-file", str(tmp_path / "h.refpt")]) == 2
 
 
 def test_inspect_prints_shape_split_prompt_and_continuation(micro, tmp_path, capsys):
@@ -137,5 +138,6 @@ def test_inspect_prints_shape_split_prompt_and_continuation(micro, tmp_path, cap
     assert "split: prompt 12 tokens + continuation 12 tokens (--tf-prompt-len)" in plain
     assert f"prompt ids: {raw['reference_tokens'][0, :12].tolist()}" in plain
     torch.save({"tokens": [1, 2]}, tmp_path / "bad.refpt")
-    with pytest.raises(SystemExit, match="inspect: .*bad.refpt: missing 'reference_tokens'"):
-        main(["inspect", str(tmp_path / "bad.refpt")])
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "bad.refpt")]) == 2
+    assert re.match(r"error: inspect: .*bad.refpt: missing 'reference_tokens'", capsys.readouterr().err)

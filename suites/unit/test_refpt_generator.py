@@ -31,13 +31,15 @@ def test_generation_is_deterministic_and_v0_shaped(tmp_path):
     assert torch.equal(top5[0], tokens[0, :1].repeat(5))
 
 
-def test_prompt_shorter_than_the_split_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="T//2 \\+ 1"):
-        main(["--model-path", str(embedded_model_path()), "--prompt", "The", "--total-length", "64",
-              "--output-file", str(tmp_path / "x.refpt")])
+def test_prompt_shorter_than_the_split_is_a_clear_error(tmp_path, capsys):
+    assert main(["--model-path", str(embedded_model_path()), "--prompt", "The", "--total-length", "64",
+                 "--output-file", str(tmp_path / "x.refpt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --prompt: the prompt has") and "--total-length 64 needs at least 33" in err[0]
+    assert not (tmp_path / "x.refpt").exists()
 
 
-def test_missing_prompt_file_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="--prompt-file"):
-        main(["--model-path", str(embedded_model_path()), "--prompt-file", str(tmp_path / "none.txt"),
-              "--total-length", "8", "--output-file", str(tmp_path / "x.refpt")])
+def test_missing_prompt_file_is_named(tmp_path, capsys):
+    assert main(["--model-path", str(embedded_model_path()), "--prompt-file", str(tmp_path / "none.txt"),
+                 "--total-length", "8", "--output-file", str(tmp_path / "x.refpt")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --prompt-file {tmp_path / 'none.txt'}: no such file")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import DeepseekV3ForCausalLM
 
-from reference_models.train import LoadBalancer, lr_at, model_config, parse_args, sample_batch, train, unigram_cross_entropy
+from reference_models.train import LoadBalancer, TrainInputError, lr_at, model_config, parse_args, sample_batch, train, unigram_cross_entropy
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--resume"):
+    with pytest.raises(TrainInputError, match="--resume: no checkpoint"):
         train(parse_args(["--out", str(tmp_path), "--steps", "2", "--resume", *MICRO]))
 
 
