@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,11 @@ def _is_model_file(path: Path) -> bool:
     }
 
 
-def check_output_not_an_input(path: Path, inputs: dict[str, str | Path | None]) -> None:
+def check_output_not_an_input(path: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
     """``DemoInputError`` when ``path`` is an input of the same run, or one of the files of a directory
     input (the model's config, shards, tokenizer): the output would replace it."""
     target = Path(os.path.abspath(path))
-    for flag, given in inputs.items():
+    for flag, given in inputs:
         if given is None:
             continue
         source = Path(os.path.abspath(given))

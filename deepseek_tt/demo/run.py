@@ -236,9 +236,9 @@ def run_demo(
         raise DemoInputError(f"--backend: {exc}") from None
     if output_path is not None:
         output_path = check_output_path(output_path)
-        inputs = {"--reference-file": reference_file, **{f"--prompts-file": f for f in prompts_files}}
+        inputs = [("--reference-file", reference_file), *(("--prompts-file", f) for f in prompts_files)]
         if model_path is not None:
-            inputs["--model-path"] = model_path
+            inputs.append(("--model-path", model_path))
         check_output_not_an_input(output_path, inputs)
 
     try:
