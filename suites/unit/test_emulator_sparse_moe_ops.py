@@ -16,6 +16,15 @@ M, K, N, E = 32, 64, 32, 4
 HIFI4 = ttnn.WormholeComputeKernelConfig(math_fidelity=ttnn.MathFidelity.HiFi4, fp32_dest_acc_en=True)
 
 
+def _program_config(mcast_in0: bool = True) -> ttnn.MatmulMultiCoreReuseMultiCast1DProgramConfig:
+    return ttnn.MatmulMultiCoreReuseMultiCast1DProgramConfig(
+        compute_with_storage_grid_size=ttnn.CoreCoord(8, 8), in0_block_w=1, out_subblock_h=1, out_subblock_w=1,
+        per_core_M=1, per_core_N=1, fuse_batch=False, fused_activation=None, mcast_in0=mcast_in0)
+
+
+PC = _program_config()
+
+
 def _bf16(*shape: int, seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).bfloat16().float()
 
@@ -51,7 +60,7 @@ def test_sparse_matmul_modes(mesh, mode) -> None:
     sparsity = _mask(*s_shape, seed=3)
     out = ttnn.sparse_matmul(replicated(mesh, a), replicated(mesh, b),
                              sparsity=replicated(mesh, sparsity, layout=ttnn.ROW_MAJOR_LAYOUT),
-                             is_input_a_sparse=a_sparse, is_input_b_sparse=b_sparse, compute_kernel_config=HIFI4)
+                             is_input_a_sparse=a_sparse, is_input_b_sparse=b_sparse, compute_kernel_config=HIFI4, program_config=PC)
     product, scale = formula(a, b)
     mask = sparsity.reshape(mask_view)
     got = ttnn.to_torch(out).float()
@@ -66,12 +75,12 @@ def test_sparse_matmul_per_device_sparsity_and_compact_output() -> None:
         sparsity = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0]]).reshape(2, 1, 1, E)  # nnz 2 each
         out = ttnn.sparse_matmul(replicated(mesh, a), sharded(mesh, b, 0),
                                  sparsity=sharded(mesh, sparsity, 0, layout=ttnn.ROW_MAJOR_LAYOUT),
-                                 is_input_a_sparse=True, compute_kernel_config=HIFI4)
+                                 is_input_a_sparse=True, compute_kernel_config=HIFI4, program_config=PC)
         compact = ttnn.from_torch(torch.zeros(2, 2, M, N), dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, device=mesh,
                                   mesh_mapper=ttnn.ShardTensorToMesh(mesh, dim=0))
         packed = ttnn.sparse_matmul(replicated(mesh, a), sharded(mesh, b, 0),
                                     sparsity=sharded(mesh, sparsity, 0, layout=ttnn.ROW_MAJOR_LAYOUT), nnz=2,
-                                    is_input_a_sparse=True, compute_kernel_config=HIFI4, optional_output_tensor=compact)
+                                    is_input_a_sparse=True, compute_kernel_config=HIFI4, program_config=PC, optional_output_tensor=compact)
         full, held = shards(out), shards(packed)
     assert packed is compact
     for d in range(2):
@@ -89,7 +98,7 @@ def test_sparse_matmul_indexed_mode_with_bias(mesh) -> None:
     out = ttnn.sparse_matmul(replicated(mesh, a), replicated(mesh, b),
                              sparsity=replicated(mesh, junk, layout=ttnn.ROW_MAJOR_LAYOUT),
                              indices=replicated(mesh, ids, dtype=ttnn.uint16, layout=ttnn.ROW_MAJOR_LAYOUT),
-                             bias=replicated(mesh, bias), compute_kernel_config=HIFI4)
+                             bias=replicated(mesh, bias), compute_kernel_config=HIFI4, program_config=PC)
     chosen = b[0, [3, 0]]  # [2, K, N] in index order
     ref = a[:, :, None, None] @ chosen[None, None, None] + bias[[3, 0], 0][None, None, None, :, None, :]
     _close(ttnn.to_torch(out).float(), ref, a.abs()[:, :, None, None] @ chosen.abs()[None, None, None] + ref.abs())
@@ -101,17 +110,14 @@ def test_sparse_matmul_indexed_mode_with_bias(mesh) -> None:
     (dict(sparsity_layout=ttnn.TILE_LAYOUT), "ROW_MAJOR"),
     (dict(nnz=3), "nnz"),
     (dict(nnz=0), "nnz"),
-    (dict(program_config="dram_sharded"), "mcast_in0"),
+    (dict(program_config="mcast_in1"), "mcast_in0"),
     (dict(a_dtype=ttnn.uint16), "floating point"),
 ])
 def test_sparse_matmul_validation(mesh, kwargs, match) -> None:
     a_dtype = kwargs.pop("a_dtype", ttnn.bfloat16)
     shape = kwargs.pop("sparsity_shape", (1, 1, 1, E))
     layout = kwargs.pop("sparsity_layout", ttnn.ROW_MAJOR_LAYOUT)
-    if kwargs.get("program_config") == "dram_sharded":
-        kwargs["program_config"] = ttnn.MatmulMultiCoreReuseMultiCast1DProgramConfig(
-            compute_with_storage_grid_size=ttnn.CoreCoord(8, 8), in0_block_w=1, out_subblock_h=1, out_subblock_w=1,
-            per_core_M=1, per_core_N=1, fuse_batch=False, fused_activation=None, mcast_in0=False)
+    kwargs["program_config"] = _program_config(mcast_in0=kwargs.get("program_config") != "mcast_in1")
     sparsity = torch.zeros(shape)
     sparsity.view(-1)[:2] = 1.0  # nnz 2
     kwargs.setdefault("is_input_a_sparse", True)

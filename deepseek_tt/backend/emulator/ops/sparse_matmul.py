@@ -55,8 +55,7 @@ def _check_inputs(a: Any, b: Any, sparsity: Any, is_a_sparse: bool, is_b_sparse:
 
 
 def _check_program_config(program_config: Any) -> None:
-    if program_config is None:
-        return
+    """ttnn 0.81.1 requires ``program_config`` and supports only the 1-D config with ``mcast_in0=True``."""
     if not isinstance(program_config, T.MatmulMultiCoreReuseMultiCast1DProgramConfig) or not program_config.mcast_in0:
         raise RuntimeError(f"{OP}: only MatmulMultiCoreReuseMultiCast1DProgramConfig with mcast_in0=True is supported, "
                            f"got {program_config!r}")
@@ -91,7 +90,7 @@ def sparse_matmul(
     input_tensor_b: Any,
     *,
     sparsity: Any,
-    program_config: Any = None,
+    program_config: Any,
     nnz: int | None = None,
     is_input_a_sparse: bool = False,
     is_input_b_sparse: bool = True,

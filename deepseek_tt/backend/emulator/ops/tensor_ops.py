@@ -151,8 +151,13 @@ def to_dtype(tensor: Any, dtype: Any) -> Any:
     if device_of(tensor) is not None:
         raise RuntimeError("ttnn.to_dtype: only host tensors can be converted (use ttnn.typecast on device)")
     layout = tensor.layout
-    if dtype in T.BLOCK_FLOAT_DTYPES:
+    if dtype in T.BLOCK_FLOAT_DTYPES and layout != T.Layout.TILE:
         layout = T.Layout.TILE
+        shape = list(tensor.shape)
+        if len(shape) < 2 or shape[-1] % 32 or shape[-2] % 32:  # the row-major physical shape would change
+            raise RuntimeError(f"ttnn.to_dtype: Converting layout to Layout::TILE implicitly changed the physical shape "
+                               f"of {shape} due to alignment constraints. This is currently unsupported. Please pad the "
+                               "tensor explicitly before conversion.")
     return tensor_cls().from_stacked(data(tensor), dtype=dtype, layout=layout, device=None,
                                      memory_config=tensor.memory_config(), mesh_shape=tensor.mesh_shape)
 
