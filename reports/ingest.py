@@ -27,6 +27,12 @@ def _read_json(path: Path, what: str) -> Any:
         raise FileNotFoundError(f"{path}: no such {what} file") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 JSON file") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a {what} file") from None
 
 
 def rows_from_demo_output(path: Path, run_id: str, **metadata: Any) -> list[ResultRow]:
@@ -37,7 +43,7 @@ def rows_from_demo_output(path: Path, run_id: str, **metadata: Any) -> list[Resu
         raise ValueError(f"{path}: no 'statistics' object; is this a demo --output-path file?")
     rows = []
     for metric, value in statistics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not _is_number(value):
             continue
         rows.append(
             ResultRow(
@@ -61,20 +67,34 @@ def rows_from_benchmark_json(path: Path, run_id: str, **metadata: Any) -> list[R
     if not isinstance(benchmarks, list):
         raise ValueError(f"{path}: no 'benchmarks' list; is this pytest-benchmark --benchmark-json output?")
     rows = []
-    for bench in benchmarks:
+    for index, bench in enumerate(benchmarks):
+        where = f"{path}: benchmarks[{index}]"
+        if not isinstance(bench, dict):
+            raise ValueError(f"{where}: not an object")
         test_id = bench.get("fullname") or bench.get("name")
+        if not isinstance(test_id, str) or not test_id:
+            raise ValueError(f"{where}: no 'fullname' or 'name'")
         extra = bench.get("extra_info") or {}
         stats = bench.get("stats") or {}
+        if not isinstance(extra, dict) or not isinstance(stats, dict):
+            raise ValueError(f"{where}: 'extra_info' and 'stats' must be objects")
+        common = {"test_id": test_id, "module": str(extra.get("module", "benchmark")), "mode": str(extra.get("mode", "")),
+                  "run_id": run_id, **metadata}
+        for key in ("seq_len", "batch"):  # the perf suite's extra_info carries the case's shape and mesh
+            if _is_number(extra.get(key)) and float(extra[key]).is_integer():
+                common[key] = int(extra[key])
+        if isinstance(extra.get("mesh"), str) and extra["mesh"]:
+            common["mesh"] = extra["mesh"]
         if "mean" in stats:
-            rows.append(
-                ResultRow(test_id=test_id, module=str(extra.get("module", "benchmark")), mode=str(extra.get("mode", "")),
-                          metric="mean_s", value=float(stats["mean"]), higher_is_better=False, run_id=run_id, **metadata)
-            )
+            if not _is_number(stats["mean"]):
+                raise ValueError(f"{where}: stats.mean is not a number")
+            rows.append(ResultRow(metric="mean_s", value=float(stats["mean"]), higher_is_better=False, **common))
         for metric, value in extra.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if metric in ("seq_len", "batch") or not _is_number(value):
                 continue
-            rows.append(
-                ResultRow(test_id=test_id, module=str(extra.get("module", "benchmark")), mode=str(extra.get("mode", "")),
-                          metric=metric, value=float(value), higher_is_better=higher_is_better(metric), run_id=run_id, **metadata)
-            )
+            rows.append(ResultRow(metric=metric, value=float(value), higher_is_better=higher_is_better(metric), **common))
     return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

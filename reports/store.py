@@ -88,25 +88,145 @@ def append_rows(path: Path, rows: Iterable[ResultRow]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(dataclasses.asdict(row), default=str) + "\n")
+            handle.write(json.dumps(dataclasses.asdict(row), default=_plain) + "\n")
 
 
-def load_results(paths: Iterable[Path] | Path) -> pd.DataFrame:
-    """Read result files (or every ``*.jsonl`` in a directory) into one DataFrame with RESULT_COLUMNS."""
-    if isinstance(paths, (str, Path)):
-        root = Path(paths)
-        files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
-    else:
-        files = [Path(p) for p in paths]
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars as Python numbers (so an int seq_len stays an int); anything else as text."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            plain = item()
+        except (TypeError, ValueError, RuntimeError):
+            return str(value)
+        if isinstance(plain, (bool, int, float, str)):
+            return plain
+    return str(value)
+
+
+class ResultFileError(ValueError):
+    """A result file that cannot be read as result rows; the message names the file and line."""
+
+
+_STRING_FIELDS = ("module", "mode", "mesh", "backend", "dtype_policy", "run_id", "git_revision", "machine")
+_INT_FIELDS = ("seq_len", "batch")
+_BOOL_FIELDS = ("passed", "higher_is_better")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_row(record: Any) -> dict[str, Any]:
+    """Check one decoded JSON line against :class:`ResultRow`; returns the row with defaults filled in.
+
+    Raises ``ValueError`` with a short reason (the caller adds file and line). Unknown keys are ignored,
+    so rows written by a newer version still load; NaN and infinite values load (the comparison judges them).
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"a result row must be a JSON object, got {type(record).__name__}")
+    for key in ("test_id", "metric"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise ValueError(f"'{key}' must be a non-empty string")
+    if not _is_number(record.get("value")):
+        raise ValueError(f"'value' must be a number, got {json.dumps(record.get('value'))[:40]}")
+    row = {name: record.get(name) for name in RESULT_COLUMNS}
+    for key in _STRING_FIELDS:
+        if row[key] is not None and not isinstance(row[key], str):
+            raise ValueError(f"'{key}' must be a string or null")
+    for key in _INT_FIELDS:
+        if row[key] is not None and (not _is_number(row[key]) or float(row[key]) != int(row[key])):
+            raise ValueError(f"'{key}' must be an integer or null")
+    for key in _BOOL_FIELDS:
+        if row[key] is not None and not isinstance(row[key], bool):
+            raise ValueError(f"'{key}' must be true, false or null")
+    if row["threshold"] is not None and not _is_number(row["threshold"]):
+        raise ValueError("'threshold' must be a number or null")
+    if row["timestamp"] is None or not _is_number(row["timestamp"]) or row["timestamp"] != row["timestamp"]:
+        raise ValueError("'timestamp' must be a number")
+    if row["extra"] is None:
+        row["extra"] = {}
+    if not isinstance(row["extra"], dict):
+        raise ValueError("'extra' must be a JSON object")
+    if row["higher_is_better"] is None:
+        row["higher_is_better"] = True
+    row["module"] = row["module"] or ""
+    row["mode"] = row["mode"] or ""
+    return row
+
+
+def _read_rows(file: Path) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
-    for file in files:
+    try:
         with file.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{file}:{number}: not a JSON result row ({exc.msg})") from exc
-    frame = pd.DataFrame.from_records(records, columns=RESULT_COLUMNS) if records else pd.DataFrame(columns=RESULT_COLUMNS)
+                    raise ResultFileError(f"{file}:{number}: not a JSON result row ({exc.msg})") from None
+                except RecursionError:
+                    raise ResultFileError(f"{file}:{number}: not a result row (JSON nested too deeply)") from None
+                try:
+                    row = validate_row(record)
+                except ValueError as exc:
+                    raise ResultFileError(f"{file}:{number}: bad result row: {exc}") from None
+                row["source"] = f"{file}:{number}"
+                records.append(row)
+    except UnicodeDecodeError:
+        raise ResultFileError(f"{file}: not a UTF-8 text file of JSON result rows") from None
+    except IsADirectoryError:
+        raise ResultFileError(f"{file}: is a directory, not a result file") from None
+    except FileNotFoundError:
+        raise ResultFileError(f"{file}: no such result file") from None
+    except PermissionError:
+        raise ResultFileError(f"{file}: not readable (permission denied)") from None
+    return records
+
+
+#: Columns of a loaded frame: the row's fields, where it came from (``file:line``) and its ``stage``
+#: (``extra["stage"]``, or ""), which is part of a measurement's identity.
+LOADED_COLUMNS = RESULT_COLUMNS + ["source", "stage"]
+
+
+def load_results(paths: Iterable[Path] | Path) -> pd.DataFrame:
+    """Read result files (or every ``*.jsonl`` in a directory) into one DataFrame with LOADED_COLUMNS.
+
+    Raises :class:`ResultFileError` naming the file and line of the first malformed row.
+    """
+    if isinstance(paths, (str, Path)):
+        root = Path(paths)
+        files = sorted(p for p in root.glob("*.jsonl") if p.is_file()) if root.is_dir() else [root]
+    else:
+        files = [Path(p) for p in paths]
+    records: list[dict[str, Any]] = []
+    for file in files:
+        records += _read_rows(file)
+    for record in records:
+        stage = record["extra"].get("stage")
+        record["stage"] = "" if stage is None else str(stage)
+    if not records:
+        return pd.DataFrame(columns=LOADED_COLUMNS)
+    frame = pd.DataFrame.from_records(records, columns=LOADED_COLUMNS)
+    frame["value"] = frame["value"].astype(float)
+    frame["timestamp"] = frame["timestamp"].astype(float)
     return frame
+
+
+def rows_to_jsonl(frame: pd.DataFrame) -> str:
+    """The inverse of :func:`load_results` for a frame of loaded rows (only RESULT_COLUMNS are written)."""
+    lines = []
+    for record in frame[RESULT_COLUMNS].to_dict("records"):
+        clean = {key: (None if key != "value" and _is_missing(value) else value) for key, value in record.items()}
+        lines.append(json.dumps(clean, default=str))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value)) if not isinstance(value, (dict, list, str)) else False
+    except (TypeError, ValueError):
+        return False

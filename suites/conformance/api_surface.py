@@ -109,7 +109,12 @@ def _literal(value: Any) -> Any:
         return []
     if isinstance(value, enum.Enum) or hasattr(value, "name") and type(value).__name__[0].isupper():
         return f"{type(value).__name__}.{getattr(value, 'name', value)}"
-    return repr(value)
+    return _without_addresses(repr(value))
+
+
+def _without_addresses(text: str) -> str:
+    """``<X object at 0x7f..>`` -> ``<X object>``: a default's repr must not change from run to run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+>", ">", text)
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -172,7 +177,7 @@ def _params_from_nb_signature(sig: str, defaults: tuple) -> list[dict[str, Any]]
         if default_match and int(default_match.group(1)) < len(defaults):
             default = _literal(defaults[int(default_match.group(1))])
         elif has_default:
-            default = text.rsplit("=", 1)[1].strip()
+            default = _without_addresses(text.rsplit("=", 1)[1].strip())
         params.append({"name": name, "kind": kind if kind == "keyword_only" else kind_before,
                        "has_default": has_default, "default": default})
     return params

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reports.__main__ import main as reports_main
-from reports.compare import compare
+from reports.compare import CompareError, CompareSettings, compare
+from reports.metrics import accuracy_metrics, is_ratio_to_one, perf_family
 from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
-from reports.store import ResultRow, append_rows, load_results, run_file
+from reports.store import ResultFileError, ResultRow, append_rows, load_results, rows_to_jsonl, run_file
 
 pytestmark = pytest.mark.unit
 
@@ -132,8 +139,10 @@ def test_markdown_and_html_are_written(results_dir, baseline, tmp_path, capsys):
     assert code == 1
     text = markdown.read_text()
     assert "REGRESSED" in text and "`mla-decode`" in text
+    # the Markdown mirrors the report's order: verdict, regressions, accuracy matrix
+    assert text.index("REGRESSED") < text.index("## Regressed") < text.index("| regression | mla · decode | pcc |") < text.index("## Accuracy matrix")
     page = html.read_text()
-    assert page.count("data:image/png;base64,") == 2  # one plot per metric: pcc, decode_tok_s_u
+    assert page.count("data:image/png;base64,") == 1  # one chart per benchmark metric: decode_tok_s_u (PCC is in the matrix)
 
 
 def test_promote_keeps_the_previous_baseline(results_dir, baseline):
@@ -168,3 +177,287 @@ def test_ingest_demo_statistics_and_benchmark_json(tmp_path):
 
     with pytest.raises(ValueError, match="statistics"):
         rows_from_demo_output(bench, "r1")
+
+
+# --- verdicts that cannot say OK on nothing (issue: empty baseline, NaN, rows without run id, bands) ---
+
+
+def _compare_args(results_dir: Path, baseline: Path, *extra: str) -> list[str]:
+    return ["compare", "--results-dir", str(results_dir), "--baseline", str(baseline), "--html", str(results_dir.parent / "r.html"), *extra]
+
+
+def test_empty_baseline_is_an_error(results_dir, baseline, capsys):
+    baseline.write_text("\n")
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    assert reports_main(_compare_args(results_dir, baseline)) == 2
+    err = capsys.readouterr().err
+    assert "--baseline" in err and "no result rows" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(CompareError, match="baseline holds no result rows"):
+        compare(load_results(results_dir), load_results(baseline))
+
+
+def test_nan_and_infinite_values_are_regressions(results_dir, baseline):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): float("nan"), ("moe-prefill", "pcc"): 0.985,
+                                 ("model-decode", "decode_tok_s_u"): float("inf"), ("new-test", "pcc"): float("nan")})
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    for test_id, metric in (("mla-decode", "pcc"), ("model-decode", "decode_tok_s_u"), ("new-test", "pcc")):
+        assert _status(comparison, test_id, metric) == "regression"
+        detail = comparison.findings.set_index(["test_id", "metric"]).loc[(test_id, metric), "detail"]
+        assert "not a finite number" in detail
+    assert comparison.verdict == "REGRESSED"
+    assert reports_main(_compare_args(results_dir, baseline)) == 1
+
+
+def test_a_baseline_with_nan_is_refused(results_dir, baseline, tmp_path, capsys):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): float("nan"), ("moe-prefill", "pcc"): 0.985})
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 2
+    assert "non-finite" in capsys.readouterr().err
+    bad = tmp_path / "bad-baseline.jsonl"
+    bad.write_text(baseline.read_text().replace('"value": 0.995', '"value": NaN'))
+    assert reports_main(_compare_args(results_dir, bad)) == 2
+    err = capsys.readouterr().err
+    assert "bad-baseline.jsonl:" in err and "finite" in err
+
+
+def test_rows_without_a_run_id_are_an_error(results_dir, baseline, capsys):
+    path = run_file(results_dir, "anonymous")
+    append_rows(path, [ResultRow(test_id="mla-decode", module="mla", mode="decode", metric="pcc", value=0.5, timestamp=BASE_TIME + 99 * 86400)])
+    assert reports_main(_compare_args(results_dir, baseline)) == 2
+    err = capsys.readouterr().err
+    assert "run-anonymous.jsonl:1" in err and "no run_id" in err
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 2
+
+
+def test_the_baseline_run_is_not_compared_with_itself(results_dir, baseline, capsys):
+    assert reports_main(_compare_args(results_dir, baseline)) == 2  # newest run = the promoted one
+    assert "baseline's own run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--min-band", "-0.05"), ("--sigmas", "-3"), ("--min-band", "nan"), ("--sigmas", "x")])
+def test_negative_or_invalid_bands_are_rejected(results_dir, baseline, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        reports_main(_compare_args(results_dir, baseline, flag, value))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(CompareError, match="min_band"):
+        CompareSettings(min_band=-0.01)
+
+
+def test_a_test_failing_in_both_runs_is_not_green(results_dir, tmp_path):
+    failing = {("moe-prefill", "pcc"): False}
+    for index in range(3):
+        _write_run(results_dir, index, {("mla-decode", "pcc"): 0.995, ("moe-prefill", "pcc"): 0.9}, passed=failing)
+    baseline = tmp_path / "b.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995, ("moe-prefill", "pcc"): 0.9}, passed=failing)
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    assert _status(comparison, "moe-prefill", "pcc") == "still_failing"
+    assert comparison.verdict == "FAILING" and comparison.regressed
+    assert reports_main(_compare_args(results_dir, baseline)) == 1
+
+
+def test_stages_of_one_test_are_compared_separately(results_dir, tmp_path):
+    def write(index: int, second_stage: float) -> None:
+        rows = [ResultRow(test_id="block", module="decoder_block", mode="prefill", metric="pcc", value=value, run_id=f"r{index}",
+                          timestamp=BASE_TIME + index * 100 + offset, extra={"stage": stage})
+                for offset, (stage, value) in enumerate((("layers.0", 0.999), ("layers.1", second_stage)))]
+        append_rows(run_file(results_dir, f"r{index}"), rows)
+
+    write(0, 0.999)
+    baseline = tmp_path / "b.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    write(1, 0.95)  # only the second stage drops
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    by_stage = comparison.findings.set_index("stage")["status"]
+    assert by_stage["layers.0"] == "ok" and by_stage["layers.1"] == "regression"
+
+
+def test_metric_kinds_are_generic_over_names():
+    frame = pd.DataFrame({"metric": ["pcc", "lm_eval_hellaswag_acc", "norm_ratio", "tokens_with_other_experts", "decode_tokens_per_s",
+                                     "throughput_ratio_tt_over_reference", "ttft_s", "top1_agreement"],
+                          "threshold": [None, None, None, 0.0, None, None, None, None]})
+    assert accuracy_metrics(frame) == {"pcc", "lm_eval_hellaswag_acc", "norm_ratio", "tokens_with_other_experts", "top1_agreement"}
+    assert perf_family("reference_decode_tokens_per_s") == "throughput"
+    assert not is_ratio_to_one("pcc") and is_ratio_to_one("norm_ratio")
+    assert perf_family("throughput_ratio_tt_over_reference") == "ratio" and perf_family("ttft_s") == "latency"
+
+
+# --- bad input: one clear line, exit 2, nothing the user owns replaced ---
+
+
+def test_a_result_row_that_is_a_list_is_a_clear_error(results_dir, baseline, capsys):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    (results_dir / "run-garbage.jsonl").write_text('[1, 2, 3]\n')
+    for command in (_compare_args(results_dir, baseline), ["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]):
+        assert reports_main(command) == 2
+        err = capsys.readouterr().err
+        assert "run-garbage.jsonl:1" in err and "JSON object" in err and len(err.strip().splitlines()) == 1
+
+
+def test_html_pointing_at_a_directory_is_refused_and_leaves_nothing(results_dir, baseline, tmp_path, capsys, monkeypatch):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    target = tmp_path / "out"
+    target.mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["compare", "--results-dir", str(results_dir), "--baseline", str(baseline), "--html", "out"]
+    assert reports_main(args) == 2
+    assert "--html out: is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not any(target.iterdir())
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path):
+    from reports.__main__ import ReportError, _write_atomic
+
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(ReportError, match="cannot write"):
+        _write_atomic(tmp_path / "dir", "text", "--html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir"]
+
+
+def test_outputs_never_replace_inputs(results_dir, baseline, capsys):
+    _write_run(results_dir, 10, {("mla-decode", "pcc"): 0.995})
+    run10 = run_file(results_dir, "run10")
+    saved = {path: path.read_text() for path in (baseline, run10)}
+    cases = [
+        _compare_args(results_dir, baseline, "--markdown", str(baseline)),
+        ["compare", "--results-dir", str(results_dir), "--baseline", str(baseline), "--html", str(run10)],
+        ["promote", "--results-dir", str(results_dir), "--baseline", str(run10)],
+    ]
+    for args in cases:
+        assert reports_main(args) == 2
+        assert "input" in capsys.readouterr().err
+    assert {path: path.read_text() for path in saved} == saved
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"benchmarks": [1]}', "benchmarks[0]: not an object"),
+    ('{"benchmarks": [{"stats": {"mean": 1}}]}', "no 'fullname'"),
+    ('{"benchmarks": [{"name": "t", "stats": {"mean": "fast"}}]}', "stats.mean"),
+    ("\udcff", "not"),
+])
+def test_ingest_rejects_malformed_benchmark_json(tmp_path, capsys, content, message):
+    bench = tmp_path / "bench.json"
+    bench.write_bytes(content.encode("utf-8", "surrogateescape"))
+    assert reports_main(["ingest", "--results-dir", str(tmp_path / "r"), "--benchmark-json", str(bench)]) == 2
+    err = capsys.readouterr().err
+    assert "bench.json" in err and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+# --- property-based fuzzing of the result-row reader (bounded, CI-sized) ---
+
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+ROW_KEYS = st.sampled_from(["test_id", "module", "mode", "metric", "value", "threshold", "passed", "seq_len", "batch", "mesh",
+                            "dtype_policy", "higher_is_better", "run_id", "timestamp", "extra", "unknown"])
+
+
+def _load_or_clear_error(path: Path) -> pd.DataFrame | None:
+    """The reader's contract: a frame, or ResultFileError naming the file and line; nothing else."""
+    try:
+        return load_results(path)
+    except ResultFileError as exc:
+        assert str(exc).startswith(str(path)), exc
+        assert "\n" not in str(exc)
+        return None
+
+
+@FUZZ
+@given(lines=st.lists(st.text(max_size=60) | st.binary(max_size=40).map(lambda b: b.decode("latin-1")), max_size=6))
+def test_fuzz_arbitrary_lines_never_raise_a_traceback(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("fuzz") / "run-x.jsonl"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
+    _load_or_clear_error(path)
+
+
+@FUZZ
+@given(rows=st.lists(JSON_VALUES | st.dictionaries(ROW_KEYS, JSON_VALUES, max_size=8), min_size=1, max_size=4))
+def test_fuzz_arbitrary_json_rows_parse_or_fail_clearly(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("fuzz") / "run-x.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    frame = _load_or_clear_error(path)
+    if frame is not None:  # accepted rows are exactly the objects with the required fields, in order
+        assert list(frame["test_id"]) == [row["test_id"] for row in rows]
+        assert all(isinstance(v, float) for v in frame["value"])
+
+
+VALID_ROWS = st.builds(
+    ResultRow,
+    test_id=st.text(min_size=1, max_size=30).filter(str.strip),
+    module=st.text(max_size=10), mode=st.sampled_from(["prefill", "decode", "teacher_forcing"]),
+    metric=st.text(min_size=1, max_size=20).filter(str.strip),
+    value=st.floats(allow_nan=True, allow_infinity=True),
+    threshold=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    passed=st.none() | st.booleans(), seq_len=st.none() | st.integers(0, 1 << 20), batch=st.none() | st.integers(0, 4096),
+    mesh=st.none() | st.sampled_from(["1x1", "4x8"]), run_id=st.text(min_size=1, max_size=10),
+    timestamp=st.floats(0, 4e9), extra=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+)
+
+
+@settings(FUZZ, max_examples=50)
+@given(rows=st.lists(VALID_ROWS, min_size=1, max_size=5))
+def test_fuzz_valid_rows_round_trip_through_the_store(tmp_path_factory, rows):
+    directory = tmp_path_factory.mktemp("fuzz")
+    append_rows(directory / "run-a.jsonl", rows)
+    frame = load_results(directory / "run-a.jsonl")
+    assert list(frame["test_id"]) == [r.test_id for r in rows] and list(frame["metric"]) == [r.metric for r in rows]
+    np.testing.assert_array_equal(frame["value"].to_numpy(), np.array([r.value for r in rows]))  # NaN == NaN here
+    (directory / "copy.jsonl").write_text(rows_to_jsonl(frame))
+    again = load_results(directory / "copy.jsonl")
+    pd.testing.assert_frame_equal(again.drop(columns="source"), frame.drop(columns="source"), check_dtype=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(bad=JSON_VALUES | st.dictionaries(ROW_KEYS, JSON_VALUES, max_size=8), command=st.sampled_from(["compare", "promote"]))
+def test_fuzz_reports_cli_answers_bad_rows_with_one_line(tmp_path_factory, bad, command):
+    root = tmp_path_factory.mktemp("cli")
+    _write_run(root / "results", 0, {("a", "pcc"): 0.99})
+    baseline = root / "baseline.jsonl"
+    baseline.write_text(run_file(root / "results", "run00").read_text())
+    (root / "results" / "run-z.jsonl").write_text(json.dumps(bad) + "\n")
+    saved = baseline.read_text()
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = reports_main([command, "--results-dir", str(root / "results"), "--baseline", str(baseline)]
+                            + (["--html", str(root / "r.html")] if command == "compare" else []))
+    assert code in (0, 1, 2)
+    if code == 2:
+        assert len(stderr.getvalue().strip().splitlines()) == 1 and stderr.getvalue().startswith("error: ")
+    if command == "compare":
+        assert baseline.read_text() == saved
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(latest=st.lists(VALID_ROWS, min_size=1, max_size=3), base=st.lists(VALID_ROWS, min_size=1, max_size=3))
+def test_fuzz_any_valid_rows_render_or_fail_clearly(tmp_path_factory, latest, base):
+    from reports.render import render_html, render_markdown
+
+    directory = tmp_path_factory.mktemp("render")
+    append_rows(directory / "results" / "run-new.jsonl", [dataclasses.replace(r, run_id="new", timestamp=2e9) for r in latest])
+    append_rows(directory / "base.jsonl", [dataclasses.replace(r, run_id="base", timestamp=1e9) for r in base])
+    results, baseline = load_results(directory / "results"), load_results(directory / "base.jsonl")
+    try:
+        comparison = compare(results, baseline)
+    except CompareError as exc:
+        assert "finite" in str(exc)  # the only refusal possible here: a baseline holding NaN / inf
+        return
+    assert comparison.verdict in ("OK", "FAILING", "REGRESSED")
+    assert render_markdown(comparison, results).startswith("# deepseek-tt nightly report")
+    assert render_html(comparison, results).rstrip().endswith("</html>")
+
+
+def test_a_norm_ratio_moving_away_from_one_is_a_regression_either_way(results_dir, tmp_path):
+    _write_run(results_dir, 0, {("norm-a", "norm_ratio"): 1.0, ("norm-b", "norm_ratio"): 1.0, ("norm-c", "norm_ratio"): 0.9})
+    baseline = tmp_path / "b.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    _write_run(results_dir, 1, {("norm-a", "norm_ratio"): 1.05, ("norm-b", "norm_ratio"): 0.95, ("norm-c", "norm_ratio"): 1.0})
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    assert _status(comparison, "norm-a", "norm_ratio") == "regression"
+    assert _status(comparison, "norm-b", "norm_ratio") == "regression"
+    assert _status(comparison, "norm-c", "norm_ratio") == "improvement"
