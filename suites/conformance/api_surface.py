@@ -45,6 +45,7 @@ MODEL_API_NAMES = sorted(
     FabricConfig FabricReliabilityMode set_fabric_config DispatchCoreAxis DispatchCoreType DispatchCoreConfig
     all_broadcast tilize untilize tilize_with_val_padding untilize_with_unpadding tilize_with_zero_padding
     NdShardSpec ShardDistributionStrategy experimental.all_gather_async experimental.reduce_scatter_minimal_async
+    sparse_matmul moe_expert_token_remap eq ne divide rdiv get_device_tensors
     """.split()
 )
 

@@ -6,6 +6,8 @@ outliers, tiny and huge exponents, NaN/inf, negative zero, denormals, shapes tha
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -80,7 +82,22 @@ MAPPER_CASES = [
     ("shard_replicate_2x4", (2, 4), [("shard", -1), ("replicate", None)]),
     ("shard_1d_8", (8,), [("shard", 0)]),
     ("replicate_1d_4", (4,), [("replicate", None)]),
+    ("replicate_shard_4x8", (4, 8), [("replicate", None), ("shard", -1)]),
 ]
+
+#: ``ttnn.ShardTensor2dMesh(MeshShape, dims=..., mesh_shape=...)`` (None = replicate along that mesh axis)
+#: as third-party DeepSeek-V3 MLA code calls it on a 4x8 mesh: (name, dims, input shape, torch dtype)
+SHARD2D_CASES = [
+    ("mla_input_none_minus1", (None, -1), (1, 1, 4, 64), torch.float32),
+    ("mla_positions_none_0", (None, 0), (32,), torch.int32),
+    ("mla_weight_0_none", (0, None), (4, 8, 16), torch.float32),
+    ("mla_weight_0_minus2", (0, -2), (4, 8, 16), torch.float32),
+    ("mla_none_none", (None, None), (2, 32), torch.float32),
+]
+
+
+def shard2d_input(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    return torch.arange(math.prod(shape), dtype=torch.float32).reshape(shape).to(dtype)
 
 
 def mapper_input() -> torch.Tensor:
@@ -138,5 +155,21 @@ VALIDATION_CASES = {
     "mapper_uneven_shard": lambda tt: _mapped(tt, torch.zeros(4, 16), (1, 3), [tt.PlacementReplicate(), tt.PlacementShard(1)]),
     "to_torch_multi_shard_without_composer": lambda tt: tt.to_torch(
         _mapped(tt, torch.zeros(4, 16), (1, 2), [tt.PlacementReplicate(), tt.PlacementShard(1)])),
+    "shard_tensor_to_mesh_on_a_shape": lambda tt: tt.ShardTensorToMesh(tt.MeshShape(4, 8), dim=0),
+    "replicate_tensor_to_mesh_on_a_shape": lambda tt: tt.ReplicateTensorToMesh(tt.MeshShape(4, 8)),
+    "create_mesh_mapper_on_a_tuple": lambda tt: tt.create_mesh_mapper((4, 8), tt.MeshMapperConfig(None, -1)),
+    "composer_with_a_none_dim": lambda tt: tt.MeshComposerConfig([None, -1]),
+    "mapper_config_none_placement": lambda tt: tt.MeshMapperConfig([None, tt.PlacementShard(-1)]),
+    "mapper_one_placement_on_4x8": lambda tt: _mapped(tt, torch.zeros(4, 64), (4, 8), [tt.PlacementShard(-1)]),
+    "shard2d_none_uneven_4x8": lambda tt: tt.from_torch(torch.zeros(1, 2, 32, 64), mesh_mapper=tt.ShardTensor2dMesh(
+        tt.MeshShape(4, 8), dims=(None, 1), mesh_shape=tt.MeshShape(4, 8))),
+    "to_dtype_bfp8_row_major_aligned": lambda tt: tt.to_dtype(tt.from_torch(torch.ones(1, 2, 32, 64), dtype=tt.bfloat16),
+                                                              tt.bfloat8_b),
+    "to_dtype_bfp8_row_major_unaligned_width": lambda tt: tt.to_dtype(
+        tt.from_torch(torch.ones(1, 2, 64, 8), dtype=tt.bfloat16), tt.bfloat8_b),
+    "to_dtype_bfp8_row_major_unaligned_height": lambda tt: tt.to_dtype(
+        tt.from_torch(torch.ones(2, 16, 64), dtype=tt.bfloat16), tt.bfloat8_b),
+    "to_dtype_bfp8_tile_unaligned": lambda tt: tt.to_dtype(
+        tt.from_torch(torch.ones(1, 2, 30, 8), dtype=tt.bfloat16, layout=tt.TILE_LAYOUT), tt.bfloat8_b),
     "dump_tensor_wrong_extension": lambda tt: tt.dump_tensor("/nonexistent-dir/x.bin", tt.from_torch(torch.zeros(2))),
 }

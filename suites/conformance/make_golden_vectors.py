@@ -72,6 +72,13 @@ def real_vectors(ttnn: Any) -> dict[str, Any]:
     for name, mesh_shape, spec in cases.MAPPER_CASES:
         mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(list(mesh_shape)), ttnn.MeshMapperConfig(_placements(ttnn, spec)))
         mappers[name] = host_shards(ttnn, ttnn.from_torch(x, dtype=ttnn.float32, mesh_mapper=mapper))
+    shard2d = {}
+    for name, dims, shape, dtype in cases.SHARD2D_CASES:
+        mesh = ttnn.MeshShape(4, 8)
+        mapper = ttnn.ShardTensor2dMesh(mesh, dims=dims, mesh_shape=mesh)
+        x = cases.shard2d_input(shape, dtype)
+        shard2d[name] = host_shards(ttnn, ttnn.from_torch(x, dtype=ttnn.int32 if dtype == torch.int32 else ttnn.float32,
+                                                          mesh_mapper=mapper))
     shard_mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(1, 2), ttnn.MeshMapperConfig([ttnn.PlacementReplicate(), ttnn.PlacementShard(1)]))
     special = {
         "bfp4_per_shard": _compact(host_shards(ttnn, ttnn.from_torch(cases.bfp_shard_input(), dtype=ttnn.bfloat4_b,
@@ -82,7 +89,7 @@ def real_vectors(ttnn: Any) -> dict[str, Any]:
                                                                   layout=tile, col_tilize=True))),
     }
     return {"ttnn_version": REAL_TTNN_VERSION, "validation": validation_outcomes(ttnn), "bfp": bfp, "integers": integers, "padded_shapes": padded,
-            "mappers": mappers, "special": special}
+            "mappers": mappers, "shard2d": shard2d, "special": special}
 
 
 def validation_outcomes(module: Any) -> dict[str, str]:

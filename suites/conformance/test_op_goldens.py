@@ -271,3 +271,100 @@ def test_reducing_collectives(real_ttnn, emulator, mesh_2x4, name):
     err = (composed - gold).abs()
     assert composed.shape == gold.shape, f"{name}: shape {list(composed.shape)} vs golden {list(gold.shape)}"
     assert (err <= 2.0**-7 * sum_of_magnitudes).all(), f"{name}: worst |err| {err.max().item():.3g}"
+
+
+def _sparse_program_config(emulator):
+    return emulator.MatmulMultiCoreReuseMultiCast1DProgramConfig(
+        compute_with_storage_grid_size=emulator.CoreCoord(8, 8), in0_block_w=1, out_subblock_h=1, out_subblock_w=1,
+        per_core_M=1, per_core_N=1, fuse_batch=False, fused_activation=None, mcast_in0=True)
+
+
+SPARSE_MODES = [  # (is_input_a_sparse, is_input_b_sparse, a shape, sparsity shape) from ttnn's table, E = 4
+    (True, True, (1, 4, 32, 64), (1, 1, 1, 4)),
+    (False, True, (2, 3, 32, 64), (2, 3, 1, 4)),
+    (True, False, (3, 4, 32, 64), (1, 1, 3, 4)),
+]
+
+
+@pytest.mark.parametrize(("a_sparse", "b_sparse", "a_shape", "s_shape"), SPARSE_MODES, ids=["both", "b_only", "a_only"])
+def test_sparse_matmul(real_ttnn, emulator, mesh, a_sparse, b_sparse, a_shape, s_shape):
+    a, b = _bf16(*a_shape, seed=40), _bf16(1, 4, 64, 32, seed=41)
+    sparsity = (torch.rand(*s_shape, generator=_gen(42)) > 0.5).float()
+    sparsity.view(-1)[0] = 1.0
+    config = emulator.WormholeComputeKernelConfig(math_fidelity=emulator.MathFidelity.HiFi4, fp32_dest_acc_en=True)
+    result = _out(emulator, emulator.sparse_matmul(
+        _tt(emulator, mesh, a), _tt(emulator, mesh, b), sparsity=_tt(emulator, mesh, sparsity, layout="ROW_MAJOR_LAYOUT"),
+        program_config=_sparse_program_config(emulator), is_input_a_sparse=a_sparse, is_input_b_sparse=b_sparse,
+        compute_kernel_config=config))
+    golden = _golden(real_ttnn, "sparse_matmul")
+    gold = golden(a, b, sparsity=sparsity, is_input_a_sparse=a_sparse, is_input_b_sparse=b_sparse)
+    scale = golden(a.abs(), b.abs(), sparsity=sparsity, is_input_a_sparse=a_sparse, is_input_b_sparse=b_sparse)
+    assert result.shape == gold.shape, f"shape {list(result.shape)} vs golden {list(gold.shape)}"
+    assert ((result - gold).abs() <= 2.0**-7 * scale + 1e-6).all(), f"worst |err| {(result - gold).abs().max().item():.3g}"
+    assert bool(((gold == 0) <= (result == 0)).all()), "skipped pairs read zero"
+
+
+def test_sparse_matmul_compact_and_indexed(real_ttnn, emulator, mesh):
+    a, b = _bf16(1, 4, 32, 64, seed=43), _bf16(1, 4, 64, 32, seed=44)
+    sparsity = torch.tensor([0.0, 1.0, 0.0, 1.0]).reshape(1, 1, 1, 4)
+    cfg = _sparse_program_config(emulator)
+    hifi4 = emulator.WormholeComputeKernelConfig(math_fidelity=emulator.MathFidelity.HiFi4, fp32_dest_acc_en=True)
+    compact = _tt(emulator, mesh, torch.zeros(1, 2, 32, 32))
+    emulator.sparse_matmul(_tt(emulator, mesh, a), _tt(emulator, mesh, b), sparsity=_tt(emulator, mesh, sparsity, layout="ROW_MAJOR_LAYOUT"),
+                           program_config=cfg, nnz=2, is_input_a_sparse=True, optional_output_tensor=compact,
+                           compute_kernel_config=hifi4)
+    golden = _golden(real_ttnn, "sparse_matmul")
+    gold = golden(a, b, sparsity=sparsity, nnz=2, is_input_a_sparse=True, optional_output_tensor=torch.zeros(1, 2, 32, 32))
+    assert ((_out(emulator, compact) - gold).abs() <= 2.0**-7 * (a.abs()[:, [1, 3]] @ b.abs()[:, [1, 3]]) + 1e-6).all()
+    ids = torch.tensor([[2, 0, 3]])
+    a2 = _bf16(2, 1, 32, 64, seed=45)
+    indexed = _out(emulator, emulator.sparse_matmul(
+        _tt(emulator, mesh, a2), _tt(emulator, mesh, b), sparsity=_tt(emulator, mesh, torch.zeros(2, 1, 1, 4), layout="ROW_MAJOR_LAYOUT"),
+        program_config=cfg, indices=_tt(emulator, mesh, ids, "uint16", "ROW_MAJOR_LAYOUT"), compute_kernel_config=hifi4))
+    gold = golden(a2, b, sparsity=torch.zeros(2, 1, 1, 4), indices=ids)
+    scale = golden(a2.abs(), b.abs(), sparsity=torch.zeros(2, 1, 1, 4), indices=ids)
+    assert indexed.shape == gold.shape and ((indexed - gold).abs() <= 2.0**-7 * scale + 1e-6).all()
+
+
+def test_moe_expert_token_remap(real_ttnn, emulator):
+    devices, experts, b, s, k = 4, 8, 2, 8, 2
+    g = _gen(46)
+    topk = torch.rand(devices, b, s, experts, generator=g).to(torch.bfloat16).float()
+    meta = torch.stack([torch.randperm(experts, generator=g)[:k] for _ in range(devices * b * s)]).reshape(devices, b, s, k)
+    mapping = torch.zeros(1, 1, experts, devices)
+    mapping[0, 0, torch.arange(experts), torch.tensor([3, 0, 2, 1, 0, 3, 1, 2])] = 1
+    device = emulator.open_mesh_device(emulator.MeshShape(2, 2))
+    try:
+        shard0 = emulator.ShardTensorToMesh(device, dim=0)
+        rm = dict(layout=emulator.ROW_MAJOR_LAYOUT, device=device)
+        out, reduced = emulator.moe_expert_token_remap(
+            emulator.from_torch(topk, dtype=emulator.bfloat16, mesh_mapper=shard0, **rm),
+            emulator.from_torch(mapping, dtype=emulator.uint16, mesh_mapper=emulator.ReplicateTensorToMesh(device), **rm),
+            emulator.from_torch(meta, dtype=emulator.uint16, mesh_mapper=shard0, **rm), reduction_size=4)
+        compose = emulator.ConcatMeshToTensor(device, dim=0)
+        got, got_reduced = emulator.to_torch(out, mesh_composer=compose).float(), emulator.to_torch(reduced, mesh_composer=compose)
+    finally:
+        emulator.close_mesh_device(device)
+    gold, gold_reduced = _golden(real_ttnn, "moe_expert_token_remap")(topk, mapping, meta, reduction_size=4)
+    _check(got, gold.float(), EXACT, "moe_expert_token_remap mapping")
+    assert torch.equal(got_reduced.to(torch.int64), gold_reduced.reshape(got_reduced.shape).to(torch.int64)), "reduced"
+
+
+@pytest.mark.parametrize("name", ["eq", "ne"])
+def test_comparison_and_tensor_operators(real_ttnn, emulator, mesh, name):
+    a = torch.round(_bf16(32, 64, seed=47) * 2) / 2
+    b = torch.round(_bf16(32, 64, seed=48) * 2) / 2
+    ta, tb = _tt(emulator, mesh, a), _tt(emulator, mesh, b)
+    gold = _golden(real_ttnn, name)(a, b)
+    _check(_out(emulator, getattr(emulator, name)(ta, tb)), gold.float(), EXACT, name)
+    _check(_out(emulator, (ta == tb) if name == "eq" else (ta != tb)), gold.float(), EXACT, f"Tensor operator {name}")
+
+
+def test_rdiv_and_divide(real_ttnn, emulator, mesh):
+    x = (_bf16(32, 64, seed=49).abs() + 0.25).to(torch.bfloat16).float()
+    t = _tt(emulator, mesh, x, "float32")
+    _check(_out(emulator, emulator.rdiv(t, 3.0)), _golden(real_ttnn, "rdiv")(x, 3.0), ONE_ULP, "rdiv")
+    _check(_out(emulator, 3.0 / t), _golden(real_ttnn, "rdiv")(x, 3.0), ONE_ULP, "Tensor.__rtruediv__")
+    y = (_bf16(32, 64, seed=50).abs() + 0.5).to(torch.bfloat16).float()
+    _check(_out(emulator, emulator.divide(t, _tt(emulator, mesh, y, "float32"))), _golden(real_ttnn, "divide")(x, y),
+           ONE_ULP, "divide")

@@ -84,6 +84,17 @@ def test_mesh_mapper_shards(vectors):
         assert torch.equal(emulated, vectors["mappers"][name]), name
 
 
+def test_shard2d_none_dims_on_4x8(vectors):
+    """``ShardTensor2dMesh`` with a None (replicated) mesh axis, as MLA code uses it on a 4x8 mesh."""
+    for name, dims, shape, dtype in cases.SHARD2D_CASES:
+        mesh = ttnn.MeshShape(4, 8)
+        x = cases.shard2d_input(shape, dtype)
+        t = ttnn.from_torch(x, dtype=ttnn.int32 if dtype == torch.int32 else ttnn.float32,
+                            mesh_mapper=ttnn.ShardTensor2dMesh(mesh, dims=dims, mesh_shape=mesh))
+        shards = torch.stack([ttnn.to_torch(s) for s in ttnn.get_device_tensors(t)])
+        assert torch.equal(shards, vectors["shard2d"][name]), name
+
+
 def test_special_conversions(vectors):
     special = vectors["special"]
     mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(1, 2), ttnn.MeshMapperConfig([ttnn.PlacementReplicate(), ttnn.PlacementShard(1)]))

@@ -117,3 +117,62 @@ def test_mesh_device_reports_wormhole_properties():
     assert (grid.x, grid.y) == (8, 8)
     assert tuple(mesh.shape) == (1, 2) and list(mesh.shape) == [1, 2] and mesh.shape.mesh_size() == 2
     assert tuple(ttnn.open_mesh_device().shape) == (1, 1)
+
+
+@pytest.mark.parametrize("dims", [(0, None), (0, -1), (None, -1), (None, None)])
+def test_mla_style_host_weight_path_on_4x8(tmp_path, dims):
+    """Third-party MLA weight conversion on 4x8: a host multi-device tensor from ``ShardTensor2dMesh`` with a
+    None (replicated) mesh axis, ``to_dtype`` to bfloat8_b, ``.to(TILE)``, ``reshape``, dump, load onto the
+    mesh; every device holds the slice of its (row, col) and the composer restores the stacked weight."""
+    device = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
+    try:
+        w = torch.randn(4, 64, 256).to(torch.bfloat16).float()
+        mapper = ttnn.ShardTensor2dMesh(device, mesh_shape=device.shape, dims=dims)
+        host = ttnn.from_torch(w, layout=ttnn.ROW_MAJOR_LAYOUT, memory_config=ttnn.DRAM_MEMORY_CONFIG, mesh_mapper=mapper)
+        host = ttnn.to_dtype(host, ttnn.bfloat8_b).to(ttnn.TILE_LAYOUT)
+        host = host.reshape(list(host.shape))
+        ttnn.dump_tensor(tmp_path / "w.tensorbin", host)
+        loaded = ttnn.load_tensor(tmp_path / "w.tensorbin", device=device)
+        assert loaded.storage_type() == ttnn.StorageType.DEVICE and loaded.dtype == ttnn.bfloat8_b
+        held = torch.stack(_shards(loaded))  # [32, *shard]
+        full = ttnn.to_torch(ttnn.from_torch(w, dtype=ttnn.bfloat8_b, layout=ttnn.TILE_LAYOUT)).float()
+        for r in range(4):
+            for c in range(8):
+                expect = full
+                if dims[0] is not None:
+                    expect = expect.chunk(4, dim=dims[0])[r]
+                if dims[1] is not None:
+                    expect = expect.chunk(8, dim=dims[1])[c]
+                assert torch.equal(held[r * 8 + c], expect), (dims, r, c)
+        if None not in dims:
+            composer = ttnn.ConcatMesh2dToTensor(device, dims=dims, mesh_shape=device.shape)
+            assert torch.equal(ttnn.to_torch(loaded, mesh_composer=composer).float(), full)
+    finally:
+        ttnn.close_mesh_device(device)
+
+
+def test_mla_style_inputs_and_outputs_on_4x8():
+    """MLA test inputs: activations ``(None, -1)``, int32 positions ``(None, 0)``, replicated page table; the
+    output composed with ``ConcatMesh2dToTensor(dims=(0, -1))`` stacks the mesh rows."""
+    device = ttnn.open_mesh_device(ttnn.MeshShape(4, 8))
+    try:
+        x = torch.randn(1, 1, 32, 256).to(torch.bfloat16)
+        tt_x = ttnn.from_torch(x, device=device, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT,
+                               mesh_mapper=ttnn.ShardTensor2dMesh(device, dims=(None, -1), mesh_shape=device.shape))
+        assert list(tt_x.shape) == [1, 1, 32, 32]
+        out = ttnn.to_torch(tt_x, mesh_composer=ttnn.ConcatMesh2dToTensor(device, dims=(0, -1), mesh_shape=device.shape))
+        assert torch.equal(out, x.expand(4, 1, 32, 256))
+        pos = torch.arange(32, dtype=torch.int32)
+        tt_pos = ttnn.from_torch(pos, device=device, dtype=ttnn.int32,
+                                 mesh_mapper=ttnn.ShardTensor2dMesh(device, dims=(None, 0), mesh_shape=device.shape))
+        assert [ttnn.to_torch(s).tolist() for s in ttnn.get_device_tensors(tt_pos)][9] == [4, 5, 6, 7]  # row 1, col 1
+        table = ttnn.from_torch(torch.arange(16, dtype=torch.int32).reshape(4, 4), dtype=ttnn.int32, device=device,
+                                layout=ttnn.ROW_MAJOR_LAYOUT, mesh_mapper=ttnn.ReplicateTensorToMesh(device))
+        assert all(torch.equal(ttnn.to_torch(s), torch.arange(16, dtype=torch.int32).reshape(4, 4))
+                   for s in ttnn.get_device_tensors(table))
+        with pytest.raises(TypeError, match="incompatible function arguments"):
+            ttnn.ConcatMesh2dToTensor(device, dims=(None, -1), mesh_shape=device.shape)
+        with pytest.raises(TypeError, match="MeshDevice"):
+            ttnn.ShardTensorToMesh(device.shape, dim=0)
+    finally:
+        ttnn.close_mesh_device(device)

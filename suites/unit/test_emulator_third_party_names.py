@@ -91,3 +91,28 @@ def test_infrastructure_calls_are_validated(mesh) -> None:
     with pytest.raises(TypeError, match="multi_device_global_semaphore"):
         ttnn.experimental.all_gather_async(ttnn.from_torch(torch.ones(1, 1, 32, 32), dtype=ttnn.bfloat16, device=mesh), 3, [object()])
     assert sem.value == 0
+
+
+def test_tensor_equality_is_elementwise_and_hash_is_identity(mesh) -> None:
+    """As ttnn 0.81.1: ``==`` / ``!=`` are ttnn.eq / ttnn.ne (tensors), ``__hash__`` stays object's."""
+    x = torch.tensor([[1.0, 2.0], [3.0, 2.0]])
+    d = ttnn.from_torch(x, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, device=mesh)
+    e = ttnn.from_torch(torch.full((2, 2), 2.0), dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, device=mesh)
+    assert torch.equal(ttnn.to_torch(d == 2.0).float(), (x == 2).float())
+    assert torch.equal(ttnn.to_torch(d != e).float(), (x != 2).float())
+    assert isinstance(d == d, ttnn.Tensor)
+    assert type(d).__hash__ is object.__hash__ and hash(d) == object.__hash__(d)
+    assert {d: "d", e: "e"}[e] == "e" and d in [d] and len({d, e}) == 2  # identity first, as Python does
+    with pytest.raises(RuntimeError, match="StorageType::DEVICE"):
+        ttnn.from_torch(x, dtype=ttnn.bfloat16) == 2.0  # noqa: B015 (on host, as ttnn.eq refuses)
+
+
+def test_divide_is_div_and_rdiv(mesh) -> None:
+    x = torch.tensor([[1.0, 2.0], [4.0, -8.0]])
+    d = ttnn.from_torch(x, dtype=ttnn.float32, layout=ttnn.TILE_LAYOUT, device=mesh)
+    assert ttnn.divide is ttnn.div
+    assert torch.equal(ttnn.to_torch(ttnn.rdiv(d, 3.0)), 3.0 / x)
+    assert torch.equal(ttnn.to_torch(ttnn.rdiv(d, 3.0, rounding_mode="floor")), torch.floor(3.0 / x))
+    assert torch.equal(ttnn.to_torch(6 / d), 6.0 / x)
+    with pytest.raises(TypeError, match="value must be a number"):
+        ttnn.rdiv(d, d)

@@ -293,6 +293,9 @@ class MeshComposerConfig:
         if isinstance(dims, int):  # 2-D form (row_dim, col_dim, mesh_shape_override=None, mesh_offset_override=...)
             dims, mesh_shape_override = [dims, mesh_shape_override], mesh_offset_override
             mesh_offset_override = more[0] if more else None
+        if any(isinstance(d, bool) or not isinstance(d, int) for d in dims):
+            raise TypeError(f"MeshComposerConfig(): incompatible function arguments: every concat dim must be an int "
+                            f"(a composer has no replicate/None dim), got {list(dims)}")
         self.dims = [int(d) for d in dims]
         self.mesh_shape_override = None if mesh_shape_override is None else MeshShape(mesh_shape_override)
         if mesh_offset_override is not None and any(mesh_offset_override.coords):
@@ -401,8 +404,23 @@ class ReplicateTensorToMeshWrapper:
         return self._mapper
 
 
-def _mesh_shape_of(mesh: "MeshDevice | MeshShape") -> MeshShape:
-    return mesh.shape if isinstance(mesh, MeshDevice) else MeshShape(mesh)
+def _mesh_shape_of(mesh: "MeshDevice | MeshShape", fn: str = "create_mesh_mapper") -> MeshShape:
+    """The shape of a mesh device or a ``MeshShape`` (create_mesh_mapper's two overloads); anything else is
+    refused with a TypeError, as ttnn's bindings do."""
+    if isinstance(mesh, MeshDevice):
+        return mesh.shape
+    if isinstance(mesh, MeshShape):
+        return mesh
+    raise TypeError(f"{fn}(): incompatible function arguments: the first argument must be a ttnn.MeshDevice or a "
+                    f"ttnn.MeshShape, got {type(mesh).__name__}")
+
+
+def _device_shape(mesh_device: "MeshDevice", fn: str) -> MeshShape:
+    """The shape of a mesh device; ttnn's ``fn`` has no overload taking a ``MeshShape`` (TypeError)."""
+    if not isinstance(mesh_device, MeshDevice):
+        raise TypeError(f"{fn}(): incompatible function arguments: mesh_device must be a ttnn.MeshDevice, "
+                        f"got {type(mesh_device).__name__}")
+    return mesh_device.shape
 
 
 def create_mesh_mapper(mesh_device: "MeshDevice | MeshShape", config: MeshMapperConfig) -> TensorToMesh:
@@ -413,7 +431,7 @@ def create_mesh_mapper(mesh_device: "MeshDevice | MeshShape", config: MeshMapper
 
 
 def create_mesh_composer(mesh_device: "MeshDevice | MeshShape", config: MeshComposerConfig) -> MeshToTensor:
-    shape = config.mesh_shape_override or _mesh_shape_of(mesh_device)
+    shape = config.mesh_shape_override or _device_shape(mesh_device, "create_mesh_composer")
     if len(config.dims) not in (1, shape.dims()):
         raise RuntimeError(f"create_mesh_composer: {len(config.dims)} dims for mesh {shape}")
     device = mesh_device if isinstance(mesh_device, MeshDevice) else None
@@ -421,17 +439,17 @@ def create_mesh_composer(mesh_device: "MeshDevice | MeshShape", config: MeshComp
 
 
 def replicate_tensor_to_mesh_mapper(mesh_device: MeshDevice) -> TensorToMesh:
-    shape = _mesh_shape_of(mesh_device)
+    shape = _device_shape(mesh_device, "replicate_tensor_to_mesh_mapper")
     return TensorToMesh(shape, MeshShape(shape.mesh_size()), [PlacementReplicate()], mesh_device)
 
 
 def shard_tensor_to_mesh_mapper(mesh_device: MeshDevice, dim: int) -> TensorToMesh:
-    shape = _mesh_shape_of(mesh_device)
+    shape = _device_shape(mesh_device, "shard_tensor_to_mesh_mapper")
     return TensorToMesh(shape, MeshShape(shape.mesh_size()), [PlacementShard(dim)], mesh_device)
 
 
 def concat_mesh_to_tensor_composer(mesh_device: MeshDevice, dim: int) -> MeshToTensor:
-    return MeshToTensor(_mesh_shape_of(mesh_device), [dim], mesh_device)
+    return MeshToTensor(_device_shape(mesh_device, "concat_mesh_to_tensor_composer"), [dim], mesh_device)
 
 
 def ReplicateTensorToMesh(mesh_device: MeshDevice) -> ReplicateTensorToMeshWrapper:

@@ -154,6 +154,26 @@ def div(
     )
 
 
+#: ``ttnn.divide`` is the very same operation object as ``ttnn.div`` in ttnn 0.81.
+divide = div
+
+
+@device_op
+def rdiv(input_tensor: Any, value: float, *, rounding_mode: str | None = None, memory_config: Any = None,
+         output_tensor: Any = None, sub_core_grids: Any = None) -> Any:
+    """``ttnn.rdiv(t, value)``: ``value / t`` element-wise (``rounding_mode`` None, "trunc" or "floor"),
+    what ``value / t`` (``Tensor.__rtruediv__``) runs."""
+    if not is_tensor(input_tensor):
+        raise TypeError(f"ttnn.rdiv: input_tensor must be a ttnn.Tensor, got {type(input_tensor).__name__}")
+    if is_tensor(value) or not isinstance(value, (int, float)):
+        raise TypeError(f"ttnn.rdiv: value must be a number, got {type(value).__name__}")
+    if rounding_mode not in (None, "trunc", "floor"):
+        raise RuntimeError(f"ttnn.rdiv: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    x = compute_dtype(data(input_tensor))
+    out = torch.div(torch.full_like(x, float(value)), x, rounding_mode=rounding_mode)
+    return _into(make(out, input_tensor, memory_config=memory_config), output_tensor)
+
+
 # --- unary -----------------------------------------------------------------------------------------
 
 
@@ -287,7 +307,7 @@ def where(
     return _into(make(out.to(torch.float32), like, memory_config=memory_config), output_tensor)
 
 __all__ = [
-    "add", "sub", "subtract", "mul", "multiply", "div", "maximum", "minimum",
+    "add", "sub", "subtract", "mul", "multiply", "div", "divide", "rdiv", "maximum", "minimum",
     "eq", "ne", "gt", "ge", "lt", "le", "logical_and", "logical_or", "logical_not",
     "silu", "sigmoid", "exp", "neg", "reciprocal", "rsqrt", "sqrt", "square", "relu", "gelu", "tanh", "abs", "log",
     "softmax", "where", "SigmoidMode",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .. import types as T
-from ._common import data, make, require_device, same_mesh
+from ._common import compute_dtype, data, make, require_device, same_mesh
 from .collectives import group_gather, groups
 from .trace import device_op
 
@@ -159,4 +159,72 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
     return make(out, input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
 
 
-__all__ = ["all_to_all_dispatch", "all_to_all_combine"]
+@device_op
+def moe_expert_token_remap(topk_tensor: Any, expert_mapping_tensor: Any, expert_metadata_tensor: Any, *,
+                           memory_config: Any = None, optional_output_mapping_tensor: Any = None,
+                           optional_output_reduced_tensor: Any = None, reduction_size: int = 16) -> tuple:
+    """``ttnn.moe_expert_token_remap``: per device, the top-k weights of its local experts.
+
+    Per device: ``topk_tensor`` [1, B, S, E] (weights of every global expert), ``expert_mapping_tensor``
+    [1, 1, E, D] (one-hot expert -> device over the whole mesh), ``expert_metadata_tensor`` [1, B, S, K]
+    (the selected global expert ids, from all_to_all_dispatch). Returns ``(mapping, reduced)``:
+    mapping [1, B, S, E/D] holds the token's weight for local expert j (the device's experts in
+    ascending global id) when the token selected it, else 0; reduced [1, B*S/reduction_size, E/D]
+    (UINT16) is 1 where any token of that chunk of ``reduction_size`` tokens has a non-zero weight.
+    """
+    op = "ttnn.moe_expert_token_remap"
+    for t, name in ((topk_tensor, "topk_tensor"), (expert_mapping_tensor, "expert_mapping_tensor"),
+                    (expert_metadata_tensor, "expert_metadata_tensor")):
+        require_device(t, op, name)
+        if t.layout != T.Layout.ROW_MAJOR:
+            raise RuntimeError(f"{op}: {name} must be in row major layout")
+        if len(t.shape) != 4:
+            raise RuntimeError(f"{op}: {name} must be rank 4, got {list(t.shape)}")
+    same_mesh(op, topk_tensor, expert_mapping_tensor, expert_metadata_tensor)
+    for t, name in ((expert_metadata_tensor, "Metadata"), (expert_mapping_tensor, "Mapping")):
+        if t.dtype != T.DataType.UINT16:
+            raise RuntimeError(f"{op}: {name} tensor must be uint16, got {t.dtype}")
+    topk = compute_dtype(data(topk_tensor))
+    n = topk.shape[0]
+    table = _mapping(expert_mapping_tensor, n, op).to(topk.device)  # [E, D]
+    if table.shape[0] != topk.shape[-1]:
+        raise RuntimeError(f"{op}: Expected mapping shape dim 2 to be equal to topk dim 3 (number of experts), "
+                           f"got {table.shape[0]} and {topk.shape[-1]} respectively")
+    meta = data(expert_metadata_tensor).long()
+    if meta.shape[2] != topk.shape[2]:
+        raise RuntimeError(f"{op}: Expected metadata dim 1 to be equal to topk dim 1 (batch size), "
+                           f"got {meta.shape[2]} and {topk.shape[2]}, respectively")
+    if meta.shape[1:4] != topk.shape[1:4]:
+        raise RuntimeError(f"{op}: metadata {list(expert_metadata_tensor.shape)} and topk {list(topk_tensor.shape)} "
+                           "must match on the batch and sequence dims")
+    per_device = table.sum(dim=0)
+    local = table.shape[0] // n
+    if bool((per_device != local).any()):
+        raise RuntimeError(f"{op}: every device must hold experts / devices = {local} experts; the mapping gives "
+                           f"{per_device.tolist()}")
+    tokens = meta.shape[2] * meta.shape[3]
+    if reduction_size <= 0 or tokens % reduction_size:
+        raise RuntimeError(f"{op}: reduction_size ({reduction_size}) must be positive and divide batch * seq ({tokens})")
+    experts = table.t().long().argsort(dim=1, descending=True, stable=True)[:, :local].sort(dim=1).values  # [D, local]
+    weights = topk.gather(-1, experts.view(n, 1, 1, 1, local).expand(*topk.shape[:-1], local))  # [n, 1, B, S, local]
+    selected = (meta.unsqueeze(-1) == experts.view(n, 1, 1, 1, 1, local)).any(dim=-2)  # [n, 1, B, S, local]
+    mapping = torch.where(selected, weights, torch.zeros((), dtype=weights.dtype, device=weights.device))
+    reduced = (mapping.reshape(n, 1, tokens // reduction_size, reduction_size, local) != 0).any(dim=3)
+    mc = memory_config or T.DRAM_MEMORY_CONFIG
+    out_mapping = make(mapping, topk_tensor, layout=T.Layout.ROW_MAJOR, memory_config=mc)
+    out_reduced = make(reduced.to(torch.int32), topk_tensor, dtype=T.DataType.UINT16, layout=T.Layout.ROW_MAJOR,
+                       memory_config=mc)
+    outputs = []
+    for result, given, name in ((out_mapping, optional_output_mapping_tensor, "optional_output_mapping_tensor"),
+                                (out_reduced, optional_output_reduced_tensor, "optional_output_reduced_tensor")):
+        if given is None:
+            outputs.append(result)
+            continue
+        if tuple(given.shape) != tuple(result.shape):
+            raise RuntimeError(f"{op}: {name} has shape {list(given.shape)}, the output is {list(result.shape)}")
+        given._data = make(data(result), given, dtype=given.dtype)._data
+        outputs.append(given)
+    return tuple(outputs)
+
+
+__all__ = ["all_to_all_dispatch", "all_to_all_combine", "moe_expert_token_remap"]

@@ -1,6 +1,6 @@
 """Tensor-level ops and ``ttnn.Tensor`` operators/methods as real ttnn defines them.
 
-``t + u`` is ``ttnn.add(t, u)`` (``-``, ``*``, ``/``, comparisons, ``@`` likewise: device tensors only,
+``t + u`` is ``ttnn.add(t, u)`` (``-``, ``*``, ``/``, ``==``/``!=`` and the other comparisons, ``@`` likewise: device tensors only,
 as on hardware), ``t[...]`` slices (integer indices drop the dim; a scalar result raises), ``t.reshape``
 and ``t.to(layout)`` work on host tensors too. Also ``unsqueeze_to_4D``, ``copy``, ``to_dtype``,
 ``from_host_shards``, the tilize / untilize family, ``all_broadcast`` and the async CCL names of
@@ -38,11 +38,6 @@ def _binary(name: str, reverse: bool = False):
     return method
 
 
-def _rdiv(self: Any, other: Any) -> Any:
-    """``other / self`` (``ttnn.rdiv``)."""
-    _require_device_storage(self, "ttnn.Tensor operator (rdiv)")
-    x = data(self).to(torch.float32)
-    return make(float(other) / x, self)
 
 
 def _getitem(self: Any, slices: Any) -> Any:
@@ -108,13 +103,16 @@ def _install_tensor_methods() -> None:
     cls = tensor_cls()
     if getattr(cls, "_ttnn_operators_installed", False):
         return
+    # As ttnn.operations: ``==`` / ``!=`` are the element-wise ttnn.eq / ttnn.ne (a tensor, not a bool).
+    # They are set after the class is made, so ``__hash__`` stays object's (identity), as in ttnn.
     for op, name in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"), ("truediv", "div"),
-                     ("gt", "gt"), ("ge", "ge"), ("lt", "lt"), ("le", "le"), ("matmul", "matmul")):
+                     ("eq", "eq"), ("ne", "ne"), ("gt", "gt"), ("ge", "ge"), ("lt", "lt"), ("le", "le"),
+                     ("matmul", "matmul")):
         setattr(cls, f"__{op}__", _binary(name))
     cls.__radd__ = _binary("add")
     cls.__rmul__ = _binary("multiply")
     cls.__rsub__ = _binary("subtract", reverse=True)
-    cls.__rtruediv__ = _rdiv
+    cls.__rtruediv__ = _binary("rdiv")  # ttnn.rdiv(self, other): other / self
     cls.__getitem__ = _getitem
     cls.reshape = _reshape
     _original_to = cls.to
@@ -153,8 +151,13 @@ def to_dtype(tensor: Any, dtype: Any) -> Any:
     if device_of(tensor) is not None:
         raise RuntimeError("ttnn.to_dtype: only host tensors can be converted (use ttnn.typecast on device)")
     layout = tensor.layout
-    if dtype in T.BLOCK_FLOAT_DTYPES:
+    if dtype in T.BLOCK_FLOAT_DTYPES and layout != T.Layout.TILE:
         layout = T.Layout.TILE
+        shape = list(tensor.shape)
+        if len(shape) < 2 or shape[-1] % 32 or shape[-2] % 32:  # the row-major physical shape would change
+            raise RuntimeError(f"ttnn.to_dtype: Converting layout to Layout::TILE implicitly changed the physical shape "
+                               f"of {shape} due to alignment constraints. This is currently unsupported. Please pad the "
+                               "tensor explicitly before conversion.")
     return tensor_cls().from_stacked(data(tensor), dtype=dtype, layout=layout, device=None,
                                      memory_config=tensor.memory_config(), mesh_shape=tensor.mesh_shape)
 
