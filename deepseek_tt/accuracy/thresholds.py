@@ -69,12 +69,17 @@ MAGNITUDE_LIMITS: dict[tuple[str, str, str], MagnitudeLimits] = {
     ("decoder_block_real", "*", "default"): MagnitudeLimits(0.018, 0.021),  # measured worst 0.0107 / 0.00805 (n=2)
     ("distributed_rms_norm", "*", "default"): MagnitudeLimits(0.0048, 0.002),  # measured worst 0.00298 / 0.000132 (n=7)
     ("embedding", "*", "default"): MagnitudeLimits(0.0027, 0.002),  # measured worst 0.00166 / 1.26e-05 (n=7)
-    ("experts", "*", "default"): MagnitudeLimits(0.28, 0.0093),  # measured worst 0.172 / 0.00371 (n=2)
+    # every one of the 64 routed experts on 1x1 and 4x8, prefill and decode (the first calibration saw only the
+    # recorded worst-PCC expert); a 1.4% norm deviation is what bfp4 noise of relative error 0.177 implies
+    # (uncorrelated error: | ||a|| / ||e|| - 1 | ~ rel_err^2 / 2 = 0.0157)
+    ("experts", "*", "default"): MagnitudeLimits(0.28, 0.035),  # measured worst 0.177 / 0.0140 (n=256)
     ("kvpe_cache", "*", "default"): MagnitudeLimits(0.02, 0.002),  # measured worst 0.0124 / 0.000662 (n=12)
     ("lm_head", "*", "default"): MagnitudeLimits(0.014, 0.0072),  # measured worst 0.00819 / 0.00286 (n=7)
     ("mla", "*", "default"): MagnitudeLimits(0.048, 0.026),  # measured worst 0.0297 / 0.0102 (n=15)
     ("mlp", "*", "default"): MagnitudeLimits(0.028, 0.024),  # measured worst 0.0172 / 0.00937 (n=8)
     ("model", "*", "default"): MagnitudeLimits(0.16, 0.011),  # measured worst 0.0942 / 0.00402 (n=6)
+    # the server's per-token prompt logprobs of the embedded model (echo, 127 tokens) against the reference's
+    ("served_logprobs", "*", "default"): MagnitudeLimits(0.0085, 0.002),  # measured 0.00507 / 0.00028 (n=1)
     ("moe", "*", "default"): MagnitudeLimits(0.18, 0.036),  # measured worst 0.112 / 0.0142 (n=8)
     ("moe_decoder_block", "*", "default"): MagnitudeLimits(0.14, 0.0091),  # measured worst 0.086 / 0.00362 (n=5)
     ("moe_gate", "*", "default"): MagnitudeLimits(0.0028, 0.002),  # measured worst 0.00175 / 0.000243 (n=4)

@@ -2,7 +2,7 @@
 0) of a fixed text against the transformers reference's on the same tokens.
 
 Tolerances are the accuracy suite's: PCC of the per-token logprobs >= ``served_logprobs`` (the
-full-model logits threshold), top-1 agreement of the reported alternatives with the reference's argmax
+full-model logits threshold) and their relative error / norm ratio within its magnitude limits, top-1 agreement of the reported alternatives with the reference's argmax
 >= the strict teacher-forcing top-1 threshold.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold, teacher_forcing_threshold
 from reference_models.reference import load_reference_model
@@ -52,4 +53,6 @@ def test_served_logprobs_match_the_reference(live_server, serving_model_path, re
                   seq_len=len(ids), batch=1, mesh="1x1")
     print(f"served vs reference logprobs over {len(ids) - 1} tokens: PCC {value:.5f}, top-1 {agreement:.3f}, max |diff| {max_abs:.4f}")
     assert value >= threshold, f"served logprobs PCC {value:.5f} < {threshold} (max |diff| {max_abs:.4f})"
+    check_against_reference("served_logprobs", "prefill", "default", ref_lp, served_lp, record_result, what="served prompt logprobs",
+                            metric_prefix="logprobs.", seq_len=len(ids), batch=1, mesh="1x1", weights="checkpoint")
     assert agreement >= top1_threshold, f"served top-1 agreement {agreement:.3f} < {top1_threshold}"

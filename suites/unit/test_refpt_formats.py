@@ -93,15 +93,21 @@ def test_multi_entry_v1_needs_an_index(tmp_path):
         load_refpt(tmp_path / "multi.refpt", entry_index=2)
 
 
+def _with_chat_template(model_dir: Path, out: Path, template: str | None) -> Path:
+    """A copy of ``model_dir`` whose tokenizer has ``template`` as its chat template (None: none at all)."""
+    shutil.copytree(model_dir, out)
+    config_file = out / "tokenizer_config.json"
+    config = {k: v for k, v in json.loads(config_file.read_text()).items() if k != "chat_template"}
+    config_file.write_text(json.dumps(config if template is None else {**config, "chat_template": template}))
+    return out
+
+
 def test_chat_template_prompt(micro, tmp_path, capsys):
-    argv = ["--model-path", str(micro), "--prompt", PROMPT, "--total-length", "24", "--output-file", str(tmp_path / "x.refpt")]
+    plain = _with_chat_template(micro, tmp_path / "plain_model", None)
+    argv = ["--model-path", str(plain), "--prompt", PROMPT, "--total-length", "24", "--output-file", str(tmp_path / "x.refpt")]
     assert main([*argv, "--chat-template"]) == 2
     assert capsys.readouterr().err.startswith("error: --prompt: the tokenizer has no chat_template")
-    chat = tmp_path / "chat_model"
-    shutil.copytree(micro, chat)
-    config_file = chat / "tokenizer_config.json"
-    config = json.loads(config_file.read_text())
-    config_file.write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
+    chat = _with_chat_template(micro, tmp_path / "chat_model", CHAT_TEMPLATE)
     raw = _generate(chat, tmp_path / "chat.refpt", "--chat-template", "--format", "v1", total=64)
     from transformers import AutoTokenizer
 
