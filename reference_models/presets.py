@@ -1,4 +1,4 @@
-"""Named DeepSeek-V3 model presets (DESIGN.md section 4), all defined here and nowhere else.
+"""Named DeepSeek-V3 model presets (docs/DESIGN.md section 4), all defined here and nowhere else.
 
 - ``tiny``: every architectural feature (MLA with q_lora_rank, YaRN, dense + MoE layers, grouped
   routing with n_group/topk_group, shared expert, correction bias, normalised top-k,
@@ -7,7 +7,7 @@
 - ``galaxy-tiny``: shapes that shard across a 4x8 Galaxy mesh like the real model (hidden and vocab
   divisible by 32 devices x 32, heads divisible by 32, experts divisible by 32 devices, intermediate
   sizes divisible by 8 x 32); the KV down-projection is 128-ragged like the real 576-row one.
-- ``full``: the real DeepSeek-V3 dims (FACTS.md); use it with few layers.
+- ``full``: the real DeepSeek-V3 dims (docs/HARDWARE.md section 4); use it with few layers.
 
 Presets carry no ``quantization_config``; the checkpoint writer adds the official one. The MTP layer is
 not modelled (``num_nextn_predict_layers=0``).

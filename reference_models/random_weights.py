@@ -1,6 +1,6 @@
 """Random DeepSeek-V3 weights with realistic scales, generated tensor by tensor.
 
-Scales are chosen so that every feature matters (DESIGN.md section 4): projections have std
+Scales are chosen so that every feature matters (docs/DESIGN.md section 4): projections have std
 1/sqrt(fan_in) (activations keep unit scale, attention logits are far from uniform), norm weights
 are near 1 with spread, embeddings have std 1, router logits have unit scale so the sigmoid scores
 spread, the correction bias is non-zero and large enough to change expert selection, and the LM head

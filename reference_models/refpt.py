@@ -131,7 +131,7 @@ def encode_chat_prompt(tokenizer, text: str, source: str = "--chat-template") ->
 
 
 def to_v1(ref: dict[str, torch.Tensor], n_prompt: int, metadata: dict) -> dict:
-    """The v1 dict (DESIGN.md section 6) of a v0 reference split at ``n_prompt``."""
+    """The v1 dict (docs/DESIGN.md section 6) of a v0 reference split at ``n_prompt``."""
     tokens = ref[REFERENCE_TOKENS]
     return {
         REFERENCE_TOKENS: tokens,

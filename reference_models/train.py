@@ -1,4 +1,4 @@
-"""Train the small DeepSeek-V3-architecture model the project embeds (DESIGN.md section 4).
+"""Train the small DeepSeek-V3-architecture model the project embeds (docs/DESIGN.md section 4).
 
 ``python -m reference_models.train --out /tmp/dsv3-train --steps 600 --seed 0`` trains transformers'
 ``DeepseekV3ForCausalLM`` from scratch on the offline corpus of ``reference_models.corpus`` with a BPE

@@ -25,7 +25,7 @@ DEFAULT_RESULTS_DIR = Path("results")
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One measured value (DESIGN.md section 5)."""
+    """One measured value (docs/DESIGN.md section 5.5)."""
 
     test_id: str
     module: str

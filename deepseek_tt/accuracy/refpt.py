@@ -1,8 +1,8 @@
-"""Reader of teacher-forcing reference files (``.refpt`` / ``.pt``, DESIGN.md section 6).
+"""Reader of teacher-forcing reference files (``.refpt`` / ``.pt``, docs/DESIGN.md section 6).
 
 Accepted layouts (a ``torch.save`` dict):
 
-- v0 (the seed's): ``reference_tokens`` LongTensor [1, T] (or [T]) and optional ``top5_tokens``
+- v0 (the original demo's): ``reference_tokens`` LongTensor [1, T] (or [T]) and optional ``top5_tokens``
   LongTensor [T, 5]; the prompt is the first ``T // 2 + 1`` tokens unless a prompt length is given.
 - v1, single entry: the v0 keys plus any of ``prompt_tokens``, ``generated_tokens``, ``tf_prompt_len``,
   ``metadata``; either at top level or as the only element of an ``entries`` list. When

@@ -1,4 +1,4 @@
-"""The one table of accuracy thresholds (DESIGN.md section 5): module x mode x dtype policy -> PCC,
+"""The one table of accuracy thresholds (docs/DESIGN.md section 5.4): module x mode x dtype policy -> PCC,
 magnitude limits (relative error, norm ratio), full-model top-1 agreement, gate weight sums, teacher forcing.
 
 Two tiers. ``default`` (bfp8 / bfp4 weights): the PCC floors are tt-metal's hardware anchors (never

@@ -1,4 +1,4 @@
-"""Weight records, placeholders, and the run-config merge (DESIGN.md section 3, stage 3).
+"""Weight records, placeholders, and the run-config merge (docs/DESIGN.md section 3, stage 3).
 
 A module's three configs are nested dicts with the same key structure:
 

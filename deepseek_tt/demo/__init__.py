@@ -1,4 +1,4 @@
-"""The DeepSeek-V3 demo (seed README): ``run_demo`` and the CLI ``python -m deepseek_tt.demo``."""
+"""The DeepSeek-V3 demo (docs/DEMO_CONTRACT.md): ``run_demo`` and the CLI ``python -m deepseek_tt.demo``."""
 
 from deepseek_tt.demo.cli import create_parser, main
 from deepseek_tt.demo.errors import DemoInputError

@@ -1,6 +1,6 @@
-"""``python -m deepseek_tt.demo`` / ``deepseek-tt-demo``: the seed README's demo CLI, flag for flag.
+"""``python -m deepseek_tt.demo`` / ``deepseek-tt-demo``: the original demo's CLI (docs/DEMO_CONTRACT.md), flag for flag.
 
-Seed flags keep their names, defaults and meanings; ``--backend``, ``--mesh-shape``, ``--runtime``,
+The original demo's flags keep their names and meanings, and their defaults except where docs/DEMO_CONTRACT.md section 1 says otherwise; ``--backend``, ``--mesh-shape``, ``--runtime``,
 ``--dtype-policy``, the sampling flags and ``--random-weights-preset`` are this project's additions.
 Bad input prints one ``error:`` line to stderr and exits with status 2 (no traceback).
 """

@@ -1,4 +1,4 @@
-"""Where the demo's model, tokenizer and cache come from (seed README defaults).
+"""Where the demo's model, tokenizer and cache come from (the original demo's defaults, docs/DEMO_CONTRACT.md section 1).
 
 ``--model-path``: the flag, else ``$DEEPSEEK_V3_HF_MODEL``, else the embedded trained model
 (``reference_models.embedded.embedded_model_path()``); while that is not available, a random-weights

@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 
 
 def default_output_path(prompts_file: str | Path) -> Path:
-    """``<prompts-file-stem>_output.json`` in the current directory (the seed README's default)."""
+    """``<prompts-file-stem>_output.json`` in the current directory (the original demo's default, docs/DEMO_CONTRACT.md section 3)."""
     return Path(f"{Path(prompts_file).stem}_output.json")
 
 

@@ -1,4 +1,4 @@
-"""Prompt files of the seed README: ``[{"prompt": ...}, ...]`` or ``{"prompts": [{"prompt": ...}, ...]}``."""
+"""Prompt files of the original demo (docs/DEMO_CONTRACT.md section 2): ``[{"prompt": ...}, ...]`` or ``{"prompts": [{"prompt": ...}, ...]}``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``run_demo``: the demo as a function (seed README, "Programmatic usage"); the CLI calls it."""
+"""``run_demo``: the demo as a function (docs/DEMO_CONTRACT.md section 5); the CLI calls it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Generators over the runtime facade: batch-parallel (``bp``) and pipeline-parallel (``pp``), sampling,
-traced decode, teacher forcing and the statistics of DESIGN.md section 7."""
+traced decode, teacher forcing and the statistics of docs/DESIGN.md section 7."""
 
 from __future__ import annotations
 

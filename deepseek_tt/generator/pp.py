@@ -13,7 +13,7 @@ every active user: its time is the summed time of the micro-batch items of that 
 
 Over a model without stages (the transformers reference runtime) the generator interleaves users:
 each tick prefills the next waiting user and runs one decode step of the users already running.
-Tracing is not supported with pp (as in the seed README).
+Tracing is not supported with pp (as in the original demo, docs/DEMO_CONTRACT.md section 1).
 """
 
 from __future__ import annotations

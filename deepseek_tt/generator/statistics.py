@@ -1,4 +1,4 @@
-"""Generation statistics (DESIGN.md section 7) and the recorder the generators fill in.
+"""Generation statistics (docs/DESIGN.md section 7) and the recorder the generators fill in.
 
 Definitions (every rate is ``None`` when there is nothing to measure):
 

@@ -1,4 +1,4 @@
-"""Teacher-forced decoding of one sequence against a reference (``--token-accuracy``, DESIGN.md section 6).
+"""Teacher-forced decoding of one sequence against a reference (``--token-accuracy``, docs/DESIGN.md section 6).
 
 The prompt ``tokens[:P]`` is prefilled as user 0; then every step feeds the ground-truth token (not the
 prediction) and compares the model's argmax for position ``i`` with the reference's argmax there (top-1:

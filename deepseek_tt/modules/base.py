@@ -1,4 +1,4 @@
-"""The three-stage module contract (DESIGN.md section 3, seed README "How to develop").
+"""The three-stage module contract (docs/DESIGN.md section 3).
 
 A module is a namespace class, never instantiated::
 

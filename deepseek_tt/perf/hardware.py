@@ -1,4 +1,4 @@
-"""Tenstorrent system figures used by the roofline (sources: ../shared/FACTS.md, vendor spec sheets)."""
+"""Tenstorrent system figures used by the roofline (figures and their sources: docs/HARDWARE.md)."""
 
 from __future__ import annotations
 

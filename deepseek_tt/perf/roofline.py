@@ -13,7 +13,7 @@ FLOPs and its collective traffic, and turns them into a lower bound on step time
 - the step bound is the sum over ops of max(DRAM, compute), plus the collectives (not overlapped).
 
 ``weights_only`` reproduces the usual back-of-envelope figure (every weight byte read once per step,
-spread over all chips, nothing else counted), which is what FACTS.md quotes.
+spread over all chips, nothing else counted), which is what docs/HARDWARE.md section 6 quotes.
 
     python -m deepseek_tt.perf.roofline --preset full --system TG --users 1
 """

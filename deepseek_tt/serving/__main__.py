@@ -3,7 +3,7 @@
     python -m deepseek_tt.serving --port 8000                     # embedded model, MESH_DEVICE or 1x1
     MESH_DEVICE="(4,8)" python -m deepseek_tt.serving --model-path $DEEPSEEK_V3_HF_MODEL
 
-The served model id is ``$HF_MODEL`` (the seed README's variable) or ``deepseek-ai/DeepSeek-R1-0528``,
+The served model id is ``$HF_MODEL`` (the original demo's variable, docs/DEMO_CONTRACT.md section 7) or ``deepseek-ai/DeepSeek-R1-0528``,
 plus the model directory's name; requests naming either are accepted.
 """
 

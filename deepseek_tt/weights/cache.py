@@ -1,4 +1,4 @@
-"""The converted-weight cache (DESIGN.md section 3).
+"""The converted-weight cache (docs/DESIGN.md section 3).
 
 Layout: ``<cache-dir>/<fingerprint>/mesh_<R>x<C>/`` holding the dumped ttnn tensors and ``manifest.json``
 (the fingerprint inputs, the weight config with relative paths, and each file's size and xxh3-128

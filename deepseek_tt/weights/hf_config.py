@@ -1,4 +1,4 @@
-"""Reading and validating a model directory's ``config.json`` (DESIGN.md section 8)."""
+"""Reading and validating a model directory's ``config.json`` (docs/DESIGN.md section 8)."""
 
 from __future__ import annotations
 

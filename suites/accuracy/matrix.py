@@ -1,4 +1,4 @@
-"""The accuracy matrix: module x mode x seq_len x users x mesh x dtype policy x weights (DESIGN.md section 5).
+"""The accuracy matrix: module x mode x seq_len x users x mesh x dtype policy x weights (docs/DESIGN.md section 5.3).
 
 A case's id reads ``mla-decode-seq1-users32-mesh4x8-bfp8-random``. Cases sharing a *run* (mode, seq_len,
 mesh, policy, weights) share one pass over the model, computed once per session by :func:`run_for`:

@@ -1,4 +1,4 @@
-"""Every argument of the seed README's demo CLI on a tiny checkpoint (documented behaviour, default,
+"""Every argument of the original demo's CLI (docs/DEMO_CONTRACT.md) on a tiny checkpoint (documented behaviour, default,
 interaction). The model runtime is the torch reference here; test_tt_runtime.py repeats the key
 checks on the TT-NN model."""
 
@@ -24,7 +24,7 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_parser_defaults_match_the_seed_readme():
+def test_parser_defaults_match_the_original_demo():
     args = create_parser().parse_args([])
     assert args.prompts == [] and args.prompts_file is None and args.num_prompts is None
     assert args.output_path is None and args.model_path is None and args.cache_dir is None

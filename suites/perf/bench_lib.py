@@ -1,4 +1,4 @@
-"""Shared pieces of the throughput benchmarks: timing, the DESIGN.md section 7 statistics, roofline bounds
+"""Shared pieces of the throughput benchmarks: timing, the docs/DESIGN.md section 7 statistics, roofline bounds
 and recording (``benchmark.extra_info`` + result rows).
 
 Timing follows the anchor: the first (compile) step is a warm-up round and never counted; a step's time

@@ -12,8 +12,8 @@ from suites.serving.conftest import SERVED_NAME
 
 pytestmark = pytest.mark.unit
 
-#: The seed README's request, as written.
-SEED_CURL_BODY = {"model": SERVED_NAME, "prompt": "San Francisco is a", "max_tokens": 32, "temperature": 0, "top_p": 0.9, "top_k": 10}
+#: The original demo's request (docs/DEMO_CONTRACT.md section 7), as written.
+ORIGINAL_DEMO_CURL_BODY = {"model": SERVED_NAME, "prompt": "San Francisco is a", "max_tokens": 32, "temperature": 0, "top_p": 0.9, "top_k": 10}
 
 PROMPTS = [f"The {word} module provides" for word in
            "os sys json re string socket pickle shutil random logging".split()]
@@ -29,16 +29,16 @@ def _stream_events(response: httpx.Response) -> list[str]:
     return [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
 
 
-def test_seed_curl_request(live_server):
+def test_original_demo_curl_request(live_server):
     with live_server.client() as client:
-        response = client.post("/v1/completions", headers={"Content-Type": "application/json"}, content=json.dumps(SEED_CURL_BODY))
+        response = client.post("/v1/completions", headers={"Content-Type": "application/json"}, content=json.dumps(ORIGINAL_DEMO_CURL_BODY))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "text_completion" and body["model"] == SERVED_NAME
     choice = body["choices"][0]
     assert choice["finish_reason"] in ("length", "stop")
     usage = body["usage"]
-    assert usage["prompt_tokens"] == len(live_server.stack.tokenizer.encode(SEED_CURL_BODY["prompt"]))
+    assert usage["prompt_tokens"] == len(live_server.stack.tokenizer.encode(ORIGINAL_DEMO_CURL_BODY["prompt"]))
     assert 1 <= usage["completion_tokens"] <= 32
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     if choice["finish_reason"] == "length":

@@ -1,4 +1,4 @@
-"""Bad model directories give one clear error naming the file or key (DESIGN.md section 8)."""
+"""Bad model directories give one clear error naming the file or key (docs/DESIGN.md section 8)."""
 
 import json
 import shutil

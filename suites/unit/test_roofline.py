@@ -1,4 +1,4 @@
-"""The roofline estimator against FACTS.md's published decode bounds, and its internal consistency."""
+"""The roofline estimator against the published decode bounds of docs/HARDWARE.md section 6, and its internal consistency."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from reference_models.presets import get_preset
 
 pytestmark = pytest.mark.unit
 
-#: FACTS.md: one Wormhole Galaxy, weights only, all weights sharded over every chip.
+#: docs/HARDWARE.md section 6: one Wormhole Galaxy, weights only, all weights sharded over every chip.
 BFP8_EVERYWHERE = DtypePolicy(name="bfp8", expert_gate_up="bfloat8_b", router="bfloat8_b", embedding="bfloat8_b")
 BFP4_EXPERTS = DtypePolicy(
     name="bfp4-experts", expert_gate_up="bfloat4_b", expert_down="bfloat4_b", router="bfloat8_b", embedding="bfloat8_b"

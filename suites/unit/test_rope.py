@@ -64,7 +64,7 @@ def test_softmax_scale_matches_transformers(name: str) -> None:
 
 
 def test_official_softmax_scale_figure() -> None:
-    # FACTS.md: 192^-0.5 x (0.1 ln 40 + 1)^2 = 0.13523 for the real DeepSeek-V3 config.
+    # docs/HARDWARE.md section 4: 192^-0.5 x (0.1 ln 40 + 1)^2 = 0.13523 for the real DeepSeek-V3 config.
     assert rope.softmax_scale(get_preset("full", num_layers=1)) == pytest.approx(0.13523, abs=5e-6)
 
 

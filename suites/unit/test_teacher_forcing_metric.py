@@ -1,4 +1,4 @@
-"""Teacher-forced top-1 compares with the reference's argmax (top-5 row 0), as DESIGN.md section 6 defines."""
+"""Teacher-forced top-1 compares with the reference's argmax (top-5 row 0), as docs/DESIGN.md section 6 defines."""
 
 from __future__ import annotations
 

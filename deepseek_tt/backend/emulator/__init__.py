@@ -1,4 +1,4 @@
-"""Torch emulator of the ttnn API subset that the DeepSeek-V3 model uses (DESIGN.md section 2).
+"""Torch emulator of the ttnn API subset that the DeepSeek-V3 model uses (docs/DESIGN.md section 2).
 
 Import it as ``from deepseek_tt.backend import ttnn``; it exposes real ttnn's names. The core
 (types, numerics, Tensor, mesh, mappers, serialization) lives beside this file; ops live in ``ops/``
