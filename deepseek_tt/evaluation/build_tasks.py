@@ -8,11 +8,13 @@ saw), at most one item per document and task, chosen with a fixed seed:
 
 - ``pydoc_mc``: multiple choice (scored by log-likelihood). The context is the document up to the end
   of a sentence (at most ``CONTEXT_CHARS`` characters, cut at a line start); the choices are the first
-  ``CHOICE_WORDS`` words of the true next sentence and of the next sentences of three other documents.
-  Chance is 1/4.
-- ``pydoc_gen``: greedy generation. The context is cut the same way inside a sentence, after at least
-  ``MIN_LEAD_WORDS`` of its words; the target is the next word. Scored by whether the first word the model
-  writes is the target (chance is about 0 with a 4096-token vocabulary).
+  ``CHOICE_WORDS`` words of the true next sentence and three variants of it with one pair of
+  neighbouring words swapped (the first word kept), so every choice has the same words and length and
+  only the model's sense of the language can tell them apart. Chance is 1/4.
+- ``pydoc_gen``: greedy generation. The context is cut the same way before a word (at least
+  ``MIN_LEAD_CHARS`` characters into the document); the target is that word. Scored by whether the
+  first word the model writes is the target (exact match; a model that always writes the most frequent
+  target scores its frequency, see ``majority_baseline``).
 
 The data depends on the stdlib of the Python that runs this (the model card names 3.11.7); the JSONL
 files are committed, so the suite never rebuilds them.
@@ -33,7 +35,7 @@ SEED = 20240616
 CONTEXT_CHARS = 320
 CHOICE_WORDS = 6
 NUM_CHOICES = 4
-MIN_LEAD_WORDS = 4
+MIN_LEAD_CHARS = 80
 MC_ITEMS = 60
 GEN_ITEMS = 40
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
@@ -73,45 +75,55 @@ def _boundaries(doc: Document) -> list[tuple[int, list[str]]]:
     return found
 
 
+def _swaps(words: list[str], rng: random.Random, count: int) -> list[str]:
+    """``count`` distinct variants of ``words`` with one pair of neighbouring words swapped (the first word
+    stays first), none equal to the original."""
+    original, variants = " ".join(words), []
+    for i in range(1, len(words) - 1):
+        swapped = [*words[:i], words[i + 1], words[i], *words[i + 2:]]
+        text = " ".join(swapped)
+        if text != original and text not in variants:
+            variants.append(text)
+    if len(variants) < count:
+        return []
+    return rng.sample(variants, count)
+
+
 def build_mc(docs: list[Document], rng: random.Random) -> list[dict]:
     candidates = []
     for doc in docs:
-        spots = _boundaries(doc)
+        spots = [(end, words) for end, words in _boundaries(doc)
+                 if len(_swaps(words[:CHOICE_WORDS], random.Random(0), NUM_CHOICES - 1)) == NUM_CHOICES - 1]
         if spots:
             end, words = rng.choice(spots)
-            candidates.append((doc.name, _context(doc.text, end), " ".join(words[:CHOICE_WORDS])))
+            candidates.append((doc.name, _context(doc.text, end), words[:CHOICE_WORDS]))
     rng.shuffle(candidates)
-    items = candidates[:MC_ITEMS]
-    if len(items) < MC_ITEMS:
-        raise SystemExit(f"only {len(items)} documents have a usable sentence boundary (need {MC_ITEMS})")
+    if len(candidates) < MC_ITEMS:
+        raise SystemExit(f"only {len(candidates)} documents have a usable sentence boundary (need {MC_ITEMS})")
     rows = []
-    for i, (name, context, answer) in enumerate(items):
-        others = [c[2] for j, c in enumerate(candidates) if j != i and c[2] != answer]
-        choices = [answer, *rng.sample(others, NUM_CHOICES - 1)]
+    for i, (name, context, words) in enumerate(candidates[:MC_ITEMS]):
+        answer = " ".join(words)
+        choices = [answer, *_swaps(words, rng, NUM_CHOICES - 1)]
         rng.shuffle(choices)
         rows.append({"id": f"mc-{i:03d}", "source": name, "context": context, "choices": choices,
                      "label": choices.index(answer)})
     return rows
 
 
+def _gen_spots(text: str) -> list[tuple[int, str]]:
+    """(start, word) for every word of ``text`` usable as a generation target: a plain word (letters only)
+    after a space, ``MIN_LEAD_CHARS`` or more characters in."""
+    return [(match.start(), match.group(1)) for match in re.finditer(r"(?<= )([A-Za-z]+)(?=[\s.,;:)]|$)", text)
+            if match.start() >= MIN_LEAD_CHARS]
+
+
 def build_gen(docs: list[Document], rng: random.Random) -> list[dict]:
     candidates = []
     for doc in docs:
-        spots = [(end, words) for end, words in _boundaries(doc) if len(words) > MIN_LEAD_WORDS + 1]
-        if not spots:
-            continue
-        end, words = rng.choice(spots)
-        lead = rng.randrange(MIN_LEAD_WORDS, len(words) - 1)
-        target = _WORD.search(words[lead])
-        if target is None or target.start() != 0:
-            continue
-        sentence_start = end + len(re.match(r"\s*", doc.text[end:]).group())
-        # the context: text up to the sentence plus its first `lead` words as written (line breaks kept)
-        pos = sentence_start
-        for _ in range(lead):
-            pos = re.compile(r"\S+\s*").match(doc.text, pos).end()
-        context = _context(doc.text, pos)
-        candidates.append({"source": doc.name, "context": context, "target": target.group()})
+        spots = _gen_spots(doc.text)
+        if spots:
+            start, word = rng.choice(spots)
+            candidates.append({"source": doc.name, "context": _context(doc.text, start), "target": word})
     rng.shuffle(candidates)
     if len(candidates) < GEN_ITEMS:
         raise SystemExit(f"only {len(candidates)} documents fit the generation task (need {GEN_ITEMS})")
