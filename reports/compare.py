@@ -30,6 +30,10 @@ ACCURACY_TOLERANCES: dict[str, float] = {
     "kvpe_pcc": 0.0005,
 }
 
+#: lm-eval task scores (``lm_eval_<task>_<metric>``, deepseek_tt.evaluation) are bounded scores too,
+#: judged with the tolerance of the server-vs-reference agreement.
+LM_EVAL_PREFIX, LM_EVAL_TOLERANCE = "lm_eval_", 0.05
+
 #: Statuses from most to least severe (reports list findings in this order).
 STATUS_ORDER = ["new_failure", "regression", "missing", "new", "improvement", "ok"]
 
@@ -76,7 +80,7 @@ def _per_key(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _is_accuracy(metric: str) -> bool:
-    return metric in ACCURACY_TOLERANCES or metric.endswith("pcc") or metric.startswith("top")
+    return metric in ACCURACY_TOLERANCES or metric.endswith("pcc") or metric.startswith(("top", LM_EVAL_PREFIX))
 
 
 def _noise_band(history: pd.DataFrame, test_id: str, metric: str, settings: CompareSettings) -> float:
@@ -121,7 +125,8 @@ def compare(
         if record.get("passed") is False and record.get("passed_base") is not False:
             status, detail = "new_failure", f"passed in the baseline, fails now (threshold {record.get('threshold')})"
         elif _is_accuracy(metric):
-            tolerance = settings.accuracy_tolerances.get(metric, settings.default_accuracy_tolerance)
+            default = LM_EVAL_TOLERANCE if metric.startswith(LM_EVAL_PREFIX) else settings.default_accuracy_tolerance
+            tolerance = settings.accuracy_tolerances.get(metric, default)
             finding["band"] = tolerance
             if signed < -tolerance:
                 status, detail = "regression", f"dropped {abs(delta):.4g} (tolerance {tolerance:g})"
