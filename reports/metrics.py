@@ -22,7 +22,9 @@ _LATENCY_HINTS = ("ttft", "latency", "time", "_ms", "seconds")
 
 #: Absolute tolerance of an accuracy metric, by exact name; then by the first matching hint; then the default.
 ACCURACY_TOLERANCES: dict[str, float] = {"pcc": 0.002, "top1": 0.02, "top5": 0.02, "kvpe_pcc": 0.0005}
-_TOLERANCE_HINTS = (("pcc", 0.002), ("top1", 0.02), ("top5", 0.02), ("agreement", 0.02), ("accuracy", 0.02), ("lm_eval", 0.02))
+_TOLERANCE_HINTS = (("pcc", 0.002), ("top1", 0.02), ("top5", 0.02), ("agreement", 0.02), ("accuracy", 0.02),
+                    # lm-eval task scores (deepseek_tt.evaluation): the server-vs-reference agreement tolerance
+                    ("lm_eval", 0.05))
 DEFAULT_ACCURACY_TOLERANCE = 0.01
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The nightly sequence as one local command: accuracy suite, perf suite, then the regression report.
+# The nightly sequence as one local command: accuracy suite, perf suite, task-level accuracy through
+# lm-evaluation-harness (needs the `eval` extra), then the regression report.
 #   scripts/nightly.sh [--backend ttnn --mesh-shape TG]      (extra args go to both pytest runs)
 # Environment: RESULTS_DIR (default results/nightly), BASELINE (default reports/baselines/<backend>.jsonl).
 # Exit status: non-zero when a suite failed or the report found a regression.
@@ -16,6 +17,8 @@ status=0
 python -m pytest -m accuracy --results-dir "$results_dir" "$@" || status=$?
 python -m pytest -m perf --benchmark-enable --benchmark-json "$results_dir/benchmark-$DEEPSEEK_TT_RUN_ID.json" \
     --results-dir "$results_dir" "$@" || status=$?
+# lm-eval on the shipped task: the served TT-NN model vs the transformers reference (rows lm_eval_*)
+python -m deepseek_tt.evaluation --results-dir "$results_dir" --run "$DEEPSEEK_TT_RUN_ID" || status=$?
 python -m reports ingest --results-dir "$results_dir" --run "$DEEPSEEK_TT_RUN_ID" \
     --benchmark-json "$results_dir/benchmark-$DEEPSEEK_TT_RUN_ID.json" || status=$?
 if [ -f "$baseline" ]; then

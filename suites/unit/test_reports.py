@@ -461,3 +461,14 @@ def test_a_norm_ratio_moving_away_from_one_is_a_regression_either_way(results_di
     assert _status(comparison, "norm-a", "norm_ratio") == "regression"
     assert _status(comparison, "norm-b", "norm_ratio") == "regression"
     assert _status(comparison, "norm-c", "norm_ratio") == "improvement"
+
+
+def test_lm_eval_scores_are_judged_by_the_agreement_tolerance(tmp_path):
+    """lm-eval task scores are bounded scores: a drop beyond 0.05 regresses, one item (1/60) does not."""
+    results_dir, baseline = tmp_path / "results", tmp_path / "baseline.jsonl"
+    _write_run(results_dir, 0, {("eval", "lm_eval_pydoc_mc_acc"): 0.8333, ("eval", "lm_eval_pydoc_gen_exact_match"): 0.25})
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+    _write_run(results_dir, 1, {("eval", "lm_eval_pydoc_mc_acc"): 0.8167, ("eval", "lm_eval_pydoc_gen_exact_match"): 0.175})
+    comparison = compare(load_results(results_dir), load_results(baseline))
+    assert _status(comparison, "eval", "lm_eval_pydoc_mc_acc") == "ok"
+    assert _status(comparison, "eval", "lm_eval_pydoc_gen_exact_match") == "regression"
