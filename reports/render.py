@@ -17,7 +17,7 @@ import pandas as pd
 
 from reports.compare import STATUS_ORDER, Comparison, RunInfo
 from reports.metrics import case_label, case_labels
-from reports.views import REGRESSING, Cell, accuracy_matrix, family_title, perf_series, teacher_forcing_table
+from reports.views import Cell, accuracy_matrix, family_title, perf_series, teacher_forcing_table
 
 _HEADLINE = {
     "new_failure": "newly failing", "regression": "regressed", "missing": "missing", "still_failing": "still failing",

@@ -69,7 +69,7 @@ def results_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def baseline(results_dir: Path, tmp_path: Path) -> Path:
-    nominal = _history(results_dir)
+    _history(results_dir)
     path = tmp_path / "baseline.jsonl"
     assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(path)]) == 0
     return path
