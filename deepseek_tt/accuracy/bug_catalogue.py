@@ -49,6 +49,15 @@ class Failure:
     message: str
 
     @property
+    def how(self) -> str:
+        """``assert`` for a failed check, else the exception type (a crash still fails CI, but says less)."""
+        if self.is_assertion:
+            return "assert"
+        head = self.message.split(":", 1)[0].strip()
+        kind = head if head.isidentifier() else "crash"
+        return kind if self.kind == "FAILED" else f"{kind} (setup)"
+
+    @property
     def is_assertion(self) -> bool:
         """A failed check (assert / pytest.fail), not a crash of the code under test or of the harness."""
         return self.kind == "FAILED" and self.message.startswith(("AssertionError", "assert ", "Failed:"))
@@ -214,6 +223,7 @@ def _rows(outcomes: Sequence[Outcome]) -> list[dict[str, str]]:
             "category": o.category,
             "status": o.status,
             "caught by": o.caught_by or "-",
+            "how": o.failures[0].how if o.caught and o.failures else "-",
             "seconds": f"{o.seconds:.0f}",
         }
         for o in outcomes
@@ -230,10 +240,11 @@ def format_table(outcomes: Sequence[Outcome]) -> str:
 
 def markdown_table(outcomes: Sequence[Outcome], *, title: str, total_s: float) -> str:
     rows = _rows(outcomes)
-    header = ["bug", "category", "status", "caught by", "seconds"]
+    header = ["bug", "category", "status", "caught by", "how", "seconds"]
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:
-        cells = [row["bug"], row["category"], row["status"], f"`{row['caught by']}`" if row["caught by"] != "-" else "-", row["seconds"]]
+        caught_by = f"`{row['caught by']}`" if row["caught by"] != "-" else "-"
+        cells = [row["bug"], row["category"], row["status"], caught_by, row["how"], row["seconds"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     caught = sum(o.caught for o in outcomes if o.category != "-")
     total = sum(1 for o in outcomes if o.category != "-")

@@ -96,6 +96,9 @@ def test_verdict():
     assert runner.verdict("base", "-", 1, 3.0, fail, baseline=True).status == runner.ERROR
     assert fail[0].is_assertion and not runner.Failure("FAILED", "n", "ValueError: x").is_assertion
     assert not runner.Failure("ERROR", "n", "AssertionError: in a fixture").is_assertion
+    assert runner.Failure("FAILED", "n", "RuntimeError: position 96").how == "RuntimeError"
+    assert runner.Failure("ERROR", "n", "ValueError: x").how == "ValueError (setup)"
+    assert fail[0].how == "assert"
 
 
 def test_summary_parsing():
@@ -169,10 +172,17 @@ def test_runner_end_to_end_on_a_fake_repository(fake_repo: Path):
 def test_markdown_table():
     outcomes = [
         runner.Outcome("baseline (no bug)", "-", runner.NOT_CAUGHT, seconds=10),
-        runner.Outcome("b1", "routing", runner.CAUGHT, caught_by="suites/a.py::t[x|y]", seconds=5),
+        runner.Outcome("b1", "routing", runner.CAUGHT, caught_by="suites/a.py::t[x|y]", seconds=5,
+                       failures=[runner.Failure("FAILED", "suites/a.py::t[x|y]", "AssertionError: PCC")]),
         runner.Outcome("b2", "norms", runner.NOT_CAUGHT, seconds=7),
     ]
     text = runner.markdown_table(outcomes, title="t", total_s=120)
-    assert "| b1 | routing | caught | `suites/a.py::t[x\\|y]` | 5 |" in text
+    assert "| b1 | routing | caught | `suites/a.py::t[x\\|y]` | assert | 5 |" in text
     assert "1 of 2 bugs caught" in text
     assert "b2" in runner.format_table(outcomes)
+
+
+def test_docs_list_every_bug():
+    text = (ROOT / "docs" / "BUG_CATALOGUE.md").read_text()
+    missing = [b.name for b in BUGS if f"`{b.name}`" not in text]
+    assert not missing, f"docs/BUG_CATALOGUE.md does not list {missing}"
