@@ -214,10 +214,16 @@ BUGS: tuple[Bug, ...] = (
         (Edit(MLA, "kvpe = ttnn.concat([kv_nope, k_rope], dim=-1)", "kvpe = ttnn.concat([k_rope, kv_nope], dim=-1)"),),
     ),
     Bug(
-        "prefill_cache_on_wrong_device",
-        "prefill fills the user's pages on mesh coordinate (col, row) instead of (row, col)",
+        "prefill_cache_user_in_row_zero",
+        "prefill places the user by its index within its row (user_id % 32): users of rows 1-3 fill row 0's pages",
         "kv_cache",
-        (Edit(MLA, "mesh_coords={ttnn.MeshCoordinate(row, col)}", "mesh_coords={ttnn.MeshCoordinate(col, row)}"),),
+        (
+            Edit(
+                MLA,
+                'row, col, slot = user_location(int(user_id), cfg["mesh_shape"], cfg["users_per_row"])',
+                'row, col, slot = user_location(int(user_id) % cfg["users_per_row"], cfg["mesh_shape"], cfg["users_per_row"])',
+            ),
+        ),
     ),
     # --- norms -----------------------------------------------------------------------------------
     Bug(
