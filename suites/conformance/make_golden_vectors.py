@@ -1,7 +1,8 @@
 """Write golden vectors made by the real ttnn wheel to ``fixtures/golden/`` (run under Python 3.12).
 
-    TT_METAL_MOCK_CLUSTER_DESC_PATH=../shared/ttnn/cluster_descs/wormhole_N150.yaml \\
-        .venv312/bin/python -m suites.conformance.make_golden_vectors
+    .venv312/bin/python -m suites.conformance.make_golden_vectors
+
+(the mock cluster descriptor the wheel needs is generated: ``suites/conformance/mock_cluster.py``).
 
 Outputs (checked by ``suites/unit/test_emulator_golden.py`` on Python 3.11 without ttnn):
 - ``ttnn_host_conversion.pt``: inputs and real outputs of bfloat8_b / bfloat4_b / bfloat16 / integer

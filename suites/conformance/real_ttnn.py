@@ -1,8 +1,8 @@
 """Loading the real ``ttnn`` wheel for host-side cross-checks (no Tenstorrent hardware needed).
 
 The wheel's host conversions run when ``TT_METAL_MOCK_CLUSTER_DESC_PATH`` names a cluster descriptor;
-when it is unset, the N150 descriptor in ``../shared/ttnn/cluster_descs/`` (beside the repository) is
-used. Importing ttnn can abort the process on a broken setup, so the import is first tried in a
+when it is unset, the project writes its own single-chip N150 descriptor (:mod:`.mock_cluster`) and
+points the variable at it. Importing ttnn can abort the process on a broken setup, so the import is first tried in a
 subprocess and a failure becomes a reason to skip.
 """
 
@@ -15,10 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
+from .mock_cluster import write_mock_cluster_descriptor
+
 MOCK_ENV = "TT_METAL_MOCK_CLUSTER_DESC_PATH"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CLUSTER_DESC_DIR = REPO_ROOT.parent / "shared" / "ttnn" / "cluster_descs"
-DEFAULT_CLUSTER_DESC = CLUSTER_DESC_DIR / "wormhole_N150.yaml"
 REAL_TTNN_VERSION = "0.81.1"
 
 _PROBE = "import torch, ttnn; ttnn.to_torch(ttnn.from_torch(torch.ones(32, 32), dtype=ttnn.bfloat8_b, layout=ttnn.TILE_LAYOUT))"
@@ -33,12 +32,7 @@ def _configure_environment() -> None:
         if not Path(os.environ[MOCK_ENV]).is_file():
             raise RealTtnnUnavailable(f"${MOCK_ENV}={os.environ[MOCK_ENV]} is not a file")
         return
-    if DEFAULT_CLUSTER_DESC.is_file():
-        os.environ[MOCK_ENV] = str(DEFAULT_CLUSTER_DESC)
-    else:
-        raise RealTtnnUnavailable(
-            f"${MOCK_ENV} is unset and {DEFAULT_CLUSTER_DESC} does not exist (no mock cluster descriptor)"
-        )
+    os.environ[MOCK_ENV] = str(write_mock_cluster_descriptor())
 
 
 @lru_cache(maxsize=1)
