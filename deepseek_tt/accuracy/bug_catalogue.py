@@ -313,9 +313,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
 
+    # One snapshot of the checkout for the whole run: edits made meanwhile cannot mix two states in a table.
+    snapshot = Path(tempfile.mkdtemp(prefix="bug-catalogue-snapshot-"))
+    try:
+        files = repository_files(root)
+        copy_repository(root, snapshot, files)
+        return _run_all(args, bugs, snapshot, files)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _run_all(args: argparse.Namespace, bugs: list[Bug], root: Path, files: list[str]) -> int:
     from tqdm.auto import tqdm
 
-    files = repository_files(root)
     common = dict(python=sys.executable, mesh_shape=args.mesh_shape, timeout_s=args.timeout, extra=args.pytest_arg,
                   log_dir=args.log_dir, keep=args.keep)
     start = time.perf_counter()
