@@ -104,6 +104,12 @@ def copy_deepseek_v3_tokenizer(out_dir: str | Path, cache_dir: str | Path | None
         shutil.copy2(source / name, Path(out_dir) / name)
 
 
+#: The chat template of the small BPE tokenizers (the embedded model's too): DeepSeek-V3's layout, simplified
+#: (system text first, then ``<｜User｜>`` / ``<｜Assistant｜>`` turns, each answer closed by eos). The role
+#: markers are not tokens of a small vocabulary; they tokenize as plain text.
+SMALL_CHAT_TEMPLATE = "{{ bos_token }}{% for message in messages %}{% if message['role'] in ['system', 'developer'] %}{{ message['content'] }}\n\n{% endif %}{% endfor %}{% for message in messages %}{% if message['role'] == 'user' %}<｜User｜>{{ message['content'] }}{% elif message['role'] == 'assistant' %}<｜Assistant｜>{{ message['content'] }}<｜end▁of▁sentence｜>{% endif %}{% endfor %}{% if add_generation_prompt %}<｜Assistant｜>{% endif %}"
+
+
 def train_small_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Path:
     """Train a byte-level BPE of exactly ``vocab_size`` tokens (when the texts allow) into ``out_dir``.
 
@@ -141,6 +147,7 @@ def train_small_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": 163840,
+        "chat_template": SMALL_CHAT_TEMPLATE,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     return out

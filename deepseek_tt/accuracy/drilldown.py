@@ -11,8 +11,10 @@ Both sides run unchanged while hooks copy every stage's output to torch:
 Stages, in execution order: ``embedding``, per layer ``layers.{i}.attention`` (MLA output, before the
 residual add), ``layers.{i}.mlp`` / ``layers.{i}.moe`` (FFN output, before the add), ``layers.{i}.block``
 (block output), then ``norm`` (final norm) and ``logits``. :func:`compare_stages` builds the PCC table
-(pandas) against the one threshold table and names the first stage below its threshold;
-:func:`assert_pcc_with_drilldown` is the assertion full-model / block tests use.
+(pandas, with each stage's norm ratio ``||tt|| / ||reference||`` beside its PCC) against the one threshold
+table and names the first stage below its PCC threshold. Full-model / block tests assert through
+``deepseek_tt.accuracy.checks.check_against_reference(..., drilldown=...)`` (PCC, magnitude, top-1), which
+attaches this table to a failure; :func:`assert_pcc_with_drilldown` is the PCC-only form.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from deepseek_tt.accuracy.metrics import pcc
+from deepseek_tt.accuracy.metrics import norm_ratio, pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 
 #: Stage submodule -> threshold-table module (``block`` depends on the FFN kind).
@@ -232,11 +234,12 @@ def compare_stages(expected: dict[str, torch.Tensor], actual: dict[str, torch.Te
             e, a = expected[stage], actual[stage]
             n = min(e.shape[0], a.shape[0]) if length is None else length
             value = pcc(e[:n], a[:n, : e.shape[-1]])
+            ratio = norm_ratio(e[:n], a[:n, : e.shape[-1]])
         else:
-            value = float("nan")
+            value = ratio = float("nan")
         rows.append({"stage": stage, "layer": layer, "submodule": sub, "pcc": value, "threshold": threshold,
-                     "passed": bool(value >= threshold)})
-    table = pd.DataFrame(rows, columns=["stage", "layer", "submodule", "pcc", "threshold", "passed"])
+                     "passed": bool(value >= threshold), "norm_ratio": ratio})
+    table = pd.DataFrame(rows, columns=["stage", "layer", "submodule", "pcc", "threshold", "passed", "norm_ratio"])
     table["layer"] = table["layer"].astype("Int64")
     failed = table[~table["passed"]]
     return Drilldown(table, None if failed.empty else str(failed.iloc[0]["stage"]))

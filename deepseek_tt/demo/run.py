@@ -232,18 +232,24 @@ def run_demo(
     log.info("model %s (%s), runtime %s, backend %s, mesh %s", config_block["model_path"] or f"random weights ({random_weights_preset} dims, 1 dense layer)", model_source, runtime_name, config_block["backend"], config_block["mesh_shape"])
 
     with open_mesh(mesh, enable_trace) as mesh_device:
-        model = load_model(
-            runtime_name,
-            resolved_model,
-            mesh_device,
-            cache,
-            dtype_policy=dtype_policy,
-            max_seq_len=max_seq_len,
-            random_weights=random_weights,
-            hf_config=hf_config,
-            recalculate_weights=recalculate_weights,
-            progress=progress,
-        )
+        from deepseek_tt.modules.pipeline import PipelineConfigError
+
+        try:
+            model = load_model(
+                runtime_name,
+                resolved_model,
+                mesh_device,
+                cache,
+                dtype_policy=dtype_policy,
+                max_seq_len=max_seq_len,
+                random_weights=random_weights,
+                hf_config=hf_config,
+                recalculate_weights=recalculate_weights,
+                progress=progress,
+                pipelined=generator == "pp" and reference is None,
+            )
+        except PipelineConfigError as exc:
+            raise DemoInputError(f"--generator pp on mesh {config_block['mesh_shape']}: {exc}") from None
         streamer = FirstUserStreamer(codec, stream) if early_print_first_user else None
         if reference is not None:
             results = _run_teacher_forcing(model, reference, codec, max_new_tokens, tf_prompt_len, streamer, progress, config_block)
@@ -251,6 +257,10 @@ def run_demo(
             results = _run_generation(model, prompts, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block)
         if streamer is not None:
             streamer.close()
+        if runtime_name == "tt":
+            from deepseek_tt.runtime.memory import memory_report
+
+            results["memory"] = memory_report(model)
 
     _print_summary(results, stream)
     if output_path is not None:

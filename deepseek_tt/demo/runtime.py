@@ -48,14 +48,20 @@ def load_model(
     hf_config: Any = None,
     recalculate_weights: bool = False,
     progress: bool = True,
+    pipelined: bool = False,
 ) -> Any:
-    """Load the model of ``runtime`` (``tt`` or ``reference``) for the demo."""
+    """Load the model of ``runtime`` (``tt`` or ``reference``) for the demo; ``pipelined``: the TT model's
+    decoder layers split over the mesh rows (``--generator pp``)."""
     common = dict(
         dtype_policy=dtype_policy,
         max_seq_len=max_seq_len,
         recalculate_weights=recalculate_weights,
         random_weights=random_weights,
     )
+    if runtime == "tt" and pipelined:
+        from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
+
+        return PipelinedTtModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, progress=progress)
     if runtime == "tt":
         from deepseek_tt.runtime.tt_model import TtModel
 

@@ -8,6 +8,9 @@ Definitions (every rate is ``None`` when there is nothing to measure):
 - decode t/s = tokens produced by those steps (active users per step, summed) / the same time; with
   every user active to the end this is decode t/s/u x users.
 - total runtime = wall time of the whole ``generate`` call.
+- pipeline (``--generator pp`` on the row-pipelined model only): stages, micro-batches, layers per
+  stage, per-stage busy time, and the bubble fraction = idle share of stage-ticks when every tick lasts
+  as long as its slowest stage (as the rows would run concurrently on hardware).
 """
 
 from __future__ import annotations
@@ -32,9 +35,13 @@ class GenerationStatistics:
     decode_tokens_per_s_per_user: float | None
     decode_tokens_per_s: float | None
     total_runtime_s: float
+    pipeline: dict | None = None
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+        out = asdict(self)
+        if out["pipeline"] is None:
+            del out["pipeline"]
+        return out
 
     def table(self) -> str:
         """A two-column summary table for the console."""
@@ -51,6 +58,10 @@ class GenerationStatistics:
             ("decode t/s", _fmt(self.decode_tokens_per_s, "")),
             ("total runtime", _fmt(self.total_runtime_s, "s")),
         ]
+        if self.pipeline is not None:
+            rows.append(("pipeline stages", f"{self.pipeline['stages']}"))
+            rows += [(f"stage {i} time", _fmt(t, "s")) for i, t in enumerate(self.pipeline["stage_time_s"])]
+            rows.append(("bubble fraction", _fmt(self.pipeline["bubble_fraction"], "")))
         width = max(len(name) for name, _ in rows)
         line = "-" * (width + 18)
         body = "\n".join(f"{name:<{width}}  {value:>14}" for name, value in rows)
@@ -75,6 +86,7 @@ class StatisticsRecorder:
     step_times: list[float] = field(default_factory=list)
     step_tokens: list[int] = field(default_factory=list)
     new_tokens: int = 0
+    pipeline: dict | None = None
 
     def add_prefill(self, seconds: float, prompt_len: int) -> None:
         self.prefill_times.append(seconds)
@@ -104,6 +116,7 @@ class StatisticsRecorder:
             decode_tokens_per_s_per_user=_rate(len(steady_times), steady_time),
             decode_tokens_per_s=_rate(sum(steady_tokens), steady_time),
             total_runtime_s=time.perf_counter() - self.start,
+            pipeline=self.pipeline,
         )
 
 

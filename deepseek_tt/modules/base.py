@@ -156,20 +156,8 @@ def policy_dtype(dtype_policy: DtypePolicy | str | None, kind: str) -> Any:
     return get_dtype_policy(dtype_policy).dtype(kind)
 
 
-#: Math fidelity paired with each weight dtype (FACTS.md: BF16-HiFi4, BFP8_B-HiFi2, BFP4_B-LoFi).
-_FIDELITY_FOR_DTYPE = {"bfloat16": "HiFi4", "float32": "HiFi4", "bfloat8_b": "HiFi2", "bfloat4_b": "LoFi"}
-
-
-def matmul_compute_config(weight_dtype_name: str) -> Any:
-    """A ``WormholeComputeKernelConfig`` for a matmul against weights of that dtype (fp32 accumulation)."""
-    from deepseek_tt.backend import ttnn
-
-    return ttnn.WormholeComputeKernelConfig(
-        math_fidelity=getattr(ttnn.MathFidelity, _FIDELITY_FOR_DTYPE[weight_dtype_name]),
-        math_approx_mode=False,
-        fp32_dest_acc_en=True,
-        packer_l1_acc=True,
-    )
+# Compute-kernel configs are chosen from the dtype policy in one place (re-exported for the modules).
+from deepseek_tt.config.compute_kernels import compute_kernel_config, matmul_compute_config  # noqa: E402,F401
 
 
 def axis_size(mesh_device: Any, cluster_axis: int) -> int:

@@ -85,7 +85,7 @@ class DecoderBlock(AbstractModule):
         method = f"{mode}_model_config"
         return {
             "input_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
-            "mla": getattr(MLA, method)(hf_config, mesh_device, users_per_row=users_per_row),
+            "mla": getattr(MLA, method)(hf_config, mesh_device, users_per_row=users_per_row, dtype_policy=dtype_policy),
             "post_attention_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
             "mlp": _call(getattr(cls.ffn(), method), hf_config, mesh_device, dtype_policy=dtype_policy, users_per_row=users_per_row),
             "residual_add": AddConfig(memory_config=ttnn.DRAM_MEMORY_CONFIG, dtype=ttnn.bfloat16),

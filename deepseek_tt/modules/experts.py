@@ -30,7 +30,7 @@ from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.op_configs import ConcatConfig, LinearConfig, MulConfig
 from deepseek_tt.config.run_config import FromWeightConfig, RunConfig
-from deepseek_tt.modules.base import AbstractModule, matmul_compute_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, compute_kernel_config, mesh_shape, require_key, save_weight
 
 #: Experts per converted file on small meshes (bounds host memory; larger files convert faster).
 EXPERTS_PER_FILE = 8
@@ -122,7 +122,7 @@ class Experts(AbstractModule):
                 input_tensor_b=[FromWeightConfig() for _ in range(files)],
                 memory_config=memory_config,
                 dtype=ttnn.bfloat16,
-                compute_kernel_config=matmul_compute_config(getattr(policy, kind)),
+                compute_kernel_config=compute_kernel_config(policy, kind),
             )
         cfg["mul"] = MulConfig(memory_config=memory_config, dtype=ttnn.bfloat16, input_tensor_a_activations=[ttnn.UnaryOpType.SILU])
         cfg["stack"] = ConcatConfig(dim=1, memory_config=ttnn.DRAM_MEMORY_CONFIG)

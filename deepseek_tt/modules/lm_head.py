@@ -3,7 +3,8 @@
 HF key ``weight`` ``[vocab, hidden]``. Per device ``w = weight^T[:, c*V/C:(c+1)*V/C]`` ``[hidden, V / C]``,
 replicated over rows. Forward: ``all_gather`` (dim 3, cluster_axis 1) of the residual-layout input
 ``[1, 1, T, hidden / C]`` to the full hidden, then one linear -> logits ``[1, 1, T, V / C]`` per device
-(float32). :meth:`LMHead.logits_to_torch` reassembles ``[T, V]`` (prefill: rows are replicas) or
+(float32). :meth:`LMHead.logits_to_torch` reassembles ``[T, V]`` (prefill: rows are replicas,
+checked identical) or
 ``[R * U, V]`` (decode: row r holds users r*U ..).
 """
 
@@ -19,7 +20,8 @@ from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.op_configs import AllGatherConfig, LinearConfig
 from deepseek_tt.config.run_config import FromWeightConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, matmul_compute_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, ccl_topology, compute_kernel_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.layout import replicated_row
 
 TILE = 32
 
@@ -57,7 +59,7 @@ class LMHead(AbstractModule):
                 input_tensor_b=FromWeightConfig(),
                 memory_config=dram,
                 dtype=ttnn.float32,
-                compute_kernel_config=matmul_compute_config(get_dtype_policy(dtype_policy).lm_head),
+                compute_kernel_config=compute_kernel_config(dtype_policy, "lm_head"),
             )
         }
         if mesh_shape(mesh_device)[1] > 1:
@@ -90,4 +92,4 @@ class LMHead(AbstractModule):
         full = full.to(torch.float32)
         if decode:
             return full.reshape(rows * full.shape[2], full.shape[3])
-        return full[0, 0]
+        return replicated_row(full, "prefill logits")[0]

@@ -48,7 +48,7 @@ from deepseek_tt.config.op_configs import (
     RMSNormConfig,
 )
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY, FromWeightConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, ccl_topology, compute_kernel_config, mesh_shape, require_key, save_weight
 from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig, user_location, users_per_device
 from deepseek_tt.modules.rope import halves_to_interleaved, softmax_scale
 
@@ -182,20 +182,17 @@ class MLA(AbstractModule):
     # --- stage 2: op configs ---------------------------------------------------------------------
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int) -> dict[str, Any]:
+    def _model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         rows, cols = _check_mesh(hf_config, mesh_device)
         d = _dims(hf_config)
         memory = ttnn.DRAM_MEMORY_CONFIG if mode == "prefill" else ttnn.L1_MEMORY_CONFIG
-        # bfloat8_b weights: HiFi2 (full weight mantissa) with fp32 accumulation, as the anchor pairs them.
-        matmul_kernel = ttnn.WormholeComputeKernelConfig(
-            math_fidelity=ttnn.MathFidelity.HiFi2, math_approx_mode=False, fp32_dest_acc_en=True, packer_l1_acc=True
-        )
-        sdpa_kernel = ttnn.WormholeComputeKernelConfig(
-            math_fidelity=ttnn.MathFidelity.HiFi4, math_approx_mode=False, fp32_dest_acc_en=False, packer_l1_acc=False
-        )
-        norm_kernel = ttnn.WormholeComputeKernelConfig(
-            math_fidelity=ttnn.MathFidelity.HiFi4, math_approx_mode=False, fp32_dest_acc_en=True, packer_l1_acc=False
-        )
+        # Fidelities follow the dtype policy (deepseek_tt.config.compute_kernels): the projections get the
+        # fidelity of the attention weights' dtype (bfloat8_b: HiFi2, bfloat16: HiFi4).
+        matmul_kernel = compute_kernel_config(dtype_policy, "attention")
+        sdpa_kernel = compute_kernel_config(dtype_policy, "sdpa")
+        norm_kernel = compute_kernel_config(dtype_policy, "norm")
         grid = mesh_device.compute_with_storage_grid_size()
 
         def linear() -> LinearConfig:
@@ -272,12 +269,16 @@ class MLA(AbstractModule):
         }
 
     @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row)
+    def prefill_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
+        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row, dtype_policy)
 
     @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "decode", users_per_row)
+    def decode_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
+        return cls._model_config(hf_config, mesh_device, "decode", users_per_row, dtype_policy)
 
     # --- stage 3: state --------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from deepseek_tt.config.run_config import FromWeightConfig
 from deepseek_tt.modules.base import (
     AbstractModule,
     ccl_topology,
-    matmul_compute_config,
+    compute_kernel_config,
     mesh_shape,
     require_key,
     save_weight,
@@ -84,7 +84,7 @@ class MLP(AbstractModule):
     @classmethod
     def model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
         cls._check_dims(hf_config, mesh_device)
-        compute = matmul_compute_config(getattr(get_dtype_policy(dtype_policy), cls.WEIGHT_KIND))
+        compute = compute_kernel_config(dtype_policy, cls.WEIGHT_KIND)
         dram = ttnn.DRAM_MEMORY_CONFIG
         cfg: dict[str, Any] = {
             name: LinearConfig(

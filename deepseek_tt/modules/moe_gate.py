@@ -47,7 +47,7 @@ from deepseek_tt.config.op_configs import (
     UnaryConfig,
 )
 from deepseek_tt.config.run_config import FromWeightConfig
-from deepseek_tt.modules.base import AbstractModule, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, compute_kernel_config, require_key, save_weight
 
 #: Added to the biased scores of experts in dropped groups: far below any sigmoid score plus bias.
 DROPPED_GROUP_PENALTY = -1.0e4
@@ -67,11 +67,10 @@ def split_for_matmul(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hi, w - hi
 
 
-def router_compute_config() -> Any:
-    """HiFi4 with fp32 accumulation: the router's logits must be float32-exact."""
-    return ttnn.WormholeComputeKernelConfig(
-        math_fidelity=ttnn.MathFidelity.HiFi4, math_approx_mode=False, fp32_dest_acc_en=True, packer_l1_acc=True
-    )
+def router_compute_config(dtype_policy: DtypePolicy | str | None = None) -> Any:
+    """The policy's router config (float32 weights in every policy: HiFi4, fp32 accumulation), so the
+    router's logits are float32-exact."""
+    return compute_kernel_config(dtype_policy, "router")
 
 
 class MoEGate(AbstractModule):
@@ -126,7 +125,7 @@ class MoEGate(AbstractModule):
         cls.check_config(hf_config)
         mem = memory_config
         linear = LinearConfig(
-            input_tensor_b=FromWeightConfig(), memory_config=mem, dtype=ttnn.float32, compute_kernel_config=router_compute_config()
+            input_tensor_b=FromWeightConfig(), memory_config=mem, dtype=ttnn.float32, compute_kernel_config=router_compute_config(dtype_policy)
         )
         cfg: dict[str, Any] = {"gate_proj": linear}
         if cls.split_router(dtype_policy):

@@ -194,6 +194,109 @@ def estimate(
     return Roofline(resolved.name, mode, users, float(table["t_bound_s"].sum()), float(weights_only), table)
 
 
+def stage_layers(num_layers: int, rows: int) -> list[range]:
+    """The pipelined model's layer split (``modules/pipeline.assign_stages``)."""
+    from deepseek_tt.modules.pipeline import assign_stages
+
+    return assign_stages(num_layers, rows)
+
+
+def stored_weight_bytes_per_device(config, policy: str | DtypePolicy | None, mesh: tuple[int, int], parallelism: str = "bp") -> list[float]:
+    """Weight bytes each device of a mesh row stores (one value per row; the columns of a row are equal).
+
+    ``bp``: attention, dense MLP, shared expert, router, embedding and LM head split over the columns and
+    replicated over the rows, routed experts split over every chip (docs/PARALLELISM.md). ``pp``: row r
+    holds only its stage's layers (plus the embedding on row 0, the final norm and LM head on the last),
+    each split over the row's columns, its routed experts over the row's chips.
+    """
+    if parallelism not in ("bp", "pp"):
+        raise ValueError(f"parallelism must be 'bp' or 'pp', not {parallelism!r}")
+    p = get_dtype_policy(policy)
+    rows, cols = mesh
+    b = lambda kind: BYTES_PER_VALUE[getattr(p, kind)]  # noqa: E731
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    nope, rope, v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
+    attention = (hidden * config.q_lora_rank + config.q_lora_rank * heads * (nope + rope)
+                 + hidden * (config.kv_lora_rank + rope) + config.kv_lora_rank * heads * (nope + v_dim) + heads * v_dim * hidden)
+    moe_inter = config.moe_intermediate_size
+
+    def layer_split(index: int) -> tuple[float, float]:
+        """(bytes split over the columns, routed-expert bytes) of layer ``index``."""
+        cols_bytes = attention * b("attention")
+        if index < config.first_k_dense_replace:
+            return cols_bytes + 3 * hidden * config.intermediate_size * b("dense_mlp"), 0.0
+        shared = 3 * hidden * moe_inter * config.n_shared_experts * b("shared_expert")
+        router = hidden * config.n_routed_experts * b("router")
+        experts = config.n_routed_experts * hidden * moe_inter * (2 * b("expert_gate_up") + b("expert_down"))
+        return cols_bytes + shared + router, experts
+
+    ends = config.vocab_size * hidden * (b("embedding") + b("lm_head"))
+    layers = [layer_split(i) for i in range(config.num_hidden_layers)]
+    if parallelism == "bp":
+        per = sum(c for c, _ in layers) / cols + sum(e for _, e in layers) / (rows * cols) + ends / cols
+        return [per] * rows
+    out = []
+    ranges = stage_layers(config.num_hidden_layers, rows)
+    for r, stage in enumerate(ranges):
+        per = sum(layers[i][0] + layers[i][1] for i in stage) / cols
+        per += config.vocab_size * hidden * ((b("embedding") if r == 0 else 0.0) + (b("lm_head") if r == rows - 1 else 0.0)) / cols
+        out.append(per)
+    return out
+
+
+@dataclass(frozen=True)
+class PipelineRoofline:
+    """Decode bound of the row-pipelined model: R stages of 1 x C chips, R micro-batches of U users in flight."""
+
+    system: str
+    users: int
+    stage_time_s: list[float]  # one micro-batch through each stage (bound), including the hand-off to the next row
+    step_time_s: float  # every user one token: R micro-batches through the slowest stage (steady state, no bubble)
+    weight_bytes_per_device_pp: float  # the fullest row
+    weight_bytes_per_device_bp: float
+
+    @property
+    def tokens_per_s_per_user(self) -> float:
+        return 1.0 / self.step_time_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.users / self.step_time_s
+
+    @property
+    def fill_bubble_fraction(self) -> float:
+        """Idle share of stage-ticks while a batch of R micro-batches fills and drains the pipeline once."""
+        rows = len(self.stage_time_s)
+        return (rows - 1) / (2 * rows - 1)
+
+
+def estimate_pipeline(config, system: str | System = "TG", policy: str | DtypePolicy | None = "default", users: int | None = None,
+                      context: int = 1024) -> PipelineRoofline:
+    """The pp decode bound: each stage's ops on its 1 x C row for one micro-batch (users / R), plus the
+    hidden states' hand-off to the next row; the step is R ticks of the slowest stage."""
+    from dataclasses import replace
+
+    resolved = SYSTEMS[system] if isinstance(system, str) else system
+    rows, cols = resolved.mesh
+    users = 32 * rows if users is None else int(users)
+    micro = users / rows
+    dtype_policy = get_dtype_policy(policy)
+    row_system = replace(resolved, name=f"{resolved.name} row", mesh=(1, cols))
+    table = op_table(step_ops(config, dtype_policy, (1, cols), int(round(micro)), context, "decode"), row_system)
+    eth_bw = max(resolved.links_per_neighbour, 1) * resolved.eth_gb_s_per_link * 1e9
+    hand_off = micro * config.hidden_size * ACTIVATION_BYTES / cols / eth_bw
+    times = []
+    for r, stage in enumerate(stage_layers(config.num_hidden_layers, rows)):
+        names = {f"layer{i}" for i in stage} | ({"embedding"} if r == 0 else set()) | ({"lm_head"} if r == rows - 1 else set())
+        t = float(table[table["layer"].isin(names)]["t_bound_s"].sum())
+        times.append(t + (hand_off if r < rows - 1 else 0.0))
+    return PipelineRoofline(
+        resolved.name, users, times, rows * max(times),
+        max(stored_weight_bytes_per_device(config, dtype_policy, resolved.mesh, "pp")),
+        max(stored_weight_bytes_per_device(config, dtype_policy, resolved.mesh, "bp")),
+    )
+
+
 def summary(config, policy: str = "default", context: int = 1024) -> pd.DataFrame:
     """Decode bounds for every system at batch 1 and 32 users per mesh row."""
     records = []
@@ -208,6 +311,24 @@ def summary(config, policy: str = "default", context: int = 1024) -> pd.DataFram
     return pd.DataFrame.from_records(records)
 
 
+def pipeline_summary(config, policy: str = "default", context: int = 1024) -> pd.DataFrame:
+    """pp against bp on every multi-row system whose rows the model's layers fill (32 users per row)."""
+    records = []
+    for key, system in SYSTEMS.items():
+        rows = system.mesh[0]
+        if rows < 2 or config.num_hidden_layers < rows:
+            continue
+        pp = estimate_pipeline(config, key, policy, context=context)
+        bp = estimate(config, key, policy, "decode", users=pp.users, context=context)
+        records.append({
+            "system": system.name, "users": pp.users, "policy": policy,
+            "bp_weight_GB/chip": pp.weight_bytes_per_device_bp / 1e9, "pp_weight_GB/chip": pp.weight_bytes_per_device_pp / 1e9,
+            "bp_t/s/u_bound": bp.tokens_per_s_per_user, "pp_t/s/u_bound": pp.tokens_per_s_per_user,
+            "pp_slowest_stage_ms": max(pp.stage_time_s) * 1e3,
+        })
+    return pd.DataFrame.from_records(records)
+
+
 def main(argv: list[str] | None = None) -> int:
     from reference_models.presets import PRESET_NAMES, get_preset
 
@@ -218,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary(get_preset(args.preset), args.policy, args.context).round(2).to_string(index=False))
+        pp = pipeline_summary(get_preset(args.preset), args.policy, args.context)
+        if len(pp):
+            print("\npipeline parallel (--generator pp: layers split over the mesh rows) against batch parallel:")
+            print(pp.round(3).to_string(index=False))
     return 0
 
 

@@ -16,6 +16,17 @@ import sys
 from pathlib import Path
 
 DEFAULT_SERVED_NAME = "deepseek-ai/DeepSeek-R1-0528"
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # = deepseek_tt.serving.server.DEFAULT_MAX_REQUEST_BYTES (kept import-light)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default=None, choices=("auto", "ttnn", "emulator"))
     parser.add_argument("--runtime", default="tt", choices=("tt", "reference"), help="tt: the TT-NN model (default); reference: transformers")
     parser.add_argument("--max-seq-len", type=int, default=1024, help="context per request (prompt + max_tokens)")
+    parser.add_argument("--max-request-bytes", type=_positive_int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help=f"largest request body accepted; larger is a 413 (default {DEFAULT_MAX_REQUEST_BYTES})")
     parser.add_argument("--served-model-name", action="append", default=None, help="model id(s) clients may send")
     return parser
 
@@ -44,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             model_path=args.model_path, cache_dir=args.cache_dir, mesh_shape=args.mesh_shape, backend=args.backend,
             runtime=args.runtime, max_seq_len=args.max_seq_len,
             served_names=args.served_model_name or [os.environ.get("HF_MODEL", DEFAULT_SERVED_NAME)],
+            max_request_bytes=args.max_request_bytes,
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

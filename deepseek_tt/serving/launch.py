@@ -14,7 +14,7 @@ from deepseek_tt.config.mesh import default_mesh_shape, parse_mesh_shape
 from deepseek_tt.demo.model_source import resolve_cache_dir, resolve_model_path
 from deepseek_tt.demo.runtime import load_model, open_mesh, resolve_runtime
 from deepseek_tt.serving.engine import BatchingEngine
-from deepseek_tt.serving.server import create_app
+from deepseek_tt.serving.server import DEFAULT_MAX_REQUEST_BYTES, create_app
 
 
 @dataclass
@@ -39,6 +39,7 @@ def load_serving_stack(
     max_seq_len: int = 1024,
     served_names: list[str] | None = None,
     dtype_policy: str = "default",
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> ServingStack:
     """Open the mesh, load the model (converting weights through the cache) and start the engine."""
     from deepseek_tt import backend as backend_module
@@ -58,4 +59,4 @@ def load_serving_stack(
         resources.close()
         raise
     names = list(dict.fromkeys([*(served_names or []), path.name]))
-    return ServingStack(create_app(engine, tokenizer, names), engine, model, tokenizer, resources)
+    return ServingStack(create_app(engine, tokenizer, names, max_request_bytes=max_request_bytes), engine, model, tokenizer, resources)

@@ -1,8 +1,9 @@
 """Shared pieces of the model-library accuracy tests: the galaxy-tiny reference, meshes, I/O helpers.
 
 The reference is transformers' DeepseekV3 with the realistic random weights of ``reference_models``
-(fp32); the TT modules convert the very same tensors. Inputs to the norms / MLPs are unit-RMS random
-activations, as they come out of an RMSNorm.
+(fp32); the TT modules convert the very same tensors. Inputs to the MLPs / LM head are unit-RMS random
+activations, as they come out of an RMSNorm; inputs to the norms, MLA and decoder blocks have per-token
+RMS spread over five orders of magnitude (:func:`spread_activations`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,31 @@ def build(module: type[AbstractModule], hf_config: Any, weights: dict[str, torch
 
 def activations(tokens: int, hidden: int, seed: int) -> torch.Tensor:
     return torch.randn(tokens, hidden, generator=torch.Generator().manual_seed(seed))
+
+
+#: Per-token RMS range of :func:`spread_activations` (log-uniform): residual-stream magnitudes differ by
+#: orders of magnitude between tokens, and small-RMS rows are where an RMSNorm's epsilon shows.
+SPREAD_RMS = (1e-3, 1e2)
+
+
+def token_scales(tokens: int, generator: torch.Generator, low: float = SPREAD_RMS[0], high: float = SPREAD_RMS[1]) -> torch.Tensor:
+    """``[tokens, 1]`` scales log-evenly spaced over ``[low, high]`` (both ends included when ``tokens > 1``)
+    in a random order: every call covers the whole range, whatever the seed."""
+    scales = torch.logspace(torch.tensor(low).log10(), torch.tensor(high).log10(), tokens)
+    return scales[torch.randperm(tokens, generator=generator)].reshape(tokens, 1)
+
+
+def spread_activations(tokens: int, hidden: int, seed: int | torch.Generator, rms: tuple[float, float] = SPREAD_RMS) -> torch.Tensor:
+    """``[tokens, hidden]`` random rows whose RMS is spread log-uniformly over ``rms`` (default :data:`SPREAD_RMS`).
+
+    Bugs these inputs exist to catch (unit-RMS inputs hide them): an RMSNorm that does not normalise (its
+    output then keeps the 1e5 spread of scales, and the PCC over all tokens drops), and an RMSNorm epsilon
+    far from the config's (at RMS 1e-3 an epsilon of 0.1 shrinks the row ~300x).
+    """
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, hidden, generator=generator)
+    x = x / x.pow(2).mean(-1, keepdim=True).sqrt()
+    return x * token_scales(tokens, generator, *rms)
 
 
 # --- KVPE of the reference (what the TT cache must hold) --------------------------------------------

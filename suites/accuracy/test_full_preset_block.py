@@ -15,8 +15,7 @@ import time
 import pytest
 import torch
 
-from deepseek_tt.accuracy.metrics import pcc
-from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
@@ -74,12 +73,12 @@ def test_full_dims_decoder_block(block_cls, make_config, name, mesh_device, tmp_
     start = time.perf_counter()
     expected, _ = block_forward(block, rotary, x)
     reference_prefill_s = time.perf_counter() - start
-    prefill_pcc = pcc(expected, actual)
-    threshold = pcc_threshold(name, "prefill")
-    record_result(
-        module=name, mode="prefill", metric="pcc", value=prefill_pcc, threshold=threshold, seq_len=seq_len, batch=1,
-        convert_s=convert_s, seconds=prefill_s, reference_seconds=reference_prefill_s, **record,
-    )
+    failures = []
+    try:  # both modes recorded before either fails
+        check_against_reference(name, "prefill", "default", expected, actual, record_result, what=f"full-dims {name} prefill", seq_len=seq_len,
+                                batch=1, convert_s=convert_s, seconds=prefill_s, reference_seconds=reference_prefill_s, **record)
+    except AssertionError as exc:
+        failures.append(str(exc))
 
     # decode: 32 users over caches filled from the reference
     generator = torch.Generator().manual_seed(2)
@@ -102,10 +101,9 @@ def test_full_dims_decoder_block(block_cls, make_config, name, mesh_device, tmp_
     )
     actual = residual_to_torch(y, mesh_device, decode=True)
     decode_s = time.perf_counter() - start
-    decode_pcc = pcc(torch.stack([out[-1] for out, _ in outputs]), actual)
-    record_result(
-        module=name, mode="decode", metric="pcc", value=decode_pcc, threshold=threshold, seq_len=DECODE_MAX_SEQ, batch=USERS,
-        seconds=decode_s, **record,
-    )
-    assert prefill_pcc >= threshold, f"full-dims {name} prefill PCC {prefill_pcc:.5f} < {threshold}"
-    assert decode_pcc >= threshold, f"full-dims {name} decode PCC {decode_pcc:.5f} < {threshold}"
+    try:
+        check_against_reference(name, "decode", "default", torch.stack([out[-1] for out, _ in outputs]), actual, record_result,
+                                what=f"full-dims {name} decode", seq_len=DECODE_MAX_SEQ, batch=USERS, seconds=decode_s, **record)
+    except AssertionError as exc:
+        failures.append(str(exc))
+    assert not failures, "\n".join(failures)

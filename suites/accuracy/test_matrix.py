@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepseek_tt.accuracy.drilldown import assert_pcc_with_drilldown
+from deepseek_tt.accuracy.checks import check_metrics
 from deepseek_tt.config.mesh import parse_mesh_shape
 from suites.accuracy.matrix import MESHES, matrix_cases, run_for
 
@@ -31,16 +31,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def test_accuracy(case, mesh_device, request, record_result):
+    """Every stage of the case's module: PCC, relative error, norm ratio (and top-1 for ``model``) against
+    the table; all recorded, every failing stage named (the model's drill-down comes with a failure)."""
     run = run_for(case, request, mesh_device)
     values = run.values.get(case.module)
     assert values, f"{case.id}: the run measured nothing for {case.module}"
-    threshold = case.threshold()
     mesh = f"{case.mesh[0]}x{case.mesh[1]}"
-    for stage, value, extra in values:
-        record_result(module=case.module, mode=case.mode, metric="pcc", value=value, threshold=threshold, seq_len=case.seq_len,
-                      batch=case.users, mesh=mesh, dtype_policy=case.policy, stage=stage, weights=case.weights)
-        for metric, extra_value in extra.items():
-            record_result(module=case.module, mode=case.mode, metric=metric, value=extra_value, seq_len=case.seq_len,
-                          batch=case.users, mesh=mesh, dtype_policy=case.policy, stage=stage, weights=case.weights)
-    worst_stage, worst, _ = min(values, key=lambda v: v[1])
-    assert_pcc_with_drilldown(worst, threshold, f"{case.id}: {worst_stage}", lambda: run.drilldown)
+    failures = []
+    for stage, metrics in values:
+        try:
+            check_metrics(case.module, case.mode, case.policy, metrics, record_result, what=f"{case.id}: {stage}",
+                          threshold_module=case.threshold_module(), seq_len=case.seq_len, batch=case.users, mesh=mesh,
+                          stage=stage, weights=case.weights)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    if failures:
+        detail = run.drilldown.describe() if run.drilldown is not None else "(no drill-down)"
+        raise AssertionError("\n".join(failures) + "\n" + detail)

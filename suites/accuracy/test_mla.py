@@ -21,16 +21,18 @@ from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
     apply_rotary_pos_emb_interleave,
 )
 
+from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import backend_name, ttnn
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.mla import MLA
-from deepseek_tt.modules.rope import RotarySetup, halves_to_interleaved
+from deepseek_tt.modules.rope import RotarySetup, halves_to_interleaved, rope_parameters
 from reference_models.presets import get_preset, preset_fields
 from reference_models.random_weights import random_tensor
 from reference_models.state_dict_keys import layer_weight_specs
+from suites.accuracy.model_lib import spread_activations
 
 pytestmark = [pytest.mark.accuracy]
 
@@ -72,6 +74,26 @@ class Reference:
         _, k_rope = rotate(k_rope, k_rope, cos, sin)
         return latent, k_rope
 
+    @torch.no_grad()
+    def latents_at(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`latents` for tokens ``x [S, hidden]`` placed at arbitrary ``positions [S]``."""
+        attn, c = self.attention, self.config.kv_lora_rank
+        kv = attn.kv_a_proj_with_mqa(x[None])
+        latent = attn.kv_a_layernorm(kv[..., :c])[:, None]
+        cos, sin = self.rotary(x, positions.reshape(1, -1))
+        rotate = apply_rotary_pos_emb_interleave if self.config.rope_interleave else apply_rotary_pos_emb
+        _, k_rope = rotate(kv[..., c:][:, None], kv[..., c:][:, None], cos, sin)
+        return latent, k_rope
+
+    @torch.no_grad()
+    def decode_at(self, x: torch.Tensor, history: tuple[torch.Tensor, torch.Tensor], position: int) -> torch.Tensor:
+        """:meth:`decode` with the new token at ``position`` (the cached latents carry their own positions)."""
+        cache = DynamicCache(config=self.config)
+        cache.update(*history, 0)
+        cos, sin = self.rotary(x, torch.tensor([[int(position)]]))
+        out, _ = self.attention(x[None, None], position_embeddings=(cos, sin), attention_mask=None, cache=cache)
+        return out[0, 0]
+
     def kvpe(self, x: torch.Tensor, latents: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``[S, kv_lora + rope]`` as the TT cache holds it (rope part interleaved)."""
         latent, k_rope = latents if latents is not None else self.latents(x)
@@ -112,9 +134,17 @@ def reference() -> Reference:
     return _reference(get_preset(PRESET, num_layers=1))
 
 
+#: Per-token RMS of the attention inputs: down to 1e-3, where the latent norms' epsilon shows; not above 1,
+#: since the attention input is always an RMSNorm's output and larger rows only make the softmax
+#: arbitrarily peaky through the unnormalised rope key (ill-conditioned, not what the module does).
+ATTENTION_INPUT_RMS = (1e-3, 1.0)
+
+
 def _hidden(tokens: int, hidden: int, generator: torch.Generator) -> torch.Tensor:
-    """Attention inputs as they come out of the input RMSNorm: unit RMS."""
-    return torch.randn(tokens, hidden, generator=generator)
+    """Attention inputs with per-token RMS spread over :data:`ATTENTION_INPUT_RMS`. Bugs they exist to
+    catch: a wrong epsilon in the q_a / kv_a latent norms, a skipped latent norm, a k_rope scaled wrongly
+    (unit-RMS inputs make all rows look alike)."""
+    return spread_activations(tokens, hidden, generator, ATTENTION_INPUT_RMS)
 
 
 # --- device helpers ----------------------------------------------------------------------------------
@@ -142,7 +172,7 @@ def _read_caches(cache: Any, mesh_device: Any) -> torch.Tensor:
 def _build(reference: Reference, mesh_device: Any, tmp_path, mode: str, paged, caches=None, dtype_policy: str = "default") -> dict[str, Any]:
     config = reference.config
     weights = MLA.convert_weights(config, reference.attention.state_dict(), tmp_path / "mla", mesh_device, dtype_policy=dtype_policy)
-    model_config = (MLA.prefill_model_config if mode == "prefill" else MLA.decode_model_config)(config, mesh_device)
+    model_config = (MLA.prefill_model_config if mode == "prefill" else MLA.decode_model_config)(config, mesh_device, dtype_policy=dtype_policy)
     state = MLA.create_state(config, mesh_device, paged, caches=caches, dtype_policy=dtype_policy)
     return MLA.run_config(model_config, weights, state)
 
@@ -199,23 +229,21 @@ def test_mla_prefill(reference: Reference, mesh_device: Any, seq_len: int, dtype
     x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path, seq_len, user_id, dtype_policy)
     mesh = _mesh_name(mesh_device)
 
-    out_pcc = pcc(reference.forward(x), out)
-    threshold = pcc_threshold("mla", "prefill", dtype_policy)
-    record = dict(seq_len=seq_len, batch=1, mesh=mesh, dtype_policy=dtype_policy)
-    record_result(module="mla", mode="prefill", metric="pcc", value=out_pcc, threshold=threshold, **record)
-
+    record = dict(seq_len=seq_len, batch=1, mesh=mesh)
     cached = kv_cache.unpack_user_cache(caches, user_id, seq_len, paged, page_table, (rows, cols))
-    cache_pcc = pcc(reference.kvpe(x), cached)
-    cache_threshold = pcc_threshold("kvpe_cache", "prefill", dtype_policy)
-    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
     # Only the device that owns the user wrote pages.
     row, col, _ = kv_cache.user_location(user_id, (rows, cols))
     per_device = caches.reshape(rows * cols, -1)
     written = [i for i in range(rows * cols) if per_device[i].abs().sum() > 0]
     assert written == [row * cols + col]
 
-    assert out_pcc >= threshold, f"MLA prefill output PCC {out_pcc:.5f} < {threshold}"
-    assert cache_pcc >= cache_threshold, f"KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
+    failures = []
+    for module, expected, actual in (("mla", reference.forward(x), out), ("kvpe_cache", reference.kvpe(x), cached)):
+        try:  # both recorded before either fails
+            check_against_reference(module, "prefill", dtype_policy, expected, actual, record_result, what=f"MLA prefill {module}", **record)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
 
 
 # --- decode ---------------------------------------------------------------------------------------------
@@ -260,11 +288,9 @@ def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_res
     mesh = _mesh_name(mesh_device)
     record = dict(seq_len=max_seq_len, batch=users, mesh=mesh)
 
-    out_pcc = pcc(expected[active], out[active])
     worst_user = min(active, key=lambda u: pcc(expected[u], out[u]))
     worst_pcc = pcc(expected[worst_user], out[worst_user])
     threshold = pcc_threshold("mla", "decode")
-    record_result(module="mla", mode="decode", metric="pcc", value=out_pcc, threshold=threshold, **record)
     record_result(module="mla", mode="decode", metric="pcc_worst_user", value=worst_pcc, threshold=threshold, **record)
 
     caches_after = _read_caches(cfg["kvpe_cache"], mesh_device)
@@ -272,16 +298,19 @@ def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_res
     def cached(user: int) -> torch.Tensor:
         return kv_cache.unpack_user_cache(caches_after, user, int(positions[user]) + 1, paged, page_table, (rows, cols))
 
-    cache_pcc = pcc(torch.cat([full_kvpe[u] for u in active]), torch.cat([cached(u) for u in active]))
-    new_rows_pcc = pcc(torch.stack([full_kvpe[u][-1] for u in active]), torch.stack([cached(u)[-1] for u in active]))
-    cache_threshold = pcc_threshold("kvpe_cache", "decode")
-    record_result(module="kvpe_cache", mode="decode", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
-    record_result(module="kvpe_cache", mode="decode", metric="pcc_new_rows", value=new_rows_pcc, threshold=cache_threshold, **record)
-
-    assert out_pcc >= threshold, f"MLA decode output PCC {out_pcc:.5f} < {threshold}"
+    failures = []
+    for module, prefix, expected_rows, actual_rows in (
+        ("mla", "", expected[active], out[active]),
+        ("kvpe_cache", "", torch.cat([full_kvpe[u] for u in active]), torch.cat([cached(u) for u in active])),
+        ("kvpe_cache", "new_rows.", torch.stack([full_kvpe[u][-1] for u in active]), torch.stack([cached(u)[-1] for u in active])),
+    ):
+        try:  # all recorded before any fails
+            check_against_reference(module, "decode", "default", expected_rows, actual_rows, record_result, metric_prefix=prefix,
+                                    what=f"MLA decode {prefix}{module}", **record)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
     assert worst_pcc >= threshold, f"MLA decode: user {worst_user} at position {int(positions[worst_user])} has PCC {worst_pcc:.5f}"
-    assert cache_pcc >= cache_threshold, f"KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
-    assert new_rows_pcc >= cache_threshold, f"KVPE rows written by decode: PCC {new_rows_pcc:.5f} < {cache_threshold}"
     before = caches.reshape(caches_after.shape)
     for user in inactive:
         assert not cached(user)[-1].any(), f"decode wrote the KVPE of inactive slot {user}"
@@ -306,14 +335,11 @@ def test_mla_prefill_rope_not_interleaved(mesh_device: Any, tmp_path, record_res
     reference = _reference(DeepseekV3Config(**fields))
     seq_len = 128
     x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path, seq_len, user_id=1)
-    out_pcc = pcc(reference.forward(x), out)
-    cache_pcc = pcc(reference.kvpe(x), kv_cache.unpack_user_cache(caches, 1, seq_len, paged, page_table, (1, 1)))
-    threshold, cache_threshold = pcc_threshold("mla", "prefill"), pcc_threshold("kvpe_cache", "prefill")
     record = dict(seq_len=seq_len, batch=1, mesh="1x1", rope_interleave=False)
-    record_result(module="mla", mode="prefill", metric="pcc", value=out_pcc, threshold=threshold, **record)
-    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
-    assert out_pcc >= threshold, f"MLA (rope not interleaved) PCC {out_pcc:.5f} < {threshold}"
-    assert cache_pcc >= cache_threshold, f"KVPE cache (rope not interleaved) PCC {cache_pcc:.5f} < {cache_threshold}"
+    check_against_reference("mla", "prefill", "default", reference.forward(x), out, record_result, what="MLA (rope not interleaved)", **record)
+    check_against_reference("kvpe_cache", "prefill", "default", reference.kvpe(x),
+                            kv_cache.unpack_user_cache(caches, 1, seq_len, paged, page_table, (1, 1)), record_result,
+                            what="KVPE cache (rope not interleaved)", **record)
 
 
 # --- YaRN matters ------------------------------------------------------------------------------------
@@ -342,11 +368,91 @@ def test_mla_yarn_off_moves_the_output_and_still_matches(reference: Reference, m
     moved = pcc(expected_on, expected_off)
     threshold = pcc_threshold("mla", "prefill")
     assert moved < threshold, f"turning YaRN off barely changes the reference (PCC {moved:.5f}): the test shows nothing"
-    off_pcc = pcc(expected_off, out_off)
-    record_result(module="mla", mode="prefill_yarn_off", metric="pcc", value=off_pcc, threshold=threshold, seq_len=seq_len, batch=1, mesh="1x1")
-    assert off_pcc >= threshold, f"MLA without YaRN: PCC {off_pcc:.5f} < {threshold}"
+    check_against_reference("mla", "prefill_yarn_off", "default", expected_off, out_off, record_result, what="MLA without YaRN",
+                            seq_len=seq_len, batch=1, mesh="1x1")
     assert pcc(expected_on, out_off) < threshold, "the TT output without YaRN still matches the YaRN reference"
     assert pcc(expected_off, out_on) < threshold, "the TT output with YaRN matches the reference without it"
+
+
+# --- long context: RoPE / YaRN at positions across the 160K window ----------------------------------
+
+#: Decode positions of the active users: around YaRN's original context (4K), deep inside it (32K) and at
+#: the end of DeepSeek-V3's 163840-token window.
+LONG_CONTEXT_POSITIONS = (4090, 4200, 32700, 33000, 160100, 163839)
+
+
+def _history_positions(position: int) -> torch.Tensor:
+    """Where a user's cached tokens sit: the sequence start, its middle and the last three positions, so
+    both short and long relative distances enter the scores."""
+    return torch.tensor([0, 1, position // 2, position - 3, position - 2, position - 1])
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mesh_device", [pytest.param((1, 1), id="1x1")], indirect=True)
+def test_mla_decode_long_context_rope(reference: Reference, mesh_device: Any, tmp_path, record_result) -> None:
+    """One decode step at positions around 4K, 32K and 160K over a KVPE cache filled from the reference.
+
+    Bugs it exists to catch (they leave every check below position 1024 green): YaRN's correction range
+    computed without its floor / ceil, a wrong rope theta, a wrong YaRN mscale / attention factor, fp32
+    angles that lose precision at large positions. The galaxy-tiny preset carries DeepSeek-V3's official
+    YaRN (factor 40, original 4096, beta 32 / 1, mscale 1 / 1, theta 10000, 163840 positions).
+
+    Each active user's cache holds 6 tokens whose latents and roped keys the reference computed at their
+    true positions (0, 1, p/2, p-3, p-2, p-1); the TT decode ropes q and the new key with the RotarySetup
+    tensors of the true position p. The cache is indexed compactly (slot 0..5, the new token in slot 6):
+    attention is a set operation, so only the RoPE positions matter, and the emulated decode attention
+    would otherwise span all p + 1 positions of every user (hundreds of GB at 160K). Checked: the output
+    of every active user, and the new cache row (its rope part is the key roped at p).
+    """
+    config = reference.config
+    assert config.max_position_embeddings >= 163840 and rope_parameters(config)["rope_type"] == "yarn"
+    users = kv_cache.USERS_PER_ROW
+    generator = torch.Generator().manual_seed(160)
+    active = list(range(0, 2 * len(LONG_CONTEXT_POSITIONS), 2))  # every other slot; the rest are empty (-1)
+    true_positions = torch.full((users,), -1)
+    true_positions[active] = torch.tensor(LONG_CONTEXT_POSITIONS)
+    history_len = len(_history_positions(0))
+
+    history, expected, new_kvpe = [None] * users, {}, {}
+    for user in active:
+        p = int(true_positions[user])
+        x = torch.randn(history_len + 1, config.hidden_size, generator=generator)
+        where = torch.cat((_history_positions(p), torch.tensor([p])))
+        latent, k_rope = reference.latents_at(x, where)
+        kvpe = reference.kvpe(x, (latent, k_rope))
+        history[user] = (x, kvpe[:-1])
+        new_kvpe[user] = kvpe[-1]
+        expected[user] = reference.decode_at(x[-1], (latent[..., :-1, :], k_rope[..., :-1, :]), p)
+
+    paged = kv_cache.paged_config_for(kv_cache.BLOCK_SIZE)  # one 32-token page per user slot
+    page_table = kv_cache.default_page_table(paged)
+    caches = kv_cache.pack_user_caches([h[1] if h else None for h in history], paged, page_table, (1, 1))
+    cfg = _build(reference, mesh_device, tmp_path, "decode", paged, caches=caches)
+    slots = torch.full((users,), -1)
+    slots[active] = history_len
+    x = torch.stack([history[u][0][-1] if history[u] else torch.zeros(config.hidden_size) for u in range(users)])
+    y = MLA.forward_decode(
+        residual_to_device(x, mesh_device, decode=True),
+        kv_cache.decode_positions_tensor(slots, mesh_device),
+        RotarySetup(config, mesh_device).decode_tensors(true_positions),
+        kv_cache.create_page_table(paged, mesh_device, page_table),
+        cfg,
+    )
+    out = residual_to_torch(y, mesh_device, decode=True)
+    caches_after = _read_caches(cfg["kvpe_cache"], mesh_device)
+    written = torch.stack([kv_cache.unpack_user_cache(caches_after, u, history_len + 1, paged, page_table, (1, 1))[-1] for u in active])
+
+    threshold, cache_threshold = pcc_threshold("mla", "decode"), pcc_threshold("kvpe_cache", "decode")
+    record = dict(seq_len=max(LONG_CONTEXT_POSITIONS) + 1, batch=len(active), mesh="1x1")
+    per_user = {u: pcc(expected[u], out[u]) for u in active}
+    rope_rows = pcc(torch.stack([new_kvpe[u] for u in active])[:, config.kv_lora_rank :], written[:, config.kv_lora_rank :])
+    for u, value in per_user.items():
+        record_result(module="mla", mode="decode_long_context", metric=f"pcc_pos{int(true_positions[u])}", value=value, threshold=threshold, **record)
+    record_result(module="kvpe_cache", mode="decode_long_context", metric="pcc_new_rope_rows", value=rope_rows, threshold=cache_threshold, **record)
+    assert not out[[u for u in range(users) if u not in active]].any(), "empty decode slots produced output"
+    for u, value in per_user.items():
+        assert value >= threshold, f"MLA decode at position {int(true_positions[u])}: PCC {value:.5f} < {threshold}"
+    assert rope_rows >= cache_threshold, f"rope part of the KVPE rows written at positions {LONG_CONTEXT_POSITIONS}: PCC {rope_rows:.5f} < {cache_threshold}"
 
 
 # --- full DeepSeek-V3 dims -----------------------------------------------------------------------------
@@ -362,12 +468,11 @@ def test_mla_full_dims(mesh_device: Any, tmp_path, record_result) -> None:
     seq_len, max_seq_len = 128, 160
     x, out, caches, paged, page_table = _run_prefill(reference, mesh_device, tmp_path / "prefill", seq_len, user_id=5)
     # _run_prefill sized the cache for seq_len; decode below builds its own.
-    prefill_pcc = pcc(reference.forward(x), out)
-    cache_pcc = pcc(reference.kvpe(x), kv_cache.unpack_user_cache(caches, 5, seq_len, paged, page_table, (1, 1)))
-    threshold, cache_threshold = pcc_threshold("mla", "prefill"), pcc_threshold("kvpe_cache", "prefill")
     record = dict(seq_len=seq_len, batch=1, mesh="1x1", preset="full")
-    record_result(module="mla", mode="prefill", metric="pcc", value=prefill_pcc, threshold=threshold, **record)
-    record_result(module="kvpe_cache", mode="prefill", metric="pcc", value=cache_pcc, threshold=cache_threshold, **record)
+    check_against_reference("mla", "prefill", "default", reference.forward(x), out, record_result, what="full-dims MLA prefill", **record)
+    check_against_reference("kvpe_cache", "prefill", "default", reference.kvpe(x),
+                            kv_cache.unpack_user_cache(caches, 5, seq_len, paged, page_table, (1, 1)), record_result,
+                            what="full-dims KVPE cache", **record)
 
     generator = torch.Generator().manual_seed(11)
     users = kv_cache.USERS_PER_ROW
@@ -386,10 +491,5 @@ def test_mla_full_dims(mesh_device: Any, tmp_path, record_result) -> None:
         kv_cache.create_page_table(paged, mesh_device, page_table),
         cfg,
     )
-    decode_pcc = pcc(expected, residual_to_torch(y, mesh_device, decode=True))
-    decode_threshold = pcc_threshold("mla", "decode")
-    record_result(module="mla", mode="decode", metric="pcc", value=decode_pcc, threshold=decode_threshold, seq_len=max_seq_len, batch=users, mesh="1x1", preset="full")
-
-    assert prefill_pcc >= threshold, f"full-dims MLA prefill PCC {prefill_pcc:.5f} < {threshold}"
-    assert cache_pcc >= cache_threshold, f"full-dims KVPE cache PCC {cache_pcc:.5f} < {cache_threshold}"
-    assert decode_pcc >= decode_threshold, f"full-dims MLA decode PCC {decode_pcc:.5f} < {decode_threshold}"
+    check_against_reference("mla", "decode", "default", expected, residual_to_torch(y, mesh_device, decode=True), record_result,
+                            what="full-dims MLA decode", seq_len=max_seq_len, batch=users, mesh="1x1", preset="full")

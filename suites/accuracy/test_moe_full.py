@@ -14,8 +14,7 @@ import pytest
 import torch
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
 
-from deepseek_tt.accuracy.metrics import pcc
-from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.moe import MoE
 from deepseek_tt.weights.convert import RandomStateDict
@@ -88,13 +87,12 @@ def test_moe_full_dims_reduced_experts(mesh_device, tmp_path, record_result):
         out = (MoE.forward_decode if decode else MoE.forward_prefill)(residual_to_device(x, mesh_device, decode=decode), cfg)
         actual = residual_to_torch(out, mesh_device, decode=decode)
         forward_s = time.perf_counter() - start
-        value = pcc(expected[mode], actual)
-        threshold = pcc_threshold("moe", mode)
-        record_result(
-            module="moe", mode=mode, metric="pcc", value=value, threshold=threshold, seq_len=len(x) if not decode else 1,
-            batch=1 if not decode else len(x), mesh="1x1", preset="full", routed_experts=EXPERTS,
-            convert_s=round(convert_s, 1), forward_s=round(forward_s, 2),
-        )
-        if value < threshold:
-            failures.append(f"{mode}: PCC {value:.5f} < {threshold}")
-    assert not failures, "full-dims MoE: " + "; ".join(failures)
+        try:  # both modes recorded before either fails
+            check_against_reference(
+                "moe", mode, "default", expected[mode], actual, record_result, what=f"full-dims MoE {mode}", seq_len=len(x) if not decode else 1,
+                batch=1 if not decode else len(x), mesh="1x1", preset="full", routed_experts=EXPERTS,
+                convert_s=round(convert_s, 1), forward_s=round(forward_s, 2),
+            )
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)

@@ -1,10 +1,11 @@
 """Teacher-forced top-1 / top-5 of the whole TT model (``TtModel`` on the session mesh) against a ``.refpt``.
 
-- The embedded trained model's committed ``reference.refpt``: the TT model under each dtype policy must
-  reach the strict thresholds (top-1 >= 0.80, top-5 >= 0.95; high_precision top-1 >= 0.95); the quick
-  (CI) case teacher-forces the first 32 ground-truth tokens under the default policy, the nightly ones
-  all 159 under both. Measured on the emulator (1x1): bfp8 top-1 0.994 (158/159), top-5 1.000; bf16
-  1.000 / 1.000.
+- The embedded trained model's committed ``reference.refpt``, all 159 ground-truth tokens after its own
+  split: the TT model must reach the floors calibrated for it (``embedded`` rows of the table: top-1 >=
+  0.97, top-5 >= 0.99; high_precision top-1 >= 0.98); CI runs the default policy, nightly also bf16.
+  Measured on the emulator (1x1): bfp8 159/159 top-1 and top-5 (about 3 min of a loaded 2-core machine).
+  Another model or reference file (``--reference-file``, or ``--tf-prompt-len``) is held to the seed's
+  floors (top-1 >= 0.80, top-5 >= 0.95; high_precision top-1 >= 0.95).
 - The torch reference teacher-forced over a file it generated agrees with it exactly (split and row
   convention of the file, independent of the TT model).
 - A ``.refpt`` generated from another model directory (a larger vocabulary) fails with the reader's
@@ -36,7 +37,6 @@ from reference_models.train import model_config
 
 pytestmark = pytest.mark.accuracy
 
-QUICK_TOKENS = 32
 REFERENCE_FILE_ENV = "DEEPSEEK_TT_REFERENCE_FILE"
 PROMPT_LEN_ENV = "DEEPSEEK_TT_TF_PROMPT_LEN"
 #: Long enough that the tiny-en BPE produces ids above the small vocabulary below.
@@ -46,16 +46,17 @@ PROMPT = (
 )
 
 
-def _model_and_refpt(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+def _model_and_refpt(request: pytest.FixtureRequest) -> tuple[Path, Path, bool]:
     """``--reference-file`` / ``$DEEPSEEK_TT_REFERENCE_FILE`` with the ``model_path`` fixture (``--model-path``)
-    when set, else the embedded trained model and its committed ``reference.refpt``."""
-    given = request.config.getoption("--reference-file") or os.environ.get(REFERENCE_FILE_ENV)
-    if given:
-        return request.getfixturevalue("model_path"), Path(given)
+    when set, else the embedded trained model and its committed ``reference.refpt``; the flag says whether
+    the pair is the embedded one (its calibrated floors apply)."""
     from reference_models.embedded import embedded_model_path, embedded_refpt_path
 
+    given = request.config.getoption("--reference-file") or os.environ.get(REFERENCE_FILE_ENV)
+    if given:
+        return request.getfixturevalue("model_path"), Path(given), False
     try:
-        return embedded_model_path(), embedded_refpt_path()
+        return embedded_model_path(), embedded_refpt_path(), True
     except FileNotFoundError as exc:
         pytest.skip(f"embedded trained model not available: {exc}")
 
@@ -72,7 +73,12 @@ def _prompt_len_override(config: pytest.Config) -> int | None:
         raise pytest.UsageError(f"${PROMPT_LEN_ENV}={value!r}: expected an integer prompt length") from None
 
 
-def _thresholds(policy: str) -> tuple[float, float]:
+def _thresholds(policy: str, embedded: bool) -> tuple[float, float]:
+    """(top-1, top-5) floors: calibrated ones for the embedded model and its committed reference, the
+    seed's strict ones (high_precision: its top-1 floor) for any other model / reference file."""
+    if embedded:
+        variant = "embedded_high_precision" if policy == "high_precision" else "embedded"
+        return teacher_forcing_threshold(variant, "top1"), teacher_forcing_threshold(variant, "top5")
     top1 = teacher_forcing_threshold("high_precision" if policy == "high_precision" else "strict", "top1")
     return top1, teacher_forcing_threshold("strict", "top5")
 
@@ -91,12 +97,12 @@ def random_tiny_en(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"large": large, "small": small, "refpt": refpt}
 
 
-def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, record_result, prompt_len):
+def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, record_result, prompt_len, embedded):
     model = TtModel.load(model_dir, mesh_device, cache_dir, dtype_policy=policy, max_seq_len=4096, progress=False)
     out = run_teacher_forcing(model, refpt, max_new_tokens=max_new_tokens, prompt_len=prompt_len)
     acc = out.accuracy
     rows, cols = mesh_shape(mesh_device)
-    top1_min, top5_min = _thresholds(policy)
+    top1_min, top5_min = _thresholds(policy, embedded)
     common = dict(module="model", mode="teacher_forcing", seq_len=acc.prompt_len + acc.num_tokens, batch=1, mesh=f"{rows}x{cols}", dtype_policy=policy)
     record_result(metric="tf_top1", value=acc.top1_accuracy, threshold=top1_min, correct=acc.top1_correct, tokens=acc.num_tokens, **common)
     if acc.top5_accuracy is not None:
@@ -107,16 +113,16 @@ def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, recor
 @pytest.mark.parametrize(
     "policy, length",
     [
-        pytest.param("default", QUICK_TOKENS, id="tokens32-bfp8", marks=pytest.mark.quick),
-        pytest.param("high_precision", QUICK_TOKENS, id="tokens32-bf16"),
-        pytest.param("default", None, id="all-bfp8"),
+        pytest.param("default", None, id="all-bfp8", marks=pytest.mark.quick),
         pytest.param("high_precision", None, id="all-bf16"),
     ],
 )
 def test_embedded_model_teacher_forcing(policy, length, mesh_device, cache_dir, record_result, request):
-    model_dir, refpt = _model_and_refpt(request)
-    acc = _run(model_dir, refpt, mesh_device, cache_dir, policy, length, record_result, _prompt_len_override(request.config))
-    top1_min, top5_min = _thresholds(policy)
+    model_dir, refpt, embedded = _model_and_refpt(request)
+    prompt_len = _prompt_len_override(request.config)
+    embedded = embedded and prompt_len is None  # the calibrated floors hold for the file's own split only
+    acc = _run(model_dir, refpt, mesh_device, cache_dir, policy, length, record_result, prompt_len, embedded)
+    top1_min, top5_min = _thresholds(policy, embedded)
     summary = f"TtModel ({policy}) vs {refpt.name}: {format_accuracy(acc)}"
     print(summary)
     assert acc.top5_accuracy is not None, f"{refpt} has no top5_tokens"

@@ -39,13 +39,21 @@ MODEL_API_NAMES = sorted(
     transformer.flash_mla_prefill
     all_gather reduce_scatter all_reduce all_to_all_dispatch all_to_all_combine point_to_point
     begin_trace_capture end_trace_capture execute_trace release_trace
+    Device core.divup core.roundup num_cores_to_corerangeset create_global_semaphore reset_global_semaphore_value
+    unsqueeze_to_4D synchronize_device Tile create_sharded_memory_config_ LayerNormDefaultProgramConfig
+    LayerNormShardedMultiCoreProgramConfig copy DeviceComputeKernelConfig ReduceType to_dtype from_host_shards
+    FabricConfig FabricReliabilityMode set_fabric_config DispatchCoreAxis DispatchCoreType DispatchCoreConfig
+    all_broadcast tilize untilize tilize_with_val_padding untilize_with_unpadding tilize_with_zero_padding
+    NdShardSpec ShardDistributionStrategy experimental.all_gather_async experimental.reduce_scatter_minimal_async
     """.split()
 )
 
 #: methods and properties of ttnn classes that model code uses (class name -> member names)
 CLASS_MEMBERS = {
-    "Tensor": """shape padded_shape dtype layout memory_config device deallocate to_torch cpu to is_allocated
+    "Tensor": """shape padded_shape dtype layout memory_config device deallocate to_torch cpu to reshape is_allocated
         storage_type is_sharded get_dtype get_layout volume logical_volume element_size""".split(),
+    "MemoryConfig": "to_json from_json".split(),
+    "MeshShape": "dims mesh_size".split(),
     "MeshDevice": """shape get_num_devices create_submesh create_submeshes get_submeshes compute_with_storage_grid_size
         arch dram_grid_size get_device_ids id enable_program_cache disable_and_clear_program_cache core_grid""".split(),
 }
@@ -55,13 +63,13 @@ CLASS_MEMBERS = {
 EMULATOR_ONLY_NAMES = frozenset(
     {
         "BLOCK_FLOAT_DTYPES", "INTEGER_DTYPES", "MATMUL_PROGRAM_CONFIGS", "FACE_SIZE", "TensorToMesh", "MeshToTensor",
-        "numerics", "mesh", "tensor", "types", "validation", "serialization", "ops", "annotations", "SimpleNamespace",
+        "numerics", "mesh", "tensor", "types", "validation", "serialization", "ops", "infra", "annotations", "SimpleNamespace",
         "TraceError",  # the emulator's error for code that would break under a real trace (a RuntimeError)
     }
 )
 
 #: classes that model code never constructs (ttnn builds them): their constructors are not compared
-NOT_CONSTRUCTED = frozenset({"Tensor", "MeshDevice", "CppTensorToMesh", "CppMeshToTensor", "TensorToMesh", "MeshToTensor"})
+NOT_CONSTRUCTED = frozenset({"Tensor", "MeshDevice", "Device", "CppTensorToMesh", "CppMeshToTensor", "TensorToMesh", "MeshToTensor"})
 
 _NAME_RE = re.compile(r"\bttnn\.((?:transformer\.|experimental\.)?[A-Za-z_][A-Za-z0-9_]*)")
 
@@ -100,7 +108,12 @@ def _literal(value: Any) -> Any:
         return []
     if isinstance(value, enum.Enum) or hasattr(value, "name") and type(value).__name__[0].isupper():
         return f"{type(value).__name__}.{getattr(value, 'name', value)}"
-    return repr(value)
+    return _without_addresses(repr(value))
+
+
+def _without_addresses(text: str) -> str:
+    """``<X object at 0x7f..>`` -> ``<X object>``: a default's repr must not change from run to run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+>", ">", text)
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -163,7 +176,7 @@ def _params_from_nb_signature(sig: str, defaults: tuple) -> list[dict[str, Any]]
         if default_match and int(default_match.group(1)) < len(defaults):
             default = _literal(defaults[int(default_match.group(1))])
         elif has_default:
-            default = text.rsplit("=", 1)[1].strip()
+            default = _without_addresses(text.rsplit("=", 1)[1].strip())
         params.append({"name": name, "kind": kind if kind == "keyword_only" else kind_before,
                        "has_default": has_default, "default": default})
     return params

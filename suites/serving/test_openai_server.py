@@ -15,12 +15,11 @@ pytestmark = pytest.mark.unit
 #: The seed README's request, as written.
 SEED_CURL_BODY = {"model": SERVED_NAME, "prompt": "San Francisco is a", "max_tokens": 32, "temperature": 0, "top_p": 0.9, "top_k": 10}
 
-PROMPTS = [f"Request number {i} asks about the {word}" for i, word in enumerate(
-    "sea river mountain city forest desert island valley harbor bridge garden castle market library tower "
-    "field lake road village station".split())]
+PROMPTS = [f"The {word} module provides" for word in
+           "os sys json re string socket pickle shutil random logging".split()]
 
 
-def _complete(client: httpx.Client, prompt: str, max_tokens: int = 12, **extra) -> dict:
+def _complete(client: httpx.Client, prompt: str, max_tokens: int = 8, **extra) -> dict:
     response = client.post("/v1/completions", json={"model": SERVED_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, **extra})
     assert response.status_code == 200, response.text
     return response.json()
@@ -63,7 +62,6 @@ def test_streaming_matches_the_non_streaming_answer(live_server):
     chunks = [json.loads(event) for event in events[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks) == whole["choices"][0]["text"]
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
-    assert chunks[-1]["usage"] == whole["usage"]
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
 
 
@@ -78,46 +76,6 @@ def test_concurrent_requests_are_batched_and_match_their_single_answers(live_ser
     assert together == alone
     assert engine.stats.max_active > 1, "concurrent requests were served one after another"
     engine.stats.max_active = max(before, engine.stats.max_active)
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"prompt": "x", "max_tokens": 4}, "model"),
-        ({"model": SERVED_NAME, "prompt": "x", "max_tokens": 0}, "max_tokens"),
-        ({"model": SERVED_NAME, "prompt": "x", "temperature": 3.5}, "temperature"),
-        ({"model": SERVED_NAME, "prompt": "x", "top_p": 0}, "top_p"),
-        ({"model": SERVED_NAME, "prompt": "x", "top_k": -5}, "top_k"),
-        ({"model": SERVED_NAME, "prompt": "x", "n": 2}, "n"),
-        ({"model": SERVED_NAME, "prompt": "x", "best_of": 3}, "best_of"),
-        ({"model": SERVED_NAME, "prompt": 7}, "prompt"),
-    ],
-)
-def test_bad_fields_are_422_naming_the_field(live_server, body, field):
-    with live_server.client() as client:
-        response = client.post("/v1/completions", json=body)
-    assert response.status_code == 422
-    assert field in json.dumps(response.json()["detail"])
-
-
-def test_malformed_json_is_422(live_server):
-    with live_server.client() as client:
-        response = client.post("/v1/completions", content=b'{"model": "x", "prompt": ', headers={"Content-Type": "application/json"})
-    assert response.status_code == 422
-    assert "json" in response.text.lower()
-
-
-def test_prompt_over_the_context_is_400(live_server):
-    with live_server.client() as client:
-        response = client.post("/v1/completions", json={"model": SERVED_NAME, "prompt": "word " * 400, "max_tokens": 8})
-    assert response.status_code == 400
-    assert "context" in response.json()["detail"]
-
-
-def test_unknown_model_is_404(live_server):
-    with live_server.client() as client:
-        response = client.post("/v1/completions", json={"model": "gpt-4", "prompt": "x"})
-    assert response.status_code == 404 and "gpt-4" in response.json()["detail"]
 
 
 def test_client_disconnect_mid_stream_frees_its_slot(live_server):
@@ -136,3 +94,19 @@ def test_client_disconnect_mid_stream_frees_its_slot(live_server):
     while engine.active and time.monotonic() < deadline:
         time.sleep(0.05)
     assert engine.active == 0, "the disconnected request still holds a decode slot"
+
+
+def test_client_disconnect_without_streaming_frees_its_slot(live_server):
+    """A non-streaming client that gives up (read timeout) must not keep its slot for 200 tokens."""
+    engine = live_server.stack.engine
+    cancelled = engine.stats.cancelled
+    with httpx.Client(base_url=live_server.url, timeout=httpx.Timeout(120, read=1.0)) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/completions", json={"model": SERVED_NAME, "prompt": PROMPTS[3], "max_tokens": 200, "temperature": 0})
+    import time
+
+    deadline = time.monotonic() + 60
+    while (engine.active or engine.stats.cancelled == cancelled) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.stats.cancelled == cancelled + 1, "the abandoned request was not cancelled"
+    assert engine.active == 0, "the abandoned request still holds a decode slot"

@@ -72,7 +72,7 @@ def test_mapper_without_device_gives_a_multi_shard_host_tensor():
     mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(2, 4), ttnn.MeshMapperConfig([ttnn.PlacementShard(0), ttnn.PlacementShard(1)]))
     x = torch.arange(8 * 16, dtype=torch.float32).reshape(8, 16)
     host = ttnn.from_torch(x, mesh_mapper=mapper)
-    assert host.storage_type() == ttnn.StorageType.HOST and host.shape == [4, 4] and host.mesh_shape == (2, 4)
+    assert host.storage_type() == ttnn.StorageType.HOST and host.shape == [4, 4] and tuple(host.mesh_shape) == (2, 4)
     # device order is row-major over the mesh (values measured on ttnn 0.81.1)
     assert [s[0, 0].item() for s in _shards(host)] == [0.0, 4.0, 8.0, 12.0, 64.0, 68.0, 72.0, 76.0]
 
@@ -115,5 +115,5 @@ def test_mesh_device_reports_wormhole_properties():
     assert mesh.arch() == ttnn.Arch.WORMHOLE_B0
     grid = mesh.compute_with_storage_grid_size()
     assert (grid.x, grid.y) == (8, 8)
-    assert mesh.shape == (1, 2) and list(mesh.shape) == [1, 2] and mesh.shape.mesh_size() == 2
-    assert ttnn.open_mesh_device().shape == (1, 1)
+    assert tuple(mesh.shape) == (1, 2) and list(mesh.shape) == [1, 2] and mesh.shape.mesh_size() == 2
+    assert tuple(ttnn.open_mesh_device().shape) == (1, 1)

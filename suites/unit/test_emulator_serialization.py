@@ -21,7 +21,7 @@ def test_dump_load_round_trip_on_a_mesh(tmp_path, mesh_shape):
     path = tmp_path / "w.tensorbin"
     ttnn.dump_tensor(path, t)
     host = ttnn.load_tensor(path)
-    assert host.device() is None and host.mesh_shape == mesh_shape
+    assert host.device() is None and tuple(host.mesh_shape) == mesh_shape
     loaded = ttnn.load_tensor(path, device=mesh)
     assert (loaded.dtype, loaded.layout, loaded.memory_config()) == (t.dtype, t.layout, t.memory_config())
     assert loaded.device() is mesh and torch.equal(loaded._data, t._data)

@@ -36,6 +36,8 @@ from .mesh import (
     replicate_tensor_to_mesh_mapper,
     shard_tensor_to_mesh_mapper,
 )
+from .infra import *  # noqa: F401,F403  (Device, Tile, NdShardSpec, enums, semaphores, fabric config, ...)
+from .infra import divup as _divup, roundup as _roundup
 from .serialization import as_tensor, dump_tensor, load_tensor
 from .tensor import (
     Tensor,
@@ -58,6 +60,8 @@ GetNumAvailableDevices = get_num_devices
 transformer = SimpleNamespace()
 experimental = SimpleNamespace()
 device = SimpleNamespace(Arch=Arch)
+#: ``ttnn.core``: the host helpers of real ttnn's ``ttnn/core.py``.
+core = SimpleNamespace(divup=_divup, roundup=_roundup)
 
 
 def _load_ops() -> None:

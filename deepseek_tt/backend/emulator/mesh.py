@@ -21,26 +21,65 @@ WORMHOLE_WORKER_GRID = CoreCoord(8, 8)
 WORMHOLE_DRAM_GRID = CoreCoord(12, 1)
 
 
-class MeshShape(tuple):
-    """ttnn.MeshShape: ``MeshShape(4, 8)`` or ``MeshShape([4, 8])``; indexable and iterable."""
+class MeshShape:
+    """ttnn.MeshShape: ``MeshShape(4, 8)``, ``MeshShape(2, 2, 2)`` or ``MeshShape([4, 8])``.
 
-    def __new__(cls, *dims: "int | Sequence[int]") -> "MeshShape":
-        if len(dims) == 1 and not isinstance(dims[0], int):
-            dims = tuple(dims[0])
-        if not dims or any(int(d) < 1 for d in dims):
-            raise RuntimeError(f"MeshShape: every dimension must be >= 1, got {list(dims)}")
-        return super().__new__(cls, (int(d) for d in dims))
+    As in real ttnn it is not a tuple: it iterates and takes integer indices (negative ones too), has
+    ``dims()`` and ``mesh_size()``, compares only with another MeshShape (comparing with a tuple raises
+    ``TypeError``) and has no ``len()``.
+    """
+
+    __slots__ = ("_dims",)
+
+    def __init__(self, shape: "int | Sequence[int] | MeshShape", *more: int) -> None:
+        dims = (shape, *more)
+        if not more and not isinstance(shape, int):
+            dims = tuple(shape)
+        if not dims:
+            raise TypeError("MeshShape: expected (s0, s1), (s0, s1, s2) or a list of dimensions")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims):
+            raise TypeError(f"MeshShape: dimensions must be non-negative ints, got {list(dims)}")
+        self._dims = tuple(int(d) for d in dims)
 
     def dims(self) -> int:
-        return len(self)
+        return len(self._dims)
 
     def mesh_size(self) -> int:
-        return math.prod(self)
+        return math.prod(self._dims)
+
+    def __iter__(self):
+        return iter(self._dims)
+
+    def __getitem__(self, index: int) -> int:
+        if not isinstance(index, int):
+            raise TypeError(f"MeshShape.__getitem__(): incompatible function arguments (index {index!r} is not an int)")
+        if not -len(self._dims) <= index < len(self._dims):
+            raise RuntimeError(f"ShapeBase[] index out of range: {index} for {self!r}")
+        return self._dims[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MeshShape):
+            raise TypeError(f"MeshShape.__eq__(): incompatible function arguments ({type(other).__name__}, not MeshShape)")
+        return self._dims == other._dims
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("MeshShape", self._dims))
 
     def __repr__(self) -> str:
-        return f"MeshShape({list(self)})"
+        return f"MeshShape({list(self._dims)})"
 
     __str__ = __repr__
+
+
+def _open_shape(shape: "MeshShape | Sequence[int]", where: str) -> MeshShape:
+    """A 2-D mesh shape with every dimension >= 1 (what the emulator can open)."""
+    shape = shape if isinstance(shape, MeshShape) else MeshShape(shape)
+    if shape.dims() != 2 or shape.mesh_size() < 1:
+        raise RuntimeError(f"{where}: only 2-D meshes with dimensions >= 1 are emulated, got {shape}")
+    return shape
 
 
 @dataclass(frozen=True)
@@ -69,9 +108,7 @@ class MeshDevice:
 
     def __init__(self, mesh_shape: MeshShape, torch_device: str, *, parent: "MeshDevice | None" = None,
                  offset: tuple[int, int] = (0, 0), trace_region_size: int = 0, num_command_queues: int = 1) -> None:
-        if len(mesh_shape) != 2:
-            raise RuntimeError(f"open_mesh_device: only 2-D meshes are emulated, got {mesh_shape}")
-        self._shape = MeshShape(mesh_shape)
+        self._shape = _open_shape(mesh_shape, "open_mesh_device")
         self.torch_device = torch.device(torch_device)
         self.parent = parent
         self.offset = offset
@@ -112,7 +149,7 @@ class MeshDevice:
 
     # -- submeshes ----------------------------------------------------------------------------
     def create_submesh(self, submesh_shape: MeshShape, offset: "MeshCoordinate | None" = None) -> "MeshDevice":
-        rows, cols = MeshShape(submesh_shape)
+        rows, cols = _open_shape(submesh_shape, "create_submesh")
         row0, col0 = (offset[0], offset[1]) if offset is not None else (0, 0)
         if row0 + rows > self._shape[0] or col0 + cols > self._shape[1]:
             raise RuntimeError(
@@ -124,7 +161,7 @@ class MeshDevice:
         return sub
 
     def create_submeshes(self, submesh_shape: MeshShape) -> list["MeshDevice"]:
-        rows, cols = MeshShape(submesh_shape)
+        rows, cols = _open_shape(submesh_shape, "create_submeshes")
         if self._shape[0] % rows or self._shape[1] % cols:
             raise RuntimeError(f"create_submeshes: {rows}x{cols} does not tile mesh {self._shape}")
         return [
@@ -275,9 +312,9 @@ class TensorToMesh:
     """A mesh mapper (``ttnn.CppTensorToMesh``): splits a host tensor into the stacked per-device shards."""
 
     def __init__(self, mesh_shape: MeshShape, distribution_shape: MeshShape, placements: list, mesh_device=None) -> None:
-        if len(placements) != len(distribution_shape):
+        if len(placements) != distribution_shape.dims():
             raise RuntimeError(
-                f"mesh mapper: {len(placements)} placements for a {len(distribution_shape)}-D distribution shape {distribution_shape}"
+                f"mesh mapper: {len(placements)} placements for a {distribution_shape.dims()}-D distribution shape {distribution_shape}"
             )
         if distribution_shape.mesh_size() != mesh_shape.mesh_size():
             raise NotImplementedError(
@@ -315,7 +352,7 @@ class TensorToMesh:
 
     def replicate(self, distinct: torch.Tensor) -> torch.Tensor:
         """Expand :meth:`split`'s result over the replicated axes: ``[num_devices, *shard_shape]``."""
-        axes = len(self.distribution_shape)
+        axes = self.distribution_shape.dims()
         full = distinct.expand(*self.distribution_shape, *distinct.shape[axes:])
         return full.reshape(self.distribution_shape.mesh_size(), *distinct.shape[axes:])
 
@@ -332,7 +369,7 @@ class MeshToTensor:
         self.mesh_device = mesh_device
         if len(self.dims) == 1:
             self.distribution_shape = MeshShape(mesh_shape.mesh_size())
-        elif len(self.dims) == len(mesh_shape):
+        elif len(self.dims) == mesh_shape.dims():
             self.distribution_shape = mesh_shape
         else:
             raise RuntimeError(f"mesh composer: {len(self.dims)} concat dims for mesh {mesh_shape}")
@@ -346,7 +383,7 @@ class MeshToTensor:
         rank = stacked.dim() - 1
         dims = [_normalize_dim(d, rank, "mesh composer") for d in self.dims]
         pieces = list(stacked.unbind(0))
-        for size, dim in zip(reversed(self.distribution_shape), reversed(dims)):
+        for size, dim in zip(reversed(list(self.distribution_shape)), reversed(dims)):
             pieces = [torch.cat(pieces[i : i + size], dim=dim) for i in range(0, len(pieces), size)]
         return pieces[0]
 
@@ -377,7 +414,7 @@ def create_mesh_mapper(mesh_device: "MeshDevice | MeshShape", config: MeshMapper
 
 def create_mesh_composer(mesh_device: "MeshDevice | MeshShape", config: MeshComposerConfig) -> MeshToTensor:
     shape = config.mesh_shape_override or _mesh_shape_of(mesh_device)
-    if len(config.dims) not in (1, len(shape)):
+    if len(config.dims) not in (1, shape.dims()):
         raise RuntimeError(f"create_mesh_composer: {len(config.dims)} dims for mesh {shape}")
     device = mesh_device if isinstance(mesh_device, MeshDevice) else None
     return MeshToTensor(shape, config.dims, device)

@@ -6,6 +6,7 @@ serves all devices of a mesh, and produces its output through ``Tensor.from_stac
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import torch
@@ -109,9 +110,42 @@ def make(
     if device == "like":
         device = device_of(like)
     memory_config = output_memory_config(memory_config, like)
+    if memory_config.is_sharded() and memory_config.shard_spec is None:
+        memory_config = derive_shard_spec(memory_config, stacked.shape[1:], layout)
     return tensor_cls().from_stacked(
         stacked.contiguous(), dtype=dtype, layout=layout, device=device, memory_config=memory_config
     )
+
+
+def derive_shard_spec(memory_config: Any, shape: Any, layout: Any, grid: Any = None) -> Any:
+    """An op output's sharded config without a shard spec (``L1_WIDTH_SHARDED_MEMORY_CONFIG``) gets one
+    derived as ttnn ops derive it: the tensor viewed as ``[prod(shape[:-1]), shape[-1]]`` (tile padded)
+    split over as many worker cores as there are tiles along the sharded extent (at most the grid), row
+    by row."""
+    from ..infra import divup, num_cores_to_corerangeset
+
+    grid = grid or T.CoreCoord(8, 8)
+    dims = [int(d) for d in shape] or [1]
+    height, width = math.prod(dims[:-1]), dims[-1]
+    align = 32 if layout == T.Layout.TILE else 1
+    height, width = divup(height, align) * align, divup(width, align) * align
+    kind = memory_config.memory_layout
+
+    def split(extent: int, cores: int) -> tuple[int, int]:
+        per = divup(divup(extent, align), min(cores, divup(extent, align))) * align
+        return per, divup(extent, per)
+
+    if kind == T.TensorMemoryLayout.BLOCK_SHARDED:
+        shard_h, rows = split(height, grid.y)
+        shard_w, cols = split(width, grid.x)
+        cores = T.CoreRangeSet({T.CoreRange(T.CoreCoord(0, 0), T.CoreCoord(cols - 1, rows - 1))})
+        shape2 = (shard_h, shard_w)
+    else:
+        along = height if kind == T.TensorMemoryLayout.HEIGHT_SHARDED else width
+        per, used = split(along, grid.x * grid.y)
+        cores = num_cores_to_corerangeset(used, grid, True)
+        shape2 = (per, width) if kind == T.TensorMemoryLayout.HEIGHT_SHARDED else (height, per)
+    return memory_config.with_shard_spec(T.ShardSpec(cores, shape2, T.ShardOrientation.ROW_MAJOR))
 
 
 def compute_dtype(d: torch.Tensor) -> torch.Tensor:

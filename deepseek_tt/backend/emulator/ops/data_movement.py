@@ -313,8 +313,10 @@ def scatter(input: Any, dim: int, index: Any, src: Any, *, memory_config: Any = 
 def embedding(input_tensor: Any, weight: Any, *, padding_idx: Any = None, layout: Any = None,
               embeddings_type: Any = EmbeddingsType.GENERIC, dtype: Any = None, memory_config: Any = None,
               output_tensor: Any = None) -> Any:
-    """``ttnn.embedding(ids, weight)``: rows of ``weight`` ([V, H], or [1, 1, V, H]) for integer ids
-    [..., S]; output [..., S, H] per device, ROW_MAJOR unless ``layout`` says otherwise."""
+    """``ttnn.embedding(ids, weight)``: rows of ``weight`` ([V, H], or [1, 1, V, H]) for integer ids.
+
+    As ttnn's EmbeddingOperation: ids ``[S]`` give ``[S, H]``; ids ``[B, ..., S]`` (the middle dims 1) give
+    ``[B, S, H]``; the layout is ``layout``, else the weight's."""
     same_mesh("ttnn.embedding", input_tensor, weight)
     ids = data(input_tensor)
     if ids.is_floating_point():
@@ -336,7 +338,12 @@ def embedding(input_tensor: Any, weight: Any, *, padding_idx: Any = None, layout
     out = rows.reshape(*ids.shape, w.shape[-1])
     if padding_idx is not None:
         out = out.masked_fill((ids == int(padding_idx)).unsqueeze(-1), 0)
-    return make(out, weight, dtype=dtype or weight.dtype, layout=layout or T.Layout.ROW_MAJOR,
+    id_shape = list(ids.shape[1:])
+    if len(id_shape) > 1 and math.prod(id_shape[1:-1]) != 1:
+        raise RuntimeError(f"ttnn.embedding: ids of shape {id_shape} cannot be viewed as [batch, 1, 1, sentence]")
+    out_shape = [id_shape[-1], w.shape[-1]] if len(id_shape) == 1 else [id_shape[0], id_shape[-1], w.shape[-1]]
+    out = out.reshape(out.shape[0], *out_shape)
+    return make(out, weight, dtype=dtype or weight.dtype, layout=layout or weight.layout,
                 memory_config=memory_config or input_tensor.memory_config())
 
 __all__ = [

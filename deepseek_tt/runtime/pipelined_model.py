@@ -1,0 +1,298 @@
+"""``PipelinedTtModel``: the row-pipelined TT-NN model (``modules/pipeline.py``) behind the runtime facade.
+
+Whole-model calls as ``TtModel`` (``prefill(tokens, user_id) -> [S, V]``, ``decode(tokens, positions) ->
+[B, V]``, ``reset()``), each running its work through the stages one after another, and the stage-level
+calls the pipeline-parallel generator schedules so that every row works on a different micro-batch:
+
+- ``start_prefill(tokens, user_id) -> PipelineItem`` / ``start_decode(micro_batch, tokens, positions)``;
+- ``run_stage(item, stage)``: stage ``stage`` of the item (stage 0 first, each once, in order); the last
+  stage leaves the logits in ``item.logits`` (torch float32), the others hand the hidden state to the
+  next row.
+
+Users: ``max_batch_size = R * U`` as in the batched model; micro-batch m is the users ``m*U .. m*U+U-1``
+(the users row m serves in the batched model). The weights are converted into their own cache entry
+(the same fingerprint inputs plus the pipeline layout).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.base import mesh_shape
+from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.lm_head import LMHead
+from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_sockets, stage_meshes
+from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
+from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, TILE, _round_up
+
+logger = logging.getLogger(__name__)
+
+#: cache-entry identity of the pipelined weight layout (converted per stage submesh)
+PIPELINE_LAYOUT = "row-pipeline-v1"
+
+
+@dataclass
+class PipelineItem:
+    """One unit of pipelined work: a user's prefill or a micro-batch's decode step."""
+
+    kind: str  # "prefill" | "decode"
+    micro_batch: int
+    user_id: int = 0  # prefill: global user id
+    seq_len: int = 0  # prefill: real (unpadded) length
+    positions: torch.Tensor | None = None  # decode: [U]
+    x: Any = None  # tokens (before stage 0) or the hidden state waiting at the next stage
+    next_stage: int = 0
+    logits: torch.Tensor | None = None
+    stage_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.logits is not None
+
+
+class PipelinedTtModel:
+    """The row-pipelined model on a mesh; build it with :meth:`load`."""
+
+    def __init__(
+        self,
+        hf_config: Any,
+        mesh_device: Any,
+        weight_config: dict[str, Any],
+        weight_root: Path | None,
+        *,
+        dtype_policy: DtypePolicy | str | None = None,
+        max_batch_size: int | None = None,
+        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+    ) -> None:
+        rows, cols = mesh_shape(mesh_device)
+        self.stage_layers = assign_stages(int(hf_config.num_hidden_layers), rows)
+        if max_batch_size is None:
+            max_batch_size = DEFAULT_USERS_PER_ROW * rows
+        if max_batch_size % rows:
+            raise ValueError(f"max_batch_size {max_batch_size} does not split into {rows} micro-batches (mesh rows)")
+        self.hf_config = hf_config
+        self.mesh_device = mesh_device
+        self.num_devices = rows * cols
+        self.num_stages = rows
+        self.dtype_policy = get_dtype_policy(dtype_policy)
+        self.vocab_size = int(hf_config.vocab_size)
+        self.max_batch_size = int(max_batch_size)
+        self.users_per_row = self.max_batch_size // rows
+        self.num_micro_batches = rows
+        kv_cache.users_per_device(self.users_per_row, cols)
+        self.max_seq_len = int(max_seq_len)
+        self.weight_config = weight_config
+        self.weight_root = weight_root
+        self.paged_config = kv_cache.paged_config_for(
+            _round_up(self.max_seq_len, kv_cache.BLOCK_SIZE), users_per_row=self.users_per_row, mesh_cols=cols
+        )
+        self.page_table = kv_cache.default_page_table(self.paged_config)
+        self.meshes = stage_meshes(mesh_device)
+        self.sockets = create_stage_sockets(self.meshes)
+        self.ropes = [RotarySetup(hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
+        self._loaded: dict = {}
+        common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
+        self._prefill_model_config = PipelinedModel.prefill_model_config(hf_config, mesh_device, **common)
+        self._decode_model_config = PipelinedModel.decode_model_config(hf_config, mesh_device, **common)
+        self._build_run_configs()
+
+    # --- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path | None,
+        mesh_device: Any,
+        cache_dir: str | Path | None = None,
+        dtype_policy: DtypePolicy | str = "default",
+        max_batch_size: int | None = None,
+        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        recalculate_weights: bool = False,
+        random_weights: bool = False,
+        *,
+        hf_config: Any = None,
+        seed: int = RANDOM_WEIGHTS_SEED,
+        progress: bool = True,
+    ) -> "PipelinedTtModel":
+        """As ``TtModel.load``; the stage layout is checked before any weight is read."""
+        from deepseek_tt.weights.cache import WeightCache, checkpoint_identity
+        from deepseek_tt.weights.convert import RandomStateDict, random_generator_identity
+        from deepseek_tt.weights.lazy_state_dict import LazyStateDict
+
+        if hf_config is None:
+            if model_path is not None:
+                from deepseek_tt.weights.hf_config import load_hf_config
+
+                hf_config = load_hf_config(model_path)
+            elif random_weights:
+                from deepseek_tt.runtime.reference_model import random_weights_config
+
+                hf_config = random_weights_config()
+            else:
+                raise ValueError("PipelinedTtModel.load: model_path is required unless random_weights=True")
+        if cache_dir is None:
+            raise ValueError("PipelinedTtModel.load: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
+        rows = mesh_shape(mesh_device)[0]
+        stages = assign_stages(int(hf_config.num_hidden_layers), rows)
+        policy = get_dtype_policy(dtype_policy)
+        if random_weights:
+            identity: dict[str, Any] = {"random": {"seed": int(seed), "generator": random_generator_identity()}}
+
+            def source() -> Any:
+                return RandomStateDict(hf_config, int(seed))
+        else:
+            identity = checkpoint_identity(Path(model_path))  # type: ignore[arg-type]
+
+            def source() -> Any:
+                return LazyStateDict(model_path, dequantize=True, dtype=torch.float32)
+
+        identity = {**identity, "layout": PIPELINE_LAYOUT, "stages": [[s.start, s.stop] for s in stages]}
+        cache = WeightCache(Path(cache_dir), hf_config, policy, mesh_shape(mesh_device), identity)
+
+        def convert(out_dir: Path) -> dict[str, Any]:
+            return PipelinedModel.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
+
+        result = cache.load_or_convert(convert, recalculate=recalculate_weights)
+        logger.info("pipelined weights %s in %.1f s: %s", "converted" if result.converted else "loaded", result.seconds, result.entry_dir)
+        model = cls(
+            hf_config, mesh_device, result.weight_config, result.entry_dir,
+            dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
+        )
+        model.cache_result = result
+        return model
+
+    def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
+        state = PipelinedModel.create_state(
+            self.hf_config, self.mesh_device, self.paged_config, micro_batches=self.num_micro_batches,
+            page_table=self.page_table, sockets=self.sockets, dtype_policy=self.dtype_policy,
+        )
+        common = dict(weight_root=self.weight_root, loaded=self._loaded)
+        self._prefill_cfg = PipelinedModel.run_config(self._prefill_model_config, self.weight_config, state, **common, shared=previous)
+        self._decode_cfg = PipelinedModel.run_config(self._decode_model_config, self.weight_config, state, **common, shared=self._prefill_cfg)
+
+    def reset(self) -> None:
+        """Forget every user's KV (fresh zeroed caches on every stage; weights stay loaded)."""
+        previous = self._prefill_cfg
+        old = [t for stage in previous["stages"] for t in iter_tensors(stage, keys=frozenset({"kvpe_cache", "page_tables"}))]
+        self._build_run_configs(previous)
+        for tensor in old:
+            ttnn.deallocate(tensor)
+
+    # --- memory ----------------------------------------------------------------------------------
+
+    def tensor_placements(self, kind: str) -> list[tuple[Any, list[int]]]:
+        """(tensor, parent-mesh device indices) of the ``weights`` or ``kv_cache`` tensors: stage r's on row r."""
+        cols = mesh_shape(self.mesh_device)[1]
+        placed = []
+        for row, stage in enumerate(self._prefill_cfg["stages"]):
+            devices = list(range(row * cols, (row + 1) * cols))
+            if kind == "weights":
+                tensors = iter_tensors(stage, skip=STATE_KEYS | {"send_socket", "recv_socket"})
+            else:
+                tensors = iter_tensors(stage, keys=KV_KEYS)
+            placed.extend((t, devices) for t in tensors)
+        return placed
+
+    # --- stage-level API -------------------------------------------------------------------------
+
+    def start_prefill(self, tokens: torch.Tensor, user_id: int) -> PipelineItem:
+        """A user's prefill, its (padded) tokens on stage 0's row."""
+        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+        seq_len = int(tokens.numel())
+        if not 0 <= int(user_id) < self.max_batch_size:
+            raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
+        if not 1 <= seq_len <= self.max_seq_len:
+            raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
+        self._check_token_ids(tokens, "prefill")
+        padded = torch.zeros(_round_up(seq_len, TILE), dtype=torch.long)
+        padded[:seq_len] = tokens
+        return PipelineItem(
+            "prefill", int(user_id) // self.users_per_row, user_id=int(user_id), seq_len=seq_len,
+            x=Embedding.prefill_input(padded, self.meshes[0]),
+        )
+
+    def start_decode(self, micro_batch: int, tokens: torch.Tensor, positions: torch.Tensor) -> PipelineItem:
+        """One decode step of micro-batch ``micro_batch``: ``U`` tokens and positions (``-1``: empty slot)."""
+        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+        positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
+        if tokens.numel() != self.users_per_row or positions.numel() != self.users_per_row:
+            raise ValueError(f"decode: a micro-batch takes {self.users_per_row} tokens and positions, got {tokens.numel()}/{positions.numel()}")
+        active = positions >= 0
+        self._check_token_ids(tokens[active], "decode")
+        if active.any() and int(positions[active].max()) >= self.max_seq_len:
+            raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
+        tokens = torch.where(active, tokens, torch.zeros_like(tokens))
+        return PipelineItem("decode", int(micro_batch), positions=positions, x=Embedding.decode_input(tokens, self.meshes[0]))
+
+    def run_stage(self, item: PipelineItem, stage: int) -> None:
+        """Run stage ``stage`` of ``item`` and hand its output on (hidden to the next row, or logits)."""
+        if stage != item.next_stage:
+            raise ValueError(f"{item.kind} item is at stage {item.next_stage}, not {stage}")
+        cfg = (self._prefill_cfg if item.kind == "prefill" else self._decode_cfg)["stages"][stage]
+        mesh, rope = self.meshes[stage], self.ropes[stage]
+        if item.kind == "prefill":
+            padded_len = int(item.x.shape[-2] if stage else item.x.shape[-1])
+            out = PipelinedModel.forward_stage_prefill(
+                item.x, item.user_id % self.users_per_row, item.micro_batch, rope.prefill_tensors(padded_len), cfg
+            )
+        else:
+            pos = kv_cache.decode_positions_tensor(item.positions, mesh, self.users_per_row)
+            out = PipelinedModel.forward_stage_decode(item.x, pos, item.micro_batch, rope.decode_tensors(item.positions), cfg)
+            ttnn.deallocate(pos)
+        if stage == 0:
+            ttnn.deallocate(item.x)
+        item.next_stage = stage + 1
+        if stage == self.num_stages - 1:
+            logits = LMHead.logits_to_torch(out, mesh, decode=item.kind == "decode")
+            item.logits = logits[: item.seq_len, : self.vocab_size] if item.kind == "prefill" else logits[:, : self.vocab_size]
+            ttnn.deallocate(out)
+            item.x = None
+        else:
+            item.x = PipelinedModel.transfer(out, cfg, self._decode_cfg["stages"][stage + 1])
+
+    def run_item(self, item: PipelineItem) -> torch.Tensor:
+        """Every remaining stage of ``item`` in order -> its logits."""
+        for stage in range(item.next_stage, self.num_stages):
+            self.run_stage(item, stage)
+        return item.logits  # type: ignore[return-value]
+
+    # --- whole-model facade ----------------------------------------------------------------------
+
+    def prefill(self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None) -> torch.Tensor:
+        """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32)."""
+        if page_table is not None:
+            raise ValueError("prefill: the pipelined model keeps its own page tables (page_table= is not supported)")
+        return self.run_item(self.start_prefill(tokens, user_id))
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per slot (``-1``: empty slot) -> logits ``[B, V]``; each micro-batch runs through every stage."""
+        if page_table is not None:
+            raise ValueError("decode: the pipelined model keeps its own page tables (page_table= is not supported)")
+        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+        positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
+        if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
+            raise ValueError(
+                f"decode expects {self.max_batch_size} tokens and positions (max_batch_size), got {tokens.numel()}/{positions.numel()}"
+            )
+        u = self.users_per_row
+        out = torch.zeros(self.max_batch_size, self.vocab_size)
+        for m in range(self.num_micro_batches):
+            if bool((positions[m * u : (m + 1) * u] >= 0).any()):
+                out[m * u : (m + 1) * u] = self.run_item(self.start_decode(m, tokens[m * u : (m + 1) * u], positions[m * u : (m + 1) * u]))
+        return out
+
+    def _check_token_ids(self, tokens: torch.Tensor, where: str) -> None:
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+            raise ValueError(f"{where}: token ids must lie in [0, vocab_size={self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
+
+
+__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel"]

@@ -1,0 +1,118 @@
+"""The row-pipelined model (``--generator pp``; mesh 4x8, 4 stages) against the reference and the batched model.
+
+- Logits of prefill and decode through the pipelined facade meet the batched model's thresholds
+  (``pcc_threshold("model", ...)``) against transformers (galaxy-tiny cut to 4 layers: one dense, three
+  MoE, one per stage). Quick (CI): this case.
+- Greedy tokens of the pp generator over the pipelined model equal those of the bp generator over the
+  batched model, on galaxy-tiny (4 layers) and on the embedded trained model (4 layers). Nightly.
+- Teacher forcing over the embedded model's ``reference.refpt`` on the pipelined model reaches the same
+  thresholds as the batched model's. Nightly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepseek_tt.accuracy.metrics import pcc
+from deepseek_tt.accuracy.teacher_forcing import run_teacher_forcing
+from deepseek_tt.accuracy.thresholds import pcc_threshold, teacher_forcing_threshold
+from deepseek_tt.generator import make_generator
+from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
+from deepseek_tt.runtime.tt_model import TtModel
+from suites.accuracy.model_lib import SEED, mesh_name, reference_model
+
+pytestmark = pytest.mark.accuracy
+
+MESH_4X8 = pytest.param((4, 8), id="mesh4x8")
+LAYERS = 4  # one per stage on 4 rows
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mesh_device", [MESH_4X8], indirect=True)
+def test_pipelined_prefill_then_decode_meets_model_thresholds(mesh_device, tmp_path, record_result):
+    model = reference_model(LAYERS)
+    tt = PipelinedTtModel.load(None, mesh_device, tmp_path / "cache", random_weights=True, hf_config=model.config, seed=SEED,
+                               max_seq_len=128, progress=False)
+    assert tt.num_stages == 4 and [len(r) for r in tt.stage_layers] == [1, 1, 1, 1]
+    generator = torch.Generator().manual_seed(5)
+    last_user = tt.max_batch_size - 1  # the last micro-batch
+    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator), last_user: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
+    steps = 2
+    continuations = {u: torch.randint(0, tt.vocab_size, (steps,), generator=generator) for u in prompts}
+    with torch.no_grad():
+        reference = {u: model(input_ids=torch.cat([p, continuations[u]])[None]).logits[0] for u, p in prompts.items()}
+    prefill_out = {u: tt.prefill(p, u) for u, p in prompts.items()}
+    decode_out: dict[int, list[torch.Tensor]] = {u: [] for u in prompts}
+    for step in range(steps):
+        tokens = torch.zeros(tt.max_batch_size, dtype=torch.long)
+        positions = torch.full((tt.max_batch_size,), -1, dtype=torch.long)
+        for user, prompt in prompts.items():
+            tokens[user], positions[user] = continuations[user][step], len(prompt) + step
+        out = tt.decode(tokens, positions)
+        for user in prompts:
+            decode_out[user].append(out[user])
+    prefill_pcc = pcc(torch.cat([reference[u][: len(p)] for u, p in prompts.items()]), torch.cat([prefill_out[u] for u in prompts]))
+    decode_pcc = pcc(
+        torch.cat([reference[u][len(p) :] for u, p in prompts.items()]), torch.cat([torch.stack(decode_out[u]) for u in prompts])
+    )
+    mesh = mesh_name(mesh_device)
+    for mode, value in (("prefill", prefill_pcc), ("decode", decode_pcc)):
+        record_result(module="pipelined_model", mode=mode, metric="logits_pcc", value=value, threshold=pcc_threshold("model", mode), mesh=mesh)
+    assert prefill_pcc >= pcc_threshold("model", "prefill"), f"pipelined prefill logits PCC {prefill_pcc:.5f}"
+    assert decode_pcc >= pcc_threshold("model", "decode"), f"pipelined decode logits PCC {decode_pcc:.5f}"
+
+
+def _greedy_tokens(model, generator: str, prompts: list[list[int]], new_tokens: int) -> tuple[list[list[int]], object]:
+    out = make_generator(generator, model).generate(prompts, new_tokens)
+    return [r.tokens for r in out.results], out.statistics
+
+
+def _prompts(vocab: int, count: int, seed: int = 11) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, vocab, (int(torch.randint(4, 24, (1,), generator=g)),), generator=g).tolist() for _ in range(count)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh_device", [MESH_4X8], indirect=True)
+@pytest.mark.parametrize("source", ["galaxy-tiny", "embedded"])
+def test_pp_tokens_equal_bp_tokens(mesh_device, tmp_path, source, record_result):
+    if source == "embedded":
+        from reference_models.embedded import embedded_model_path
+
+        try:
+            path = embedded_model_path()
+        except FileNotFoundError as exc:
+            pytest.skip(f"embedded trained model not available: {exc}")
+        kwargs = dict(model_path=path)
+    else:
+        kwargs = dict(model_path=None, random_weights=True, hf_config=reference_model(LAYERS).config, seed=SEED)
+    common = dict(max_seq_len=128, progress=False)
+    bp_model = TtModel.load(kwargs["model_path"], mesh_device, tmp_path / "cache", **{k: v for k, v in kwargs.items() if k != "model_path"}, **common)
+    pp_model = PipelinedTtModel.load(kwargs["model_path"], mesh_device, tmp_path / "cache", **{k: v for k, v in kwargs.items() if k != "model_path"}, **common)
+    prompts = _prompts(bp_model.vocab_size, 6)
+    bp_tokens, _ = _greedy_tokens(bp_model, "bp", prompts, 6)
+    pp_tokens, stats = _greedy_tokens(pp_model, "pp", prompts, 6)
+    assert stats.pipeline is not None and 0.0 <= stats.pipeline["bubble_fraction"] < 1.0
+    same = sum(a == b for a, b in zip(bp_tokens, pp_tokens)) / len(prompts)
+    record_result(module="pipelined_model", mode="generate", metric="pp_equals_bp_users", value=same, threshold=1.0, mesh=mesh_name(mesh_device))
+    assert pp_tokens == bp_tokens
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh_device", [MESH_4X8], indirect=True)
+def test_teacher_forcing_on_pipelined_model(mesh_device, tmp_path, record_result):
+    from reference_models.embedded import embedded_model_path, embedded_refpt_path
+
+    try:
+        path, refpt_path = embedded_model_path(), embedded_refpt_path()
+    except FileNotFoundError as exc:
+        pytest.skip(f"embedded trained model not available: {exc}")
+    model = PipelinedTtModel.load(path, mesh_device, tmp_path / "cache", max_seq_len=512, progress=False)
+    out = run_teacher_forcing(model, refpt_path)
+    top1, top5 = out.accuracy.top1_accuracy, out.accuracy.top5_accuracy
+    mesh = mesh_name(mesh_device)
+    record_result(module="pipelined_model", mode="teacher_forcing", metric="tf_top1", value=top1, threshold=teacher_forcing_threshold("strict", "top1"), mesh=mesh)
+    record_result(module="pipelined_model", mode="teacher_forcing", metric="tf_top5", value=top5, threshold=teacher_forcing_threshold("strict", "top5"), mesh=mesh)
+    assert top1 >= teacher_forcing_threshold("strict", "top1"), f"pipelined teacher-forced top-1 {top1:.3f}"
+    assert top5 >= teacher_forcing_threshold("strict", "top5"), f"pipelined teacher-forced top-5 {top5:.3f}"
