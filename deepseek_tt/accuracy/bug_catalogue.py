@@ -329,6 +329,7 @@ def _run_all(args: argparse.Namespace, bugs: list[Bug], root: Path, files: list[
     common = dict(python=sys.executable, mesh_shape=args.mesh_shape, timeout_s=args.timeout, extra=args.pytest_arg,
                   log_dir=args.log_dir, keep=args.keep)
     start = time.perf_counter()
+    title = f"mesh {args.mesh_shape or 'default'}: `pytest -m \"accuracy and quick\" --quick -x`"
     outcomes: list[Outcome] = []
     if not args.skip_baseline:
         print("baseline: the unpatched copy must pass the selection ...", file=sys.stderr)
@@ -347,6 +348,10 @@ def _run_all(args: argparse.Namespace, bugs: list[Bug], root: Path, files: list[
             by_name[outcome.name] = outcome
             bar.update()
             tqdm.write(f"{outcome.name}: {outcome.status} {outcome.caught_by} ({outcome.seconds:.0f} s)")
+            if args.markdown is not None:  # kept current, so an interrupted run still leaves its table
+                done = outcomes + [by_name[b.name] for b in bugs if b.name in by_name]
+                args.markdown.write_text(markdown_table(done, title=f"{title} (partial: {len(by_name)} of {len(bugs)} bugs)",
+                                                        total_s=time.perf_counter() - start))
     outcomes += [by_name[bug.name] for bug in bugs]
     total = time.perf_counter() - start
     print(format_table(outcomes))
@@ -355,7 +360,6 @@ def _run_all(args: argparse.Namespace, bugs: list[Bug], root: Path, files: list[
     print(f"\n{len(bug_outcomes) - len(missed)} of {len(bug_outcomes)} bugs caught in {total / 60:.1f} min"
           f" (mesh {args.mesh_shape or 'default'})")
     if args.markdown is not None:
-        title = f"mesh {args.mesh_shape or 'default'}: `pytest -m \"accuracy and quick\" --quick -x`"
         args.markdown.write_text(markdown_table(outcomes, title=title, total_s=total))
     for o in missed:
         print(f"not caught: {o.name} ({o.status}) {o.message}", file=sys.stderr)
