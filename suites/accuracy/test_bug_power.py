@@ -1,0 +1,53 @@
+"""The whole-model checks have the power to see issue 12's five bugs.
+
+Each bug of :data:`deepseek_tt.accuracy.bugs.WHOLE_MODEL_BUGS` (routed_scaling_factor not applied, the
+topk_group limit not applied, routing weights from the biased scores, the shared expert dropped, attention
+zeroed in one layer) is applied to a copy of the repository, and the CI selections of the full-model
+check (``suites/accuracy/test_model.py``) and of teacher forcing (``test_embedded_model_teacher_forcing``)
+run there in a subprocess: each must now FAIL on an assertion (not on a crash or a fixture error). The
+unpatched copy runs the same selection first and must pass, so a red suite cannot pass for power.
+
+Each patched run takes minutes on 2 cores, so these are nightly (``slow``);
+``python -m deepseek_tt.accuracy.bug_catalogue`` checks the whole catalogue against the whole CI selection.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deepseek_tt.accuracy import bug_catalogue as runner
+from deepseek_tt.accuracy.bugs import WHOLE_MODEL_BUGS, get_bug
+
+pytestmark = [pytest.mark.accuracy, pytest.mark.slow]
+
+MODEL_CHECK = "suites/accuracy/test_model.py"
+TEACHER_FORCING = "suites/accuracy/test_teacher_forcing.py"
+#: the full-model check and teacher forcing on the embedded model, CI-sized (``-m "accuracy and quick"``)
+SELECTION = (MODEL_CHECK, f"{TEACHER_FORCING}::test_embedded_model_teacher_forcing")
+TIMEOUT_S = 1800.0
+
+
+def _run(bug_name: str | None, mesh_shape: tuple[int, int]) -> runner.Outcome:
+    root = runner.repo_root()
+    bug = get_bug(bug_name) if bug_name else None
+    return runner.run_bug(
+        bug, root, runner.repository_files(root), mesh_shape=f"{mesh_shape[0]}x{mesh_shape[1]}", timeout_s=TIMEOUT_S,
+        extra=SELECTION, stop_first=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def baseline(mesh_shape) -> runner.Outcome:
+    return _run(None, mesh_shape)
+
+
+@pytest.mark.parametrize("bug_name", WHOLE_MODEL_BUGS)
+def test_whole_model_checks_fail_with_the_bug(bug_name, baseline, mesh_shape):
+    assert baseline.status == runner.NOT_CAUGHT, f"the unpatched copy must pass {SELECTION}: {baseline}"
+    outcome = _run(bug_name, mesh_shape)
+    assert outcome.status != runner.TIMEOUT, f"{bug_name}: no verdict within {TIMEOUT_S:.0f} s"
+    failed = {f.node.split("::")[0]: f for f in outcome.failures if f.is_assertion}
+    crashes = [f for f in outcome.failures if not f.is_assertion]
+    assert not crashes, f"{bug_name}: a crash or a fixture error is not a verdict: {crashes}"
+    assert MODEL_CHECK in failed, f"{bug_name}: the full-model check passed with the bug ({outcome.failures})"
+    assert TEACHER_FORCING in failed, f"{bug_name}: teacher forcing passed with the bug ({outcome.failures})"
