@@ -31,6 +31,7 @@ from deepseek_tt.modules.embedding import Embedding
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.runtime.model_config import resolve_load_config
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
 from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, TILE, _round_up
 
@@ -128,19 +129,7 @@ class PipelinedTtModel:
         from deepseek_tt.weights.convert import RandomStateDict, random_generator_identity
         from deepseek_tt.weights.lazy_state_dict import LazyStateDict
 
-        if hf_config is None:
-            if model_path is not None:
-                from deepseek_tt.weights.hf_config import load_hf_config
-
-                hf_config = load_hf_config(model_path)
-            elif random_weights:
-                from deepseek_tt.runtime.reference_model import random_weights_config
-
-                hf_config = random_weights_config()
-            else:
-                raise ValueError("PipelinedTtModel.load: model_path is required unless random_weights=True")
-        if cache_dir is None:
-            raise ValueError("PipelinedTtModel.load: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
+        hf_config = resolve_load_config("PipelinedTtModel.load", model_path, cache_dir, random_weights, hf_config)
         rows = mesh_shape(mesh_device)[0]
         stages = assign_stages(int(hf_config.num_hidden_layers), rows)
         policy = get_dtype_policy(dtype_policy)

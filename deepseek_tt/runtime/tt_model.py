@@ -34,6 +34,7 @@ from deepseek_tt.modules.embedding import Embedding
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
+from deepseek_tt.runtime.model_config import resolve_load_config
 from deepseek_tt.weights.cache import CorruptCacheFileError
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
@@ -114,19 +115,7 @@ class TtModel:
         """Load ``model_path`` (an HF model directory, fp8 or bf16) through the weight cache, or build
         random weights (``random_weights=True``) for ``hf_config`` (else ``model_path``'s config, else the
         ``full`` preset cut to one dense layer)."""
-        if hf_config is None:
-            if model_path is not None:
-                from deepseek_tt.weights.hf_config import load_hf_config
-
-                hf_config = load_hf_config(model_path)
-            elif random_weights:
-                from deepseek_tt.runtime.reference_model import random_weights_config
-
-                hf_config = random_weights_config()
-            else:
-                raise ValueError("TtModel.load: model_path is required unless random_weights=True")
-        if cache_dir is None:
-            raise ValueError("TtModel.load: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
+        hf_config = resolve_load_config("TtModel.load", model_path, cache_dir, random_weights, hf_config)
         convert_args = dict(
             model_path=None if random_weights else Path(model_path),  # type: ignore[arg-type]
             random_seed=seed if random_weights else None,
