@@ -59,6 +59,33 @@ def test_random_shapes_and_distributions(real_ttnn, emulator, seed, dtype):
                       f"seed {seed} shape {list(x.shape)} {dtype}")
 
 
+def _large_input() -> torch.Tensor:
+    """``[2, 100, 2048]``, larger than the emulator's CPU conversion slices: common-case slices and
+    slices with NaN/inf, tiny-exponent and all-zero blocks, denormals, saturation and ties."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 100, 2048, generator=g) / 45
+    x[0, 70:72] *= torch.exp(torch.randn(2, 2048, generator=g) * 6)
+    x[0, 10:12, 64:96] = 0.0
+    x[0, 12, 128:144] = torch.tensor([1e-39, -1e-40] + [0.0] * 14)
+    x[1, 3, 32:48] = 1.999
+    x[1, 10, 5], x[1, 20, 100] = float("nan"), -float("inf")
+    x[1, 40, 16:32] = torch.tensor([2.0**-124, 2.0**-126, 3 * 2.0**-127] + [0.0] * 13)
+    x[1, 90:92] = torch.round(x[1, 90:92] * 2**8) / 2**8
+    return x
+
+
+@pytest.mark.parametrize("dtype", ["bfloat8_b", "bfloat4_b"])
+@pytest.mark.parametrize("variant", ["fp32", "bf16", "transposed"])
+def test_large_tensor_bit_exact(real_ttnn, emulator, dtype, variant):
+    x = _large_input()
+    if variant == "bf16":
+        x = x.to(torch.bfloat16)
+    elif variant == "transposed":
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    _assert_bit_exact(_convert(emulator, x, dtype, "TILE_LAYOUT"), _convert(real_ttnn, x, dtype, "TILE_LAYOUT"),
+                      f"large {variant} {dtype}")
+
+
 @pytest.mark.parametrize("shape", [(1,), (5,), (31, 33), (2, 5, 40), (1, 1, 32, 64), (3, 1, 65, 7), (64, 32)])
 def test_padded_shape(real_ttnn, emulator, shape):
     for layout in ("TILE_LAYOUT", "ROW_MAJOR_LAYOUT"):

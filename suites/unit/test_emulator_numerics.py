@@ -94,6 +94,44 @@ def test_bfp_odd_shapes_match_reference(dtype, magnitude_bits, shape):
     assert _same_bits(numerics.quantize_bfp(x, dtype), _reference_bfp(x.reshape(-1, shape[-1]), magnitude_bits).reshape(shape))
 
 
+def _multi_slice_input() -> torch.Tensor:
+    """``[2, 100, 2048]``: several of quantize_bfp's CPU slices, each with other content (common-case
+    slices, and slices with NaN/inf, tiny-exponent blocks, denormals, -0, saturation and ties)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 100, 2048, generator=g) / 45
+    x[0, 70:72] *= torch.exp(torch.randn(2, 2048, generator=g) * 6)  # wide exponent spread
+    x[0, 75, :80] = _edge_case_matrix()[0]  # ties, denormal, -0
+    x[1, 3, 32:48] = 1.999  # saturation
+    x[1, 10, 5] = float("nan")
+    x[1, 20, 100] = -float("inf")
+    x[1, 40, 16:32] = torch.tensor([2.0**-124, 2.0**-126, 3 * 2.0**-127] + [0.0] * 13)  # tiny block
+    x[1, 90:92] = torch.round(x[1, 90:92] * 2**8) / 2**8  # many exact ties
+    x[1, 99] = -0.0
+    x[0, 10:12, 64:96] = 0.0  # all-zero blocks in a common-case slice
+    x[0, 12, 128:144] = torch.tensor([1e-39, -1e-40] + [0.0] * 14)  # an all-denormal block there too
+    return x
+
+
+@pytest.mark.parametrize(("dtype", "magnitude_bits"), BFP)
+def test_bfp_sliced_path_matches_whole_tensor_path(dtype, magnitude_bits):
+    """The cache-sized slices (common case and the general fallback per slice) equal the whole-tensor
+    general path, for fp32 / bf16 / transposed inputs and fp32 / bf16 outputs."""
+    x = _multi_slice_input()
+    assert x.numel() > 3 * numerics._SLICE_VALUES
+    frac_bits = magnitude_bits - 1
+    expected = numerics._quantize_blocks(x, frac_bits)
+    assert _same_bits(numerics.quantize_bfp(x, dtype), expected)
+    assert numerics.quantize_bfp(x, dtype, out_dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert _same_bits(numerics.quantize_bfp(x, dtype, out_dtype=torch.bfloat16), expected)
+    transposed = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, non-contiguous
+    assert _same_bits(numerics.quantize_bfp(transposed, dtype), expected)
+    half = x.to(torch.bfloat16)
+    assert _same_bits(numerics.quantize_bfp(half, dtype), numerics._quantize_blocks(half.float(), frac_bits))
+    rows = [(0, 75), (1, 3), (1, 10), (1, 40), (1, 90), (0, 0)]
+    for i, r in rows:  # and the per-value definition, on the special rows
+        assert _same_bits(expected[i, r], _reference_bfp(x[i, r : r + 1], magnitude_bits)[0]), (i, r)
+
+
 @pytest.mark.parametrize(("dtype", "magnitude_bits"), BFP)
 def test_bfp_properties(dtype, magnitude_bits):
     x = torch.randn(64, 64, generator=torch.Generator().manual_seed(3))

@@ -61,7 +61,7 @@ def round_to_dtype(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
     saturate instead, as ttnn's vectorised conversion does).
     """
     if dtype in BFP_MANTISSA_BITS:
-        return quantize_bfp(t, dtype).to(torch.bfloat16)
+        return quantize_bfp(t, dtype, out_dtype=torch.bfloat16)
     if dtype == DataType.BFLOAT16:
         return t if t.dtype == torch.bfloat16 else t.to(torch.float32).to(torch.bfloat16)
     if dtype == DataType.FLOAT32:
@@ -78,8 +78,8 @@ def round_to_dtype(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
     raise TypeError(f"ttnn emulator: data type {dtype} is not supported")
 
 
-def quantize_bfp(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
-    """Block-float quantization of ``t`` (any float dtype) to ``bfloat8_b`` / ``bfloat4_b``; returns fp32.
+def quantize_bfp(t: torch.Tensor, dtype: DataType, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Block-float quantization of ``t`` (any float dtype) to ``bfloat8_b`` / ``bfloat4_b``, as ``out_dtype``.
 
     Blocks are 16 consecutive values along the last dim, starting at index 0 (a face row of a 32x32
     tile; the zero tile padding never raises a block's exponent). Per block: shared exponent = the
@@ -87,11 +87,55 @@ def quantize_bfp(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
     one) at step ``2^(E - 127 - (m - 1))``, rounded to nearest-even straight from the fp32 mantissa and
     saturated at ``2^m - 1`` instead of carrying into the exponent. Denormals flush to 0, -0 becomes +0,
     and a NaN/inf keeps itself while zeroing the rest of its block.
+
+    ``out_dtype`` is float32 or bfloat16 (both hold every bfp value exactly). On the CPU the work runs
+    in cache-sized slices of rows, so temporaries stay small whatever the size of ``t``.
     """
     if dtype not in BFP_MANTISSA_BITS:
         raise TypeError(f"quantize_bfp: {dtype} is not a block-float data type")
     frac_bits = BFP_MANTISSA_BITS[dtype] - 1  # bits below the explicit leading one
-    x = t.to(torch.float32).contiguous()
+    width = t.shape[-1] if t.dim() else 1
+    if width % FACE_SIZE or t.numel() == 0:  # partial blocks: pad, once, on the whole tensor
+        return _quantize_blocks(t.to(torch.float32), frac_bits).to(out_dtype)
+    rows = t.reshape(-1, width)
+    if not rows.is_contiguous():
+        rows = rows.contiguous()
+    out = torch.empty(rows.shape, dtype=out_dtype, device=t.device)
+    step = rows.shape[0] if t.device.type != "cpu" else max(1, _SLICE_VALUES // width)
+    for first in range(0, rows.shape[0], step):
+        part = rows[first : first + step]
+        _quantize_slice(part.to(torch.float32), frac_bits, out[first : first + step])
+    return out.reshape(t.shape)
+
+
+#: values per slice of :func:`quantize_bfp` on the CPU (a few fp32 buffers of this size fit in L2)
+_SLICE_VALUES = 1 << 17
+
+
+def _quantize_slice(x: torch.Tensor, frac_bits: int, out: torch.Tensor) -> None:
+    """Quantize fp32 rows ``x`` (width a multiple of 16) into ``out``.
+
+    Common case (every block's exponent E is 0 or in [frac_bits + 2, 254]): ``x * 2^(127 + frac_bits - E)``
+    is exact and in fp32's normal range, a value with exponent 0 lands below 0.5 (so rounding flushes
+    it; an all-zero/denormal block is scaled as if E were frac_bits + 2), round-half-even and the clamp
+    give the signed magnitude, and scaling back by the step is exact. Other slices (inf/NaN, blocks
+    with a tiny non-zero E) take the general path :func:`_quantize_blocks`.
+    """
+    blocks = x.reshape(-1, FACE_SIZE)
+    shared = (blocks.view(torch.int32) & 0x7FFFFFFF).amax(dim=-1, keepdim=True) >> 23
+    if int(shared.max()) > 254 or bool(((shared > 0) & (shared < frac_bits + 2)).any()):
+        out.copy_(_quantize_blocks(x, frac_bits))
+        return
+    shared.clamp_(min=frac_bits + 2)
+    limit = float((1 << (frac_bits + 1)) - 1)
+    scaled = blocks * _pow2(127 + frac_bits - shared)
+    scaled.round_().clamp_(-limit, limit).mul_(_pow2(shared - (127 + frac_bits)))
+    torch.add(scaled.view(x.shape), 0.0, out=out)  # -0 -> +0, cast to out's dtype (exact)
+
+
+def _quantize_blocks(x: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """The general block-float quantization of fp32 ``x`` (any width, special values), whole-tensor."""
+    x = x.contiguous()
     shape = x.shape
     if x.dim() == 0:
         x = x.reshape(1)
