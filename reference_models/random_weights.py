@@ -64,8 +64,10 @@ def random_tensor(key: str, spec: WeightSpec, seed: int, dtype: torch.dtype = to
     ``random_tensor(..., dtype=bf16)`` equals ``random_tensor(...).to(bf16)``.
     """
     std, mean = _scale_and_shift(spec)
-    out = torch.empty(spec.shape, dtype=dtype)
     rows = spec.shape[0]
+    if rows <= ROWS_PER_CHUNK and dtype == torch.float32:  # one chunk: no staging copy
+        return torch.randn(spec.shape, generator=_generator(seed, key, 0)).mul_(std).add_(mean)
+    out = torch.empty(spec.shape, dtype=dtype)
     for chunk, start in enumerate(range(0, rows, ROWS_PER_CHUNK)):
         stop = min(rows, start + ROWS_PER_CHUNK)
         values = torch.randn((stop - start, *spec.shape[1:]), generator=_generator(seed, key, chunk))

@@ -19,6 +19,7 @@ Forward: ``x`` ``[1, El, N, hidden]`` (the dispatched tokens, repeated for each 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ from tqdm.auto import tqdm
 from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.op_configs import ConcatConfig, LinearConfig, MulConfig
-from deepseek_tt.config.run_config import FromWeightConfig, RunConfig
-from deepseek_tt.modules.base import AbstractModule, compute_kernel_config, mesh_shape, require_key, save_weight
+from deepseek_tt.config.run_config import FromWeightConfig, RunConfig, WeightRecord
+from deepseek_tt.modules.base import TENSOR_SUFFIX, AbstractModule, compute_kernel_config, mesh_shape, require_key
 
 #: Experts per converted file on small meshes (bounds host memory; larger files convert faster).
 EXPERTS_PER_FILE = 8
@@ -78,29 +79,60 @@ class Experts(AbstractModule):
         dtype_policy: DtypePolicy | str | None = None,
         progress: bool = True,
     ) -> dict[str, Any]:
-        """``state_dict`` keys relative to the experts (``"{e}.gate_proj.weight"`` ...), lazily read."""
+        """``state_dict`` keys relative to the experts (``"{e}.gate_proj.weight"`` ...), lazily read.
+
+        Each file is built device by device: a device's experts are converted on the host
+        (``ttnn.from_torch``) as soon as they are read, and the devices' host tensors are joined with
+        ``ttnn.from_host_shards``; the next expert is read from the state dict in a background thread
+        meanwhile. Host memory: one file's converted shards plus two experts in fp32.
+        """
         per_device = experts_per_device(hf_config, mesh_device)
         rows, cols = mesh_shape(mesh_device)
+        devices = rows * cols
         hidden, inter = hf_config.hidden_size, hf_config.moe_intermediate_size
         policy = get_dtype_policy(dtype_policy)
         out = Path(output_path)
+        out.mkdir(parents=True, exist_ok=True)
+        chunks = cls.slot_chunks(hf_config, mesh_device)
+        # one task per (file, projection, device): that device's experts of the file, in conversion order
+        tasks = [(first, size, name, device) for first, size in chunks for name in PROJECTIONS for device in range(devices)]
+        # two fp32 staging buffers, reused (a fresh large allocation costs a page fault per 4 KiB): the
+        # reader thread fills one with the next task's experts (transposed) while this one converts the other
+        largest = max((size for _, size in chunks), default=0) * hidden * inter
+        buffers = [torch.empty(largest, dtype=torch.float32) for _ in range(min(2, len(tasks)))]
+
+        def fill(task: tuple[int, int, str, int], buffer: torch.Tensor) -> torch.Tensor:
+            first, size, name, device = task
+            hf_name = PROJECTIONS[name][0]
+            shape = (hidden, inter) if hf_name == "down_proj" else (inter, hidden)
+            chunk = buffer[: size * hidden * inter].view(1, size, shape[1], shape[0])
+            for j in range(size):
+                expert = device * per_device + first + j
+                chunk[0, j] = require_key(state_dict, f"{expert}.{hf_name}.weight", shape, where="Experts").T
+            return chunk
+
         weights: dict[str, Any] = {name: {"input_tensor_b": []} for name in PROJECTIONS}
-        total = hf_config.n_routed_experts * len(PROJECTIONS)
-        bar = tqdm(total=total, desc=f"experts -> {out.name}", unit="expert", disable=not progress, leave=False)
-        for first, size in cls.slot_chunks(hf_config, mesh_device):
-            for name, (hf_name, kind) in PROJECTIONS.items():
-                shape = (hidden, inter) if hf_name == "down_proj" else (inter, hidden)
-                chunk = torch.empty(rows, cols * size, shape[1], shape[0], dtype=torch.float32)
-                for device in range(rows * cols):
-                    for j in range(size):
-                        expert = device * per_device + first + j
-                        w = require_key(state_dict, f"{expert}.{hf_name}.weight", shape, where="Experts")
-                        chunk[device // cols, (device % cols) * size + j] = w.to(torch.float32).T
-                        del w
-                        bar.update(1)
-                record = save_weight(chunk, out / f"{name}.slots{first:03d}-{first + size - 1:03d}", mesh_device, dtype=policy.dtype(kind), shard_dims=(0, 1))
+        bar = tqdm(total=hf_config.n_routed_experts * len(PROJECTIONS), desc=f"experts -> {out.name}", unit="expert",
+                   disable=not progress, leave=False)
+        shards: list[Any] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="experts-read") as reader:
+            pending = reader.submit(fill, tasks[0], buffers[0]) if tasks else None
+            for index, (first, size, name, device) in enumerate(tasks):
+                chunk = pending.result()
+                if index + 1 < len(tasks):
+                    pending = reader.submit(fill, tasks[index + 1], buffers[(index + 1) % 2])
+                # ttnn.from_torch copies (block-float / TILE conversion): the buffer is free once it returns
+                shards.append(ttnn.from_torch(chunk, dtype=policy.dtype(PROJECTIONS[name][1]), layout=ttnn.TILE_LAYOUT,
+                                              memory_config=ttnn.DRAM_MEMORY_CONFIG))
                 del chunk
-                weights[name]["input_tensor_b"].append(record)
+                bar.update(size)
+                if device == devices - 1:
+                    path = out / f"{name}.slots{first:03d}-{first + size - 1:03d}{TENSOR_SUFFIX}"
+                    tensor = shards[0] if devices == 1 else ttnn.from_host_shards(shards, ttnn.MeshShape(rows, cols))
+                    shards = []
+                    ttnn.dump_tensor(str(path), tensor)
+                    del tensor
+                    weights[name]["input_tensor_b"].append(WeightRecord(path=str(path), memory_config=ttnn.DRAM_MEMORY_CONFIG))
         bar.close()
         return weights
 
