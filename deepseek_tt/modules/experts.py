@@ -7,10 +7,14 @@ the policy kinds ``expert_gate_up`` (default bfloat4_b, LoFi) and ``expert_down`
 
 Streamed conversion: experts are read one *chunk of slots* at a time. Slot ``j`` is the ``j``-th local
 expert of every device (``D`` experts, one per device); a chunk is ``g = max(1, EXPERTS_PER_FILE // D)``
-consecutive slots (``g * D`` experts), dequantized from the (lazy) state dict, converted and dumped as one
-mesh tensor ``[1, g, ., .]`` per device, then freed. Peak host memory is one chunk of one projection
-(``max(D, EXPERTS_PER_FILE)`` experts: 8 on a 1x1 mesh, 32 on a Galaxy), never the layer. Loading
-concatenates a projection's chunk tensors along dim 1 on the device (:meth:`Experts.stack_weights`).
+consecutive slots (``g * D`` experts), written as one mesh tensor ``[1, g, ., .]`` per device and file.
+A file is built device by device (each device's ``g`` experts converted on the host as soon as they are
+read, the devices' host tensors joined with ``ttnn.from_host_shards``), with three stages overlapping:
+a reader thread reads the next device's experts from the (lazy) state dict, this thread transposes them
+into an fp32 staging buffer and converts, a writer thread dumps the previous file. Peak host memory:
+two files' converted tensors (one being written) plus three times ``g`` experts in fp32, never the layer (about 1.6 GB on a 1x1 mesh
+and 2.3 GB on a Galaxy at DeepSeek-V3 dims). Loading concatenates a projection's chunk tensors along
+dim 1 on the device (:meth:`Experts.stack_weights`).
 
 Forward: ``x`` ``[1, El, N, hidden]`` (the dispatched tokens, repeated for each local expert) ->
 ``[1, El, N, hidden]``: ``w2(silu(w1 x) * w3 x)`` as batched matmuls, each local expert on all N rows.
@@ -81,10 +85,7 @@ class Experts(AbstractModule):
     ) -> dict[str, Any]:
         """``state_dict`` keys relative to the experts (``"{e}.gate_proj.weight"`` ...), lazily read.
 
-        Each file is built device by device: a device's experts are converted on the host
-        (``ttnn.from_torch``) as soon as they are read, and the devices' host tensors are joined with
-        ``ttnn.from_host_shards``; the next expert is read from the state dict in a background thread
-        meanwhile. Host memory: one file's converted shards plus two experts in fp32.
+        Streamed, one file at a time, in three overlapping stages (see the module docstring).
         """
         per_device = experts_per_device(hf_config, mesh_device)
         rows, cols = mesh_shape(mesh_device)
@@ -96,43 +97,48 @@ class Experts(AbstractModule):
         chunks = cls.slot_chunks(hf_config, mesh_device)
         # one task per (file, projection, device): that device's experts of the file, in conversion order
         tasks = [(first, size, name, device) for first, size in chunks for name in PROJECTIONS for device in range(devices)]
-        # two fp32 staging buffers, reused (a fresh large allocation costs a page fault per 4 KiB): the
-        # reader thread fills one with the next task's experts (transposed) while this one converts the other
-        largest = max((size for _, size in chunks), default=0) * hidden * inter
-        buffers = [torch.empty(largest, dtype=torch.float32) for _ in range(min(2, len(tasks)))]
+        # one fp32 staging buffer, reused (a fresh large allocation costs a page fault per 4 KiB)
+        staging = torch.empty(max((size for _, size in chunks), default=0) * hidden * inter, dtype=torch.float32)
 
-        def fill(task: tuple[int, int, str, int], buffer: torch.Tensor) -> torch.Tensor:
+        def read(task: tuple[int, int, str, int]) -> list[torch.Tensor]:
             first, size, name, device = task
             hf_name = PROJECTIONS[name][0]
             shape = (hidden, inter) if hf_name == "down_proj" else (inter, hidden)
-            chunk = buffer[: size * hidden * inter].view(1, size, shape[1], shape[0])
-            for j in range(size):
-                expert = device * per_device + first + j
-                chunk[0, j] = require_key(state_dict, f"{expert}.{hf_name}.weight", shape, where="Experts").T
-            return chunk
+            return [require_key(state_dict, f"{device * per_device + first + j}.{hf_name}.weight", shape, where="Experts")
+                    for j in range(size)]
 
         weights: dict[str, Any] = {name: {"input_tensor_b": []} for name in PROJECTIONS}
         bar = tqdm(total=hf_config.n_routed_experts * len(PROJECTIONS), desc=f"experts -> {out.name}", unit="expert",
                    disable=not progress, leave=False)
         shards: list[Any] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="experts-read") as reader:
-            pending = reader.submit(fill, tasks[0], buffers[0]) if tasks else None
+        writing = None  # the previous file's dump, in the writer thread (overlaps disk with conversion)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="experts-read") as reader, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="experts-write") as writer:
+            pending = reader.submit(read, tasks[0]) if tasks else None
             for index, (first, size, name, device) in enumerate(tasks):
-                chunk = pending.result()
+                experts = pending.result()
                 if index + 1 < len(tasks):
-                    pending = reader.submit(fill, tasks[index + 1], buffers[(index + 1) % 2])
+                    pending = reader.submit(read, tasks[index + 1])
+                chunk = staging[: size * hidden * inter].view(1, size, experts[0].shape[1], experts[0].shape[0])
+                for j, weight in enumerate(experts):
+                    chunk[0, j] = weight.T
+                del experts, weight
                 # ttnn.from_torch copies (block-float / TILE conversion): the buffer is free once it returns
                 shards.append(ttnn.from_torch(chunk, dtype=policy.dtype(PROJECTIONS[name][1]), layout=ttnn.TILE_LAYOUT,
                                               memory_config=ttnn.DRAM_MEMORY_CONFIG))
                 del chunk
                 bar.update(size)
                 if device == devices - 1:
+                    if writing is not None:  # at most one file waits for the disk (bounds host memory)
+                        writing.result()
                     path = out / f"{name}.slots{first:03d}-{first + size - 1:03d}{TENSOR_SUFFIX}"
                     tensor = shards[0] if devices == 1 else ttnn.from_host_shards(shards, ttnn.MeshShape(rows, cols))
                     shards = []
-                    ttnn.dump_tensor(str(path), tensor)
+                    writing = writer.submit(ttnn.dump_tensor, str(path), tensor)
                     del tensor
                     weights[name]["input_tensor_b"].append(WeightRecord(path=str(path), memory_config=ttnn.DRAM_MEMORY_CONFIG))
+            if writing is not None:
+                writing.result()
         bar.close()
         return weights
 
