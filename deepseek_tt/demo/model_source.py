@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepseek_tt.config.environment import CACHE_DIR_ENV, MODEL_PATH_ENV
 from deepseek_tt.demo.errors import DemoInputError
 
 log = logging.getLogger("deepseek_tt.demo")
 
-MODEL_PATH_ENV = "DEEPSEEK_V3_HF_MODEL"
-CACHE_DIR_ENV = "DEEPSEEK_V3_CACHE"
 DEFAULT_CACHE_DIR = Path("generated/deepseek_v3")
 FALLBACK_PRESETS = {"reference": "tiny", "tt": "galaxy-tiny"}
 FALLBACK_SEED = 0
@@ -174,6 +173,8 @@ def load_tokenizer(path: Path, flag: str = "--model-path"):
 
 
 __all__ = [
+    "CACHE_DIR_ENV",
+    "MODEL_PATH_ENV",
     "ModelChoice",
     "cache_dir_flag",
     "check_cache_dir",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deepseek_tt.config.environment import CACHE_DIR_ENV
+
 
 def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str | Path | None, random_weights: bool,
                         hf_config: Any = None) -> Any:
@@ -22,5 +24,5 @@ def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str 
         else:
             raise ValueError(f"{who}: model_path is required unless random_weights=True")
     if cache_dir is None:
-        raise ValueError(f"{who}: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
+        raise ValueError(f"{who}: cache_dir is required (--cache-dir or ${CACHE_DIR_ENV})")
     return hf_config
