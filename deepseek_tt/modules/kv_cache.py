@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 
 #: Decode users per mesh row (one tile of rows), as on a Galaxy.
 USERS_PER_ROW = 32
@@ -64,7 +65,7 @@ def user_location(user_id: int, mesh_shape: tuple[int, int], users_per_row: int 
     """``(row, col, slot)`` of global user ``user_id``."""
     rows, cols = (int(d) for d in mesh_shape)
     if not 0 <= user_id < rows * users_per_row:
-        raise ValueError(f"user_id {user_id} out of range: a {rows}x{cols} mesh serves {rows * users_per_row} users")
+        raise ValueError(f"user_id {user_id} out of range: a {format_mesh_shape((rows, cols))} mesh serves {rows * users_per_row} users")
     u = users_per_device(users_per_row, cols)
     local = user_id % users_per_row
     return user_id // users_per_row, local // u, local % u

@@ -23,8 +23,6 @@ from deepseek_tt.config.run_config import FromWeightConfig
 from deepseek_tt.modules.base import AbstractModule, ccl_topology, compute_kernel_config, mesh_shape, require_key, save_weight
 from deepseek_tt.modules.layout import replicated_row
 
-TILE = 32
-
 
 class LMHead(AbstractModule):
     @classmethod
@@ -39,7 +37,7 @@ class LMHead(AbstractModule):
     ) -> dict[str, Any]:
         vocab, hidden = hf_config.vocab_size, hf_config.hidden_size
         cols = mesh_shape(mesh_device)[1]
-        if vocab % (cols * TILE):
+        if vocab % (cols * ttnn.TILE_SIZE):
             raise ValueError(f"LMHead: vocab_size {vocab} does not split into tiles over {cols} mesh columns")
         weight = require_key(state_dict, "weight", (vocab, hidden), where="LMHead")
         record = save_weight(

@@ -33,8 +33,6 @@ from deepseek_tt.modules.base import (
     save_weight,
 )
 
-TILE = 32
-
 
 class MLP(AbstractModule):
     """The dense MLP of the first ``first_k_dense_replace`` layers."""
@@ -50,7 +48,7 @@ class MLP(AbstractModule):
     def _check_dims(cls, hf_config: Any, mesh_device: Any) -> None:
         cols = mesh_shape(mesh_device)[1]
         inter = cls.intermediate_size(hf_config)
-        if inter % (cols * TILE) or hf_config.hidden_size % (cols * TILE):
+        if inter % (cols * ttnn.TILE_SIZE) or hf_config.hidden_size % (cols * ttnn.TILE_SIZE):
             raise ValueError(
                 f"{cls.__name__}: intermediate {inter} / hidden {hf_config.hidden_size} must split into tiles over {cols} mesh columns"
             )

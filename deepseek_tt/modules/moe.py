@@ -51,8 +51,6 @@ from deepseek_tt.modules.experts import Experts, experts_per_device, num_devices
 from deepseek_tt.modules.mlp import SharedExpert
 from deepseek_tt.modules.moe_gate import MoEGate
 
-TILE = 32
-
 
 def expert_mapping(hf_config: Any, mesh_device: Any) -> torch.Tensor:
     """``[1, 1, E, D]`` one-hot: expert e -> device ``e // El`` (row-major device index)."""
@@ -91,7 +89,7 @@ class MoE(AbstractModule):
     def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
         rows, cols = mesh_shape(mesh_device)
         per_device = experts_per_device(hf_config, mesh_device)
-        if hf_config.hidden_size % (cols * TILE):
+        if hf_config.hidden_size % (cols * ttnn.TILE_SIZE):
             raise ValueError(f"MoE: hidden_size {hf_config.hidden_size} does not split into tiles over {cols} mesh columns")
         decode = mode == "decode"
         mem = ttnn.L1_MEMORY_CONFIG if decode else ttnn.DRAM_MEMORY_CONFIG

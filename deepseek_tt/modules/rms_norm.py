@@ -37,14 +37,12 @@ from deepseek_tt.modules.base import (
     save_weight,
 )
 
-TILE = 32
-
 
 def _gamma_sticks(weight: torch.Tensor) -> torch.Tensor:
     width = weight.shape[-1]
-    if width % TILE:
-        raise ValueError(f"RMSNorm width {width} is not a multiple of {TILE}")
-    return weight.reshape(1, 1, width // TILE, TILE)
+    if width % ttnn.TILE_SIZE:
+        raise ValueError(f"RMSNorm width {width} is not a multiple of {ttnn.TILE_SIZE}")
+    return weight.reshape(1, 1, width // ttnn.TILE_SIZE, ttnn.TILE_SIZE)
 
 
 class RMSNorm(AbstractModule):
@@ -111,7 +109,7 @@ class DistributedRMSNorm(AbstractModule):
         hidden = hf_config.hidden_size
         weight = require_key(state_dict, "weight", (hidden,), where="DistributedRMSNorm").to(torch.float32)
         cols = mesh_shape(mesh_device)[1]
-        if hidden % (cols * TILE):
+        if hidden % (cols * ttnn.TILE_SIZE):
             raise ValueError(f"hidden_size {hidden} does not split into 32-wide sticks over {cols} mesh columns")
         record = save_weight(
             _gamma_sticks(weight),

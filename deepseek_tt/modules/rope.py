@@ -21,8 +21,6 @@ import torch
 
 from deepseek_tt.backend import ttnn
 
-TILE = 32
-
 
 # --- pure torch: frequencies and scales ------------------------------------------------------------
 
@@ -119,8 +117,8 @@ def cos_sin_interleaved(hf_config: Any, positions: torch.Tensor) -> tuple[torch.
 
 def rotation_matrix() -> torch.Tensor:
     """The ``[1, 1, 32, 32]`` pair-swap matrix T with ``(x @ T)[2i] = -x[2i+1]``, ``(x @ T)[2i+1] = x[2i]``."""
-    mat = torch.zeros(1, 1, TILE, TILE)
-    even, odd = torch.arange(0, TILE, 2), torch.arange(1, TILE, 2)
+    mat = torch.zeros(1, 1, ttnn.TILE_SIZE, ttnn.TILE_SIZE)
+    even, odd = torch.arange(0, ttnn.TILE_SIZE, 2), torch.arange(1, ttnn.TILE_SIZE, 2)
     mat[..., even, odd] = 1.0
     mat[..., odd, even] = -1.0
     return mat

@@ -33,7 +33,7 @@ from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_s
 from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.runtime.model_config import resolve_load_config
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
-from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, TILE, _round_up
+from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, _round_up
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class PipelinedTtModel:
         if not 1 <= seq_len <= self.max_seq_len:
             raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
         self._check_token_ids(tokens, "prefill")
-        padded = torch.zeros(_round_up(seq_len, TILE), dtype=torch.long)
+        padded = torch.zeros(_round_up(seq_len, ttnn.TILE_SIZE), dtype=torch.long)
         padded[:seq_len] = tokens
         return PipelineItem(
             "prefill", int(user_id) // self.users_per_row, user_id=int(user_id), seq_len=seq_len,

@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_USERS_PER_ROW = kv_cache.USERS_PER_ROW
 DEFAULT_MAX_SEQ_LEN = 4096
 RANDOM_WEIGHTS_SEED = 0
-TILE = 32
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -172,8 +171,8 @@ class TtModel:
         """Re-create every layer's KVPE cache with ``num_blocks`` pages of ``block_size`` tokens on each device
         (all users' KV is forgotten) -> the per-layer cache tensors. Block ids of a ``page_table=`` passed to
         ``prefill`` / ``decode`` index these pages; the internal table is rebuilt over them."""
-        if block_size <= 0 or block_size % TILE:
-            raise ValueError(f"allocate_kv_cache: block_size must be a positive multiple of the tile height {TILE}, got {block_size}")
+        if block_size <= 0 or block_size % ttnn.TILE_SIZE:
+            raise ValueError(f"allocate_kv_cache: block_size must be a positive multiple of the tile height {ttnn.TILE_SIZE}, got {block_size}")
         users = self.paged_config.users_per_device
         if num_blocks < users:
             raise ValueError(f"allocate_kv_cache: {num_blocks} blocks for {users} users per device (need at least one each)")
@@ -232,7 +231,7 @@ class TtModel:
         if not 1 <= seq_len <= self.max_seq_len:
             raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
         self._check_token_ids(tokens, "prefill")
-        padded_len = _round_up(seq_len, TILE)
+        padded_len = _round_up(seq_len, ttnn.TILE_SIZE)
         padded = torch.zeros(padded_len, dtype=torch.long)
         padded[:seq_len] = tokens
         tt_tokens = Embedding.prefill_input(padded, self.mesh_device)

@@ -29,6 +29,7 @@ import torch
 
 from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, capture_reference, capture_tt, compare_stages, stage_name
 from deepseek_tt.accuracy.checks import compare
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import block_for_layer
@@ -68,7 +69,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        return (f"{self.module}-{self.mode}-seq{self.seq_len}-users{self.users}-mesh{self.mesh[0]}x{self.mesh[1]}-"
+        return (f"{self.module}-{self.mode}-seq{self.seq_len}-users{self.users}-mesh{format_mesh_shape(self.mesh)}-"
                 f"{POLICY_IDS[self.policy]}-{self.weights}")
 
     @property

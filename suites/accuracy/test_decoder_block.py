@@ -18,6 +18,7 @@ from deepseek_tt.accuracy.drilldown import drilldown_of
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
@@ -39,7 +40,7 @@ CASES = [
     pytest.param("moe_decoder_block", (4, 8), id="moe_decoder_block-mesh4x8"),
 ]
 PREFILL_CASES = [
-    pytest.param(name, mesh, seq, id=f"{name}-mesh{mesh[0]}x{mesh[1]}-seq{seq}", marks=[QUICK] if seq == 128 and (name, mesh) != ("moe_decoder_block", (1, 1)) else [])
+    pytest.param(name, mesh, seq, id=f"{name}-mesh{format_mesh_shape(mesh)}-seq{seq}", marks=[QUICK] if seq == 128 and (name, mesh) != ("moe_decoder_block", (1, 1)) else [])
     for name in BLOCKS
     for mesh in ((1, 1), (4, 8))
     for seq in (128, 1024)
@@ -53,7 +54,7 @@ def _build(block: type[DecoderBlock], layer: int, mesh_device: Any, tmp_path_fac
     model = reference_model()
     key = (block.__name__, mesh_shape(mesh_device))
     if key not in _converted:
-        out = tmp_path_factory.mktemp(f"{block.__name__}_{key[1][0]}x{key[1][1]}")
+        out = tmp_path_factory.mktemp(f"{block.__name__}_{format_mesh_shape(key[1])}")
         _converted[key] = block.convert_weights(model.config, layer_weights(model, layer, ""), out, mesh_device)
     weights = _converted[key]
     model_config = (block.prefill_model_config if mode == "prefill" else block.decode_model_config)(model.config, mesh_device)

@@ -25,6 +25,7 @@ from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import backend_name, ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.mla import MLA
@@ -161,8 +162,7 @@ def mesh_device(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
 
 
 def _mesh_name(mesh_device: Any) -> str:
-    rows, cols = tuple(mesh_device.shape)
-    return f"{rows}x{cols}"
+    return format_mesh_shape(mesh_device.shape)
 
 
 def _read_caches(cache: Any, mesh_device: Any) -> torch.Tensor:

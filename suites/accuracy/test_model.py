@@ -21,6 +21,7 @@ import torch
 
 from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.drilldown import drilldown_of
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
@@ -42,7 +43,7 @@ def _weights(mesh_device: Any, tmp_path_factory: pytest.TempPathFactory) -> dict
     shape = mesh_shape(mesh_device)
     if shape not in _converted:
         model = reference_model()
-        out = tmp_path_factory.mktemp(f"model_{shape[0]}x{shape[1]}")
+        out = tmp_path_factory.mktemp(f"model_{format_mesh_shape(shape)}")
         _converted[shape] = (Model.convert_weights(model.config, official_state_dict(model), out, mesh_device), out)
     return _converted[shape][0]
 

@@ -28,6 +28,7 @@ import torch
 from deepseek_tt.accuracy.refpt import RefptError
 from deepseek_tt.accuracy.teacher_forcing import format_accuracy, run_teacher_forcing
 from deepseek_tt.accuracy.thresholds import teacher_forcing_threshold
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.runtime.reference_model import ReferenceModel
 from deepseek_tt.runtime.tt_model import TtModel
@@ -103,7 +104,7 @@ def _run(model_dir, refpt, mesh_device, cache_dir, policy, max_new_tokens, recor
     acc = out.accuracy
     rows, cols = mesh_shape(mesh_device)
     top1_min, top5_min = _thresholds(policy, embedded)
-    common = dict(module="model", mode="teacher_forcing", seq_len=acc.prompt_len + acc.num_tokens, batch=1, mesh=f"{rows}x{cols}", dtype_policy=policy)
+    common = dict(module="model", mode="teacher_forcing", seq_len=acc.prompt_len + acc.num_tokens, batch=1, mesh=format_mesh_shape((rows, cols)), dtype_policy=policy)
     record_result(metric="tf_top1", value=acc.top1_accuracy, threshold=top1_min, correct=acc.top1_correct, tokens=acc.num_tokens, **common)
     if acc.top5_accuracy is not None:
         record_result(metric="tf_top5", value=acc.top5_accuracy, threshold=top5_min, correct=acc.top5_correct, tokens=acc.num_tokens, **common)

@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
@@ -48,7 +49,7 @@ SELECTED_MESH, GALAXY = None, (4, 8)  # None: the mesh of --mesh-shape / $MESH_D
 
 
 def _mesh_id(mesh) -> str:
-    return "mesh-selected" if mesh is None else f"mesh{mesh[0]}x{mesh[1]}"
+    return "mesh-selected" if mesh is None else f"mesh{format_mesh_shape(mesh)}"
 
 
 #: Quick (CI): the dense block's shortest prefill and the MoE block's 32-user decode on the selected mesh;
