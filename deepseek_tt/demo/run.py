@@ -44,22 +44,6 @@ def _print_summary(results: dict[str, Any], stream: TextIO) -> None:
     stream.flush()
 
 
-def _load_model_or_input_error(*args: Any, **kwargs: Any) -> Any:
-    """:func:`load_model`, with the errors that bad input can still cause at load time as DemoInputError."""
-    from deepseek_tt.modules.pipeline import PipelineConfigError
-    from deepseek_tt.weights.cache import CacheDirError
-    from deepseek_tt.weights.errors import CheckpointError
-
-    try:
-        return load_model(*args, **kwargs)
-    except PipelineConfigError as exc:
-        raise DemoInputError(f"--generator pp: {exc}") from None
-    except CacheDirError as exc:
-        raise DemoInputError(f"--cache-dir: {exc}") from None
-    except CheckpointError as exc:
-        raise DemoInputError(f"--model-path: {exc}") from None
-
-
 def run_demo(prompts: Sequence[str] | None = None, *, stream: TextIO | None = None, **options: Any) -> dict[str, Any]:
     """Run the demo and return the results dict of docs/DEMO_OUTPUT.md (also written to ``output_path``).
 
@@ -85,19 +69,31 @@ def run_with_options(options: DemoOptions, stream: TextIO | None = None) -> dict
 
 
 def _load(run: ResolvedRun, mesh_device: Any) -> Any:
-    """The model of ``run`` on ``mesh_device``."""
+    """The model of ``run`` on ``mesh_device``; the errors bad input can still cause at load time as
+    :class:`DemoInputError`."""
+    from deepseek_tt.modules.pipeline import PipelineConfigError
+    from deepseek_tt.weights.cache import CacheDirError
+    from deepseek_tt.weights.errors import CheckpointError
+
     o = run.options
-    return _load_model_or_input_error(
-        run.runtime,
-        run.model,
-        mesh_device,
-        run.cache,
-        dtype_policy=o.dtype_policy,
-        max_seq_len=o.max_seq_len,
-        recalculate_weights=o.recalculate_weights,
-        progress=o.progress,
-        pipelined=o.generator == "pp" and run.reference is None,
-    )
+    try:
+        return load_model(
+            run.runtime,
+            run.model,
+            mesh_device,
+            run.cache,
+            dtype_policy=o.dtype_policy,
+            max_seq_len=o.max_seq_len,
+            recalculate_weights=o.recalculate_weights,
+            progress=o.progress,
+            pipelined=o.generator == "pp" and run.reference is None,
+        )
+    except PipelineConfigError as exc:
+        raise DemoInputError(f"--generator pp: {exc}") from None
+    except CacheDirError as exc:
+        raise DemoInputError(f"--cache-dir: {exc}") from None
+    except CheckpointError as exc:
+        raise DemoInputError(f"--model-path: {exc}") from None
 
 
 def _execute(run: ResolvedRun, model: Any, config: dict[str, Any], stream: TextIO) -> dict[str, Any]:
