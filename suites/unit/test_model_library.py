@@ -82,7 +82,7 @@ def test_facade_shapes_and_bad_inputs(tiny_model):
     assert out.shape == (32, model.vocab_size) and torch.isfinite(out[3]).all()
     with pytest.raises(ValueError, match="decode expects 32 tokens and positions"):
         model.decode(torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=2048\)"):
+    with pytest.raises(ValueError, match=r"prefill: token id 5000 outside the vocabulary \[0, vocab_size=2048\)"):
         model.prefill(torch.tensor([1, 5000]), user_id=0)
     with pytest.raises(ValueError, match="length 65 must be in"):
         model.prefill(torch.zeros(65, dtype=torch.long), user_id=0)
