@@ -164,3 +164,27 @@ def test_decode_inputs_are_built_on_the_host(tiny_model):
         assert torch.equal(ttnn.to_torch(h), ttnn.to_torch(ttnn.from_device(d)))
     with pytest.raises(ValueError, match="decode: token id 2048 outside the vocabulary"):
         model.decode_host_inputs(torch.full((32,), 2048), positions)
+
+
+def test_every_module_implements_the_declared_contract():
+    """Every module accepts every argument ``AbstractModule`` declares (parents call children uniformly)."""
+    import inspect
+
+    import deepseek_tt.modules.moe  # noqa: F401  (registers MoE, Experts, MoEGate)
+    import deepseek_tt.modules.pipeline  # noqa: F401
+    from deepseek_tt.modules.base import AbstractModule
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    modules = list(subclasses(AbstractModule))
+    assert {"MLA", "MoE", "Experts", "MoEGate", "DecoderBlock", "Model", "PipelinedModel"} <= {m.__name__ for m in modules}
+    for module in modules:
+        for stage in ("convert_weights", "prefill_model_config", "decode_model_config", "create_state", "forward_prefill", "forward_decode"):
+            declared = list(inspect.signature(getattr(AbstractModule, stage)).parameters)
+            if stage.startswith("forward_"):
+                declared = declared[1:]  # the input may be named x or tokens
+            own = inspect.signature(getattr(module, stage)).parameters
+            assert not [p for p in declared if p not in own], f"{module.__name__}.{stage} lacks {[p for p in declared if p not in own]}"
