@@ -162,15 +162,10 @@ class RotarySetup:
         self.max_positions = int(hf_config.max_position_embeddings)
         self.trans_matrix = self._to_device(rotation_matrix(), ttnn.ReplicateTensorToMesh(mesh_device))
 
-    def _to_device(self, tensor: torch.Tensor, mapper: Any) -> Any:
-        return ttnn.from_torch(
-            tensor,
-            dtype=ttnn.bfloat16,
-            layout=ttnn.TILE_LAYOUT,
-            device=self.mesh_device,
-            memory_config=ttnn.DRAM_MEMORY_CONFIG,
-            mesh_mapper=mapper,
-        )
+    def _to_device(self, tensor: torch.Tensor, mapper: Any, on_device: bool = True) -> Any:
+        """bfloat16 TILE, in DRAM on the mesh, or a host tensor (``on_device=False``) for ``ttnn.to_device``."""
+        placement = {"device": self.mesh_device, "memory_config": ttnn.DRAM_MEMORY_CONFIG} if on_device else {}
+        return ttnn.from_torch(tensor, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, mesh_mapper=mapper, **placement)
 
     def _check_positions(self, positions: torch.Tensor) -> None:
         if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= self.max_positions):
@@ -191,9 +186,11 @@ class RotarySetup:
             "trans_matrix": self.trans_matrix,
         }
 
-    def decode_tensors(self, positions: torch.Tensor) -> dict[str, Any]:
+    def decode_tensors(self, positions: torch.Tensor, *, on_device: bool = True) -> dict[str, Any]:
         """cos / sin ``[1, 1, U, D]`` per device for global decode positions ``[rows * U]`` (row r: users
-        ``r*U .. r*U+U-1``). Negative positions (empty slots) get position 0."""
+        ``r*U .. r*U+U-1``). Negative positions (empty slots) get position 0. ``on_device=False``: cos / sin
+        are host tensors (a decode step's inputs, copied to the device once; ``trans_matrix`` stays the
+        device one)."""
         rows = int(tuple(self.mesh_device.shape)[0])
         positions = torch.as_tensor(positions).reshape(-1).long()
         if positions.numel() != rows * self.users_per_row:
@@ -207,8 +204,8 @@ class RotarySetup:
         shape = (rows, 1, self.users_per_row, self.dim)
         mapper = ttnn.ShardTensor2dMesh(self.mesh_device, dims=(0, None), mesh_shape=tuple(self.mesh_device.shape))
         return {
-            "cos_matrix": self._to_device(cos.reshape(shape), mapper),
-            "sin_matrix": self._to_device(sin.reshape(shape), mapper),
+            "cos_matrix": self._to_device(cos.reshape(shape), mapper, on_device),
+            "sin_matrix": self._to_device(sin.reshape(shape), mapper, on_device),
             "trans_matrix": self.trans_matrix,
         }
 

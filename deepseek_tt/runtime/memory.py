@@ -25,7 +25,7 @@ ELEMENT_BYTES = {
     "uint8": 1.0,
 }
 #: run-config keys that hold runtime state, not weights
-STATE_KEYS = frozenset({"kvpe_cache", "page_table", "page_tables", "expert_mapping"})
+STATE_KEYS = frozenset({"kvpe_cache", "expert_mapping"})
 KV_KEYS = frozenset({"kvpe_cache"})
 
 

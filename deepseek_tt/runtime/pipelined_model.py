@@ -28,11 +28,13 @@ from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.lm_head import LMHead
-from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_sockets, stage_meshes
+from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_page_tables, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.runtime.model_config import resolve_load_config
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
+from deepseek_tt.runtime.token_ids import check_token_ids
 from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, _round_up
 
 logger = logging.getLogger(__name__)
@@ -162,8 +164,10 @@ class PipelinedTtModel:
     def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
         state = PipelinedModel.create_state(
             self.hf_config, self.mesh_device, self.paged_config, micro_batches=self.num_micro_batches,
-            page_table=self.page_table, sockets=self.sockets, dtype_policy=self.dtype_policy,
+            sockets=self.sockets, dtype_policy=self.dtype_policy,
         )
+        # page_tables[stage][micro_batch]: passed in each call's ForwardContext, not held by the run configs
+        self._page_tables = create_stage_page_tables(self.paged_config, self.meshes, self.num_micro_batches, self.page_table)
         common = dict(weight_root=self.weight_root, loaded=self._loaded)
         self._prefill_cfg = PipelinedModel.run_config(self._prefill_model_config, self.weight_config, state, **common, shared=previous)
         self._decode_cfg = PipelinedModel.run_config(self._decode_model_config, self.weight_config, state, **common, shared=self._prefill_cfg)
@@ -171,7 +175,8 @@ class PipelinedTtModel:
     def reset(self) -> None:
         """Forget every user's KV (fresh zeroed caches on every stage; weights stay loaded)."""
         previous = self._prefill_cfg
-        old = [t for stage in previous["stages"] for t in iter_tensors(stage, keys=frozenset({"kvpe_cache", "page_tables"}))]
+        old = [t for stage in previous["stages"] for t in iter_tensors(stage, keys=KV_KEYS)]
+        old += [t for tables in self._page_tables for t in tables]
         self._build_run_configs(previous)
         for tensor in old:
             ttnn.deallocate(tensor)
@@ -201,7 +206,7 @@ class PipelinedTtModel:
             raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
         if not 1 <= seq_len <= self.max_seq_len:
             raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
-        self._check_token_ids(tokens, "prefill")
+        check_token_ids(tokens, self.vocab_size, "prefill")
         padded = torch.zeros(_round_up(seq_len, ttnn.TILE_SIZE), dtype=torch.long)
         padded[:seq_len] = tokens
         return PipelineItem(
@@ -216,7 +221,7 @@ class PipelinedTtModel:
         if tokens.numel() != self.users_per_row or positions.numel() != self.users_per_row:
             raise ValueError(f"decode: a micro-batch takes {self.users_per_row} tokens and positions, got {tokens.numel()}/{positions.numel()}")
         active = positions >= 0
-        self._check_token_ids(tokens[active], "decode")
+        check_token_ids(tokens[active], self.vocab_size, "decode")
         if active.any() and int(positions[active].max()) >= self.max_seq_len:
             raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
         tokens = torch.where(active, tokens, torch.zeros_like(tokens))
@@ -228,15 +233,20 @@ class PipelinedTtModel:
             raise ValueError(f"{item.kind} item is at stage {item.next_stage}, not {stage}")
         cfg = (self._prefill_cfg if item.kind == "prefill" else self._decode_cfg)["stages"][stage]
         mesh, rope = self.meshes[stage], self.ropes[stage]
+        page_table = self._page_tables[stage][item.micro_batch]
         if item.kind == "prefill":
             padded_len = int(item.x.shape[-2] if stage else item.x.shape[-1])
-            out = PipelinedModel.forward_stage_prefill(
-                item.x, item.user_id % self.users_per_row, item.micro_batch, rope.prefill_tensors(padded_len), cfg
-            )
+            rope_tensors = rope.prefill_tensors(padded_len)
+            ctx = ForwardContext.prefill(rope_tensors, page_table, item.user_id % self.users_per_row)
+            out = PipelinedModel.forward_stage_prefill(item.x, cfg, ctx)
+            inputs = [rope_tensors["cos_matrix"], rope_tensors["sin_matrix"]]
         else:
             pos = kv_cache.decode_positions_tensor(item.positions, mesh, self.users_per_row)
-            out = PipelinedModel.forward_stage_decode(item.x, pos, item.micro_batch, rope.decode_tensors(item.positions), cfg)
-            ttnn.deallocate(pos)
+            rope_tensors = rope.decode_tensors(item.positions)
+            out = PipelinedModel.forward_stage_decode(item.x, cfg, ForwardContext.decode(rope_tensors, page_table, pos))
+            inputs = [pos, rope_tensors["cos_matrix"], rope_tensors["sin_matrix"]]
+        for tensor in inputs:
+            ttnn.deallocate(tensor)
         if stage == 0:
             ttnn.deallocate(item.x)
         item.next_stage = stage + 1
@@ -278,10 +288,6 @@ class PipelinedTtModel:
             if bool((positions[m * u : (m + 1) * u] >= 0).any()):
                 out[m * u : (m + 1) * u] = self.run_item(self.start_decode(m, tokens[m * u : (m + 1) * u], positions[m * u : (m + 1) * u]))
         return out
-
-    def _check_token_ids(self, tokens: torch.Tensor, where: str) -> None:
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
-            raise ValueError(f"{where}: token ids must lie in [0, vocab_size={self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
 
 
 __all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel"]

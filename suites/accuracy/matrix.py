@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, capture_reference, capture_tt, compare_stages, stage_name
+from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, TtStageRecorder, capture_reference, compare_stages, stage_name
 from deepseek_tt.accuracy.checks import compare
 from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import block_for_layer
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.mla import MLA
@@ -153,19 +154,23 @@ def _models(case: Case, request: pytest.FixtureRequest) -> tuple[torch.nn.Module
 
 
 def _configs(case: Case, reference: torch.nn.Module, source: dict[str, Any], mesh_device: Any, cache_dir: Path, paged, page_table, caches=None):
+    """(run config, the page table on the device)."""
     config = reference.config
     result = load_or_convert_model_weights(config, mesh_device, cache_dir, dtype_policy=case.policy, progress=False, **source)
-    state = Model.create_state(config, mesh_device, paged, page_table=page_table, caches=caches, dtype_policy=case.policy)
+    state = Model.create_state(config, mesh_device, paged, caches=caches, dtype_policy=case.policy)
     model_config = (Model.prefill_model_config if case.mode == "prefill" else Model.decode_model_config)(
         config, mesh_device, dtype_policy=case.policy
     )
-    return Model.run_config(model_config, result.weight_config, state, weight_root=result.entry_dir)
+    cfg = Model.run_config(model_config, result.weight_config, state, weight_root=result.entry_dir)
+    return cfg, kv_cache.create_page_table(paged, mesh_device, page_table)
 
 
 def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.Tensor], config: Any, mesh_device: Any,
-              decode: bool, attention_args: tuple, embedding_input: Any, final_norm: torch.nn.Module) -> None:
-    """Every TT module on the reference's input of its stage; ``captured`` rows are tokens (prefill) or users.
-    The final norm's input is rescaled per token and ``final_norm`` (the reference's) gives its expected output."""
+              ctx: ForwardContext, embedding_input: Any, final_norm: torch.nn.Module) -> None:
+    """Every TT module on the reference's input of its stage (``ctx``: the run's context, without an
+    observer); ``captured`` rows are tokens (prefill) or users. The final norm's input is rescaled per
+    token and ``final_norm`` (the reference's) gives its expected output."""
+    decode = ctx.is_decode
     def dev(x: torch.Tensor) -> Any:
         return residual_to_device(x, mesh_device, decode=decode)
 
@@ -173,18 +178,18 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
         return residual_to_torch(t, mesh_device, decode=decode)
 
     fwd = "forward_decode" if decode else "forward_prefill"
-    result.add("embedding", "embedding", captured["embedding"], back(getattr(Embedding, fwd)(embedding_input, cfg["embedding"])))
-    for i, layer_cfg in enumerate(cfg["layers"]):
-        block = block_for_layer(config, i)
+    result.add("embedding", "embedding", captured["embedding"], back(getattr(Embedding, fwd)(embedding_input, cfg["embedding"], ctx)))
+    for i, (block, layer_cfg) in enumerate(zip(cfg["blocks"], cfg["layers"])):
+        layer_ctx = ctx.at_layer(i)
         attn = stage_name("attention", i)
-        out = getattr(MLA, fwd)(dev(captured[attn + INPUT_SUFFIX]), *attention_args, layer_cfg["mla"])
+        out = getattr(MLA, fwd)(dev(captured[attn + INPUT_SUFFIX]), layer_cfg["mla"], layer_ctx)
         result.add("mla", attn, captured[attn], back(out))
-        ffn_name = "moe" if block.IS_MOE else "mlp"
+        ffn_name = block.FFN_STAGE
         ffn = stage_name(ffn_name, i)
-        out = getattr(block.ffn(), fwd)(dev(captured[ffn + INPUT_SUFFIX]), layer_cfg["mlp"])
+        out = getattr(block.ffn(), fwd)(dev(captured[ffn + INPUT_SUFFIX]), layer_cfg["mlp"], layer_ctx)
         result.add(ffn_name, ffn, captured[ffn], back(out))
         blk = stage_name("block", i)
-        out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), *attention_args, layer_cfg)
+        out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), layer_cfg, layer_ctx)
         result.add("moe_decoder_block" if block.IS_MOE else "decoder_block", blk, captured[blk], back(out))
     # The final norm on its captured input with every token rescaled (RMS spread over 1e-3..1e2): a norm
     # that does not normalise, or a wrong epsilon, cannot hide behind the residual's narrow spread of RMS.
@@ -192,9 +197,9 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
     norm_input = norm_input * token_scales(norm_input.shape[0], torch.Generator().manual_seed(norm_input.shape[0]))
     with torch.no_grad():
         norm_expected = final_norm(norm_input)
-    out = getattr(DistributedRMSNorm, fwd)(dev(norm_input), cfg["norm"])
+    out = getattr(DistributedRMSNorm, fwd)(dev(norm_input), cfg["norm"], ctx)
     result.add("rms_norm", "norm", norm_expected, back(out))
-    logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"]), mesh_device, decode=decode)
+    logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"], ctx), mesh_device, decode=decode)
     result.add("lm_head", "logits", captured["logits"], logits[:, : config.vocab_size])
 
 
@@ -208,16 +213,15 @@ def _prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devi
     rows, cols = mesh_shape(mesh_device)
     paged = kv_cache.paged_config_for(case.seq_len, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
-    cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table)
+    cfg, tt_table = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table)
     rope = RotarySetup(config, mesh_device)
-    rope_tensors = rope.prefill_tensors(case.seq_len)
-    with capture_tt(mesh_device) as actual:
-        out = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), 0, rope_tensors, cfg)
+    ctx = ForwardContext.prefill(rope.prefill_tensors(case.seq_len), tt_table, 0)
+    recorder = TtStageRecorder(mesh_device)
+    out = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), cfg, replace(ctx, observer=recorder))
     logits = LMHead.logits_to_torch(out, mesh_device, decode=False)[:, : config.vocab_size]
     result.add("model", "logits", expected["logits"], logits, logits=True)
-    result.drilldown = compare_stages(expected, actual, case.policy, length=case.seq_len)
-    _isolated(result, cfg, expected, config, mesh_device, False, (0, rope_tensors, cfg["page_table"]), Embedding.prefill_input(tokens, mesh_device),
-              get_final_norm(reference))
+    result.drilldown = compare_stages(expected, recorder.captured, case.policy, length=case.seq_len)
+    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.prefill_input(tokens, mesh_device), get_final_norm(reference))
     return result
 
 
@@ -250,17 +254,17 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
     paged = kv_cache.paged_config_for(DECODE_MAX_POSITION + 1, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
     caches = [kv_cache.pack_user_caches(kvpe[i], paged, page_table, (rows, cols)) for i in range(config.num_hidden_layers)]
-    cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
+    cfg, tt_table = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
     rope = RotarySetup(config, mesh_device)
     tokens = batch[rows_of_users, positions]
-    attention_args = (kv_cache.decode_positions_tensor(positions, mesh_device), rope.decode_tensors(positions), cfg["page_table"])
-    with capture_tt(mesh_device) as actual:
-        out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), *attention_args[:2], cfg)
+    ctx = ForwardContext.decode(rope.decode_tensors(positions), tt_table, kv_cache.decode_positions_tensor(positions, mesh_device))
+    recorder = TtStageRecorder(mesh_device)
+    out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), cfg, replace(ctx, observer=recorder))
     logits = LMHead.logits_to_torch(out, mesh_device, decode=True)[:, : config.vocab_size]
     result.add("model", "logits", expected["logits"], logits, logits=True)
-    result.drilldown = compare_stages(expected, actual, case.policy)
+    result.drilldown = compare_stages(expected, recorder.captured, case.policy)
     # The isolated decode steps rewrite each user's KVPE at its position with the same values; harmless.
-    _isolated(result, cfg, expected, config, mesh_device, True, attention_args, Embedding.decode_input(tokens, mesh_device), get_final_norm(reference))
+    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.decode_input(tokens, mesh_device), get_final_norm(reference))
     return result
 
 

@@ -22,6 +22,7 @@ from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.rope import RotarySetup
 from reference_models.reference import get_layer
@@ -98,9 +99,11 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
     rope = RotarySetup(model.config, mesh_device)
     x = spread_activations(seq_len, model.config.hidden_size, seed=seq_len + layer)
 
-    y = block.forward_prefill(
-        residual_to_device(x, mesh_device, decode=False), user_id, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device, page_table), cfg
-    )
+    def context(observer=None) -> ForwardContext:
+        table = kv_cache.create_page_table(paged, mesh_device, page_table)
+        return ForwardContext.prefill(rope.prefill_tensors(seq_len), table, user_id, layer=layer, observer=observer)
+
+    y = block.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, context())
     actual = residual_to_torch(y, mesh_device, decode=False)
     expected, expected_kvpe = reference_layer(model, layer, x)
 
@@ -113,13 +116,9 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
         drilldown=lambda: drilldown_of(
             model,
             lambda: reference_layer(model, layer, x),
-            lambda: block.forward_prefill(
-                residual_to_device(x, mesh_device, decode=False), user_id, rope.prefill_tensors(seq_len),
-                kv_cache.create_page_table(paged, mesh_device, page_table), cfg,
-            ),
+            lambda observer: block.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, context(observer)),
             mesh_device,
             layers={layer: get_layer(model, layer)},
-            first_layer=layer,
         ),
     )
     check_against_reference("kvpe_cache", "prefill", "default", expected_kvpe, cached, record_result, what=f"{name} prefill KVPE cache",
@@ -147,13 +146,13 @@ def test_decoder_block_decode(name: str, mesh_device: Any, tmp_path_factory, rec
     rope = RotarySetup(model.config, mesh_device)
 
     x = torch.stack([seq[-1] for seq in sequences])
-    y = block.forward_decode(
-        residual_to_device(x, mesh_device, decode=True),
-        kv_cache.decode_positions_tensor(positions, mesh_device),
+    ctx = ForwardContext.decode(
         rope.decode_tensors(positions),
         kv_cache.create_page_table(paged, mesh_device, page_table),
-        cfg,
+        kv_cache.decode_positions_tensor(positions, mesh_device),
+        layer=layer,
     )
+    y = block.forward_decode(residual_to_device(x, mesh_device, decode=True), cfg, ctx)
     actual = residual_to_torch(y, mesh_device, decode=True)
     worst = min(pcc(expected[u], actual[u]) for u in range(users))
     threshold = pcc_threshold(name, "decode")
@@ -187,9 +186,8 @@ def test_dense_block_high_precision_policy_is_closer(mesh_device, tmp_path, reco
             weights,
             DecoderBlock.create_state(model.config, mesh_device, paged, dtype_policy=policy),
         )
-        y = DecoderBlock.forward_prefill(
-            residual_to_device(x, mesh_device, decode=False), 0, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device), cfg
-        )
+        ctx = ForwardContext.prefill(rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device), 0, layer=0)
+        y = DecoderBlock.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, ctx)
         actual = residual_to_torch(y, mesh_device, decode=False)
         values[policy] = pcc(expected, actual)
         check_against_reference("decoder_block", "prefill", policy, expected, actual, record_result, what=f"dense block prefill ({policy})",
