@@ -31,7 +31,7 @@ from deepseek_tt.modules.embedding import Embedding
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import resolve_load_config
+from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
 from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, TILE, _round_up
 
@@ -73,6 +73,7 @@ class PipelinedTtModel:
         dtype_policy: DtypePolicy | str | None = None,
         max_batch_size: int | None = None,
         max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        weight_loads: dict | None = None,
     ) -> None:
         rows, cols = mesh_shape(mesh_device)
         self.stage_layers = assign_stages(int(hf_config.num_hidden_layers), rows)
@@ -100,7 +101,7 @@ class PipelinedTtModel:
         self.meshes = stage_meshes(mesh_device)
         self.sockets = create_stage_sockets(self.meshes)
         self.ropes = [RotarySetup(hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
-        self._loaded: dict = {}
+        self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
         common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
         self._prefill_model_config = PipelinedModel.prefill_model_config(hf_config, mesh_device, **common)
         self._decode_model_config = PipelinedModel.decode_model_config(hf_config, mesh_device, **common)
@@ -150,14 +151,16 @@ class PipelinedTtModel:
         def convert(out_dir: Path) -> dict[str, Any]:
             return PipelinedModel.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
 
-        result = cache.load_or_convert(convert, recalculate=recalculate_weights)
-        logger.info("pipelined weights %s in %.1f s: %s", "converted" if result.converted else "loaded", result.seconds, result.entry_dir)
-        model = cls(
-            hf_config, mesh_device, result.weight_config, result.entry_dir,
-            dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-        )
-        model.cache_result = result
-        return model
+        def load_or_convert(recalculate: bool, reason: str | None) -> Any:
+            return cache.load_or_convert(convert, recalculate=recalculate, verify_checksums=False, reason=reason)  # the loads verify
+
+        def build(result: Any, loads: dict) -> "PipelinedTtModel":
+            return cls(
+                hf_config, mesh_device, result.weight_config, result.entry_dir,
+                dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=loads,
+            )
+
+        return load_through_cache("PipelinedTtModel.load", load_or_convert, build, recalculate=recalculate_weights)
 
     def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
         state = PipelinedModel.create_state(
