@@ -41,6 +41,14 @@ logger = logging.getLogger(__name__)
 PIPELINE_LAYOUT = "row-pipeline-v1"
 
 
+def external_kv_cache_refused(what: str) -> ValueError:
+    """The one-line error for vLLM's external paged KV cache (``what``: the refused call or option)."""
+    return ValueError(
+        f"{what} is not supported by the pipelined model (--generator pp): each stage keeps its own page table per "
+        "micro-batch; vLLM's external page table needs the batched model (--generator bp)"
+    )
+
+
 @dataclass
 class PipelineItem:
     """One unit of pipelined work: a user's prefill or a micro-batch's decode step."""
@@ -262,13 +270,13 @@ class PipelinedTtModel:
     def prefill(self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None) -> torch.Tensor:
         """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32)."""
         if page_table is not None:
-            raise ValueError("prefill: the pipelined model keeps its own page tables (page_table= is not supported)")
+            raise external_kv_cache_refused("prefill: page_table=")
         return self.run_item(self.start_prefill(tokens, user_id))
 
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None) -> torch.Tensor:
         """One token per slot (``-1``: empty slot) -> logits ``[B, V]``; each micro-batch runs through every stage."""
         if page_table is not None:
-            raise ValueError("decode: the pipelined model keeps its own page tables (page_table= is not supported)")
+            raise external_kv_cache_refused("decode: page_table=")
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
         positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
         if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
@@ -282,9 +290,13 @@ class PipelinedTtModel:
                 out[m * u : (m + 1) * u] = self.run_item(self.start_decode(m, tokens[m * u : (m + 1) * u], positions[m * u : (m + 1) * u]))
         return out
 
+    def allocate_kv_cache(self, num_blocks: int, block_size: int = kv_cache.BLOCK_SIZE) -> list[Any]:
+        """Refused: the stages' caches are laid out per micro-batch (see :func:`external_kv_cache_refused`)."""
+        raise external_kv_cache_refused("allocate_kv_cache (an external paged KV cache)")
+
     def _check_token_ids(self, tokens: torch.Tensor, where: str) -> None:
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
             raise ValueError(f"{where}: token ids must lie in [0, vocab_size={self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
 
 
-__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel"]
+__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel", "external_kv_cache_refused"]
