@@ -154,3 +154,14 @@ def test_external_page_table_is_refused_in_one_line_naming_the_option(tiny_model
             call()
         message = str(info.value)
         assert "\n" not in message and message.startswith(option.strip()) and "--generator pp" in message and "--generator bp" in message
+
+
+def test_roofline_stored_bytes_equal_the_measured_per_device_bytes(tiny_models):
+    """The roofline's per-device weight bytes (bp and pp) are those the loaded models hold, byte for byte."""
+    from deepseek_tt.perf.roofline import stored_weight_bytes_per_device
+
+    bp, pp = tiny_models
+    for model, parallelism in ((bp, "bp"), (pp, "pp")):
+        measured = weight_bytes_per_device(model)
+        computed = stored_weight_bytes_per_device(model.hf_config, "default", (2, 2), parallelism)
+        assert [round(c) for c in computed] == [measured[0], measured[2]], parallelism
