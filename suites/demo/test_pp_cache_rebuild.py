@@ -2,12 +2,11 @@
 tensor is verified against the manifest's checksum as it loads (``runtime.model_config.load_through_cache``),
 and an entry with a flipped byte is named, rebuilt and then serves the same logits as before.
 
-Model: ``galaxy-tiny`` cut to 2 layers with random weights, on a 2x2 mesh (2 stages).
+Model: the embedded trained model (4 layers) on a 2x2 mesh (2 stages).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 
@@ -17,7 +16,6 @@ import torch
 from deepseek_tt.backend import ttnn
 from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
 from deepseek_tt.weights.cache import MANIFEST_NAME
-from reference_models.presets import get_preset
 
 pytestmark = pytest.mark.demo
 
@@ -31,10 +29,18 @@ def mesh_2x2():
     ttnn.close_mesh_device(device)
 
 
-def _load(mesh, cache):
-    config = copy.deepcopy(get_preset("galaxy-tiny", num_layers=2))
-    return PipelinedTtModel.load(None, mesh, cache, random_weights=True, hf_config=config, seed=7, max_seq_len=64,
-                                 max_batch_size=4, progress=False)
+@pytest.fixture(scope="module")
+def model_dir():
+    from reference_models.embedded import embedded_model_path
+
+    try:
+        return embedded_model_path()
+    except FileNotFoundError as exc:
+        pytest.skip(f"embedded trained model not available: {exc}")
+
+
+def _load(model_dir, mesh, cache):
+    return PipelinedTtModel.load(model_dir, mesh, cache, max_seq_len=64, max_batch_size=4, progress=False)
 
 
 def _logits(model) -> torch.Tensor:
@@ -42,27 +48,22 @@ def _logits(model) -> torch.Tensor:
     return model.prefill(PROMPT, 3)  # user 3: the last micro-batch
 
 
-def test_pipelined_cache_files_are_verified_as_they_load(mesh_2x2, tmp_path):
+def test_pipelined_cache_entry_is_verified_at_load_and_a_flipped_byte_rebuilt(model_dir, mesh_2x2, tmp_path, caplog):
     cache = tmp_path / "cache"
-    first = _load(mesh_2x2, cache)
-    again = _load(mesh_2x2, cache)
-    assert first.cache_result.converted and not again.cache_result.converted
-    files = json.loads((again.cache_result.entry_dir / MANIFEST_NAME).read_text())["files"]
-    assert again._loaded.verified_files == len(files), "not every cached file was checked against its checksum"
-
-
-def test_flipped_byte_in_a_pipelined_cache_entry_is_found_at_load_and_rebuilt(mesh_2x2, tmp_path, caplog):
-    cache = tmp_path / "cache"
-    first = _load(mesh_2x2, cache)
+    first = _load(model_dir, mesh_2x2, cache)
     first_logits = _logits(first)
-    entry = first.cache_result.entry_dir
+    hit = _load(model_dir, mesh_2x2, cache)
+    assert first.cache_result.converted and not hit.cache_result.converted
+    entry = hit.cache_result.entry_dir
+    files = json.loads((entry / MANIFEST_NAME).read_text())["files"]
+    assert hit._loaded.verified_files == len(files), "not every cached file was checked against its checksum"
     # A file of the last stage: the stages before it load (and are released) before the corruption shows.
     victim = max((entry / "lm_head").rglob("*.tensorbin"), key=lambda p: p.stat().st_size)
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x40
     victim.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
-        again = _load(mesh_2x2, cache)
+        again = _load(model_dir, mesh_2x2, cache)
     assert again.cache_result.converted and again.cache_result.reason.startswith("rebuilding a corrupt entry"), again.cache_result.reason
     assert victim.name in caplog.text
     assert torch.equal(_logits(again), first_logits)
