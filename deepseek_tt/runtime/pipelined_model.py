@@ -187,6 +187,12 @@ class PipelinedTtModel:
         for tensor in old:
             ttnn.deallocate(tensor)
 
+    def kv_caches(self) -> list[Any]:
+        """Every layer's paged KVPE cache in model order, each on its stage's submesh: ``[R * blocks, 1,
+        block_size, kvpe_dim]`` per device, micro-batch m's pages at ``m * blocks`` (``blocks`` of
+        ``paged_config``, addressed through ``page_table`` shifted by ``m * blocks``)."""
+        return [layer["mla"]["kvpe_cache"] for stage in self._prefill_cfg["stages"] for layer in stage["layers"]]
+
     # --- memory ----------------------------------------------------------------------------------
 
     def tensor_placements(self, kind: str) -> list[tuple[Any, list[int]]]:
