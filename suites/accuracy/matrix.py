@@ -30,6 +30,7 @@ Thresholds come from ``deepseek_tt.accuracy.thresholds``; every value is a resul
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,9 +132,17 @@ class RunResult:
     values: dict[str, list[tuple[str, dict[str, float]]]] = field(default_factory=dict)
     drilldown: Drilldown | None = None
     error: BaseException | None = None
+    #: ``module/stage`` -> digest of the TT output's float32 bytes (the bit-identity test compares them)
+    digests: dict[str, str] = field(default_factory=dict)
 
     def add(self, module: str, stage: str, expected: torch.Tensor, actual: torch.Tensor, *, logits: bool = False) -> None:
         self.values.setdefault(module, []).append((stage, compare(expected, actual, logits=logits)))
+        self.digests[f"{module}/{stage}"] = tensor_digest(actual)
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """Short sha256 of a tensor's values as contiguous float32 bytes (equal iff bit-identical, in practice)."""
+    return hashlib.sha256(t.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()[:20]
 
 
 _RUNS: dict[tuple, RunResult] = {}
@@ -351,4 +360,4 @@ def run_for(case: Case, request: pytest.FixtureRequest, mesh_device: Any) -> Run
     return result
 
 
-__all__ = ["Case", "MODULES", "PIPELINED", "POLICY_IDS", "RunResult", "matrix_cases", "run_for"]
+__all__ = ["Case", "MODULES", "PIPELINED", "POLICY_IDS", "RunResult", "matrix_cases", "run_for", "tensor_digest"]
