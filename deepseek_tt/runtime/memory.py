@@ -107,12 +107,15 @@ def kv_cache_bytes_per_device(model: Any) -> list[int]:
 
 
 def memory_report(model: Any) -> dict[str, Any]:
-    """The demo's ``memory`` block: per-device weight and KV bytes (max and min over devices)."""
+    """The demo's ``memory`` block: per-device weight and KV bytes (max and min over devices, and the weight
+    bytes of each mesh row's devices: a row's columns hold equal bytes under bp and pp alike)."""
     weights, kv = weight_bytes_per_device(model), kv_cache_bytes_per_device(model)
+    cols = int(tuple(model.mesh_device.shape)[1])
     return {
         "devices": len(weights),
         "weight_bytes_per_device_max": max(weights),
         "weight_bytes_per_device_min": min(weights),
+        "weight_bytes_per_device_by_row": [max(weights[r : r + cols]) for r in range(0, len(weights), cols)],
         "kv_cache_bytes_per_device_max": max(kv),
         "weight_bytes_total": sum(weights),
     }

@@ -32,7 +32,7 @@ from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_page_tables, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import resolve_load_config
+from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
 from deepseek_tt.runtime.token_ids import check_token_ids
 from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, _round_up
@@ -41,6 +41,14 @@ logger = logging.getLogger(__name__)
 
 #: cache-entry identity of the pipelined weight layout (converted per stage submesh)
 PIPELINE_LAYOUT = "row-pipeline-v1"
+
+
+def external_kv_cache_refused(what: str) -> ValueError:
+    """The one-line error for vLLM's external paged KV cache (``what``: the refused call or option)."""
+    return ValueError(
+        f"{what} is not supported by the pipelined model (--generator pp): each stage keeps its own page table per "
+        "micro-batch; vLLM's external page table needs the batched model (--generator bp)"
+    )
 
 
 @dataclass
@@ -75,6 +83,7 @@ class PipelinedTtModel:
         dtype_policy: DtypePolicy | str | None = None,
         max_batch_size: int | None = None,
         max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        weight_loads: dict | None = None,
     ) -> None:
         rows, cols = mesh_shape(mesh_device)
         self.stage_layers = assign_stages(int(hf_config.num_hidden_layers), rows)
@@ -102,7 +111,7 @@ class PipelinedTtModel:
         self.meshes = stage_meshes(mesh_device)
         self.sockets = create_stage_sockets(self.meshes)
         self.ropes = [RotarySetup(hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
-        self._loaded: dict = {}
+        self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
         common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
         self._prefill_model_config = PipelinedModel.prefill_model_config(hf_config, mesh_device, **common)
         self._decode_model_config = PipelinedModel.decode_model_config(hf_config, mesh_device, **common)
@@ -152,14 +161,16 @@ class PipelinedTtModel:
         def convert(out_dir: Path) -> dict[str, Any]:
             return PipelinedModel.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
 
-        result = cache.load_or_convert(convert, recalculate=recalculate_weights)
-        logger.info("pipelined weights %s in %.1f s: %s", "converted" if result.converted else "loaded", result.seconds, result.entry_dir)
-        model = cls(
-            hf_config, mesh_device, result.weight_config, result.entry_dir,
-            dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-        )
-        model.cache_result = result
-        return model
+        def load_or_convert(recalculate: bool, reason: str | None) -> Any:
+            return cache.load_or_convert(convert, recalculate=recalculate, verify_checksums=False, reason=reason)  # the loads verify
+
+        def build(result: Any, loads: dict) -> "PipelinedTtModel":
+            return cls(
+                hf_config, mesh_device, result.weight_config, result.entry_dir,
+                dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=loads,
+            )
+
+        return load_through_cache("PipelinedTtModel.load", load_or_convert, build, recalculate=recalculate_weights)
 
     def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
         state = PipelinedModel.create_state(
@@ -180,6 +191,12 @@ class PipelinedTtModel:
         self._build_run_configs(previous)
         for tensor in old:
             ttnn.deallocate(tensor)
+
+    def kv_caches(self) -> list[Any]:
+        """Every layer's paged KVPE cache in model order, each on its stage's submesh: ``[R * blocks, 1,
+        block_size, kvpe_dim]`` per device, micro-batch m's pages at ``m * blocks`` (``blocks`` of
+        ``paged_config``, addressed through ``page_table`` shifted by ``m * blocks``)."""
+        return [layer["mla"]["kvpe_cache"] for stage in self._prefill_cfg["stages"] for layer in stage["layers"]]
 
     # --- memory ----------------------------------------------------------------------------------
 
@@ -269,13 +286,13 @@ class PipelinedTtModel:
     def prefill(self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None) -> torch.Tensor:
         """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32)."""
         if page_table is not None:
-            raise ValueError("prefill: the pipelined model keeps its own page tables (page_table= is not supported)")
+            raise external_kv_cache_refused("prefill: page_table=")
         return self.run_item(self.start_prefill(tokens, user_id))
 
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None) -> torch.Tensor:
         """One token per slot (``-1``: empty slot) -> logits ``[B, V]``; each micro-batch runs through every stage."""
         if page_table is not None:
-            raise ValueError("decode: the pipelined model keeps its own page tables (page_table= is not supported)")
+            raise external_kv_cache_refused("decode: page_table=")
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
         positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
         if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
@@ -289,5 +306,9 @@ class PipelinedTtModel:
                 out[m * u : (m + 1) * u] = self.run_item(self.start_decode(m, tokens[m * u : (m + 1) * u], positions[m * u : (m + 1) * u]))
         return out
 
+    def allocate_kv_cache(self, num_blocks: int, block_size: int = kv_cache.BLOCK_SIZE) -> list[Any]:
+        """Refused: the stages' caches are laid out per micro-batch (see :func:`external_kv_cache_refused`)."""
+        raise external_kv_cache_refused("allocate_kv_cache (an external paged KV cache)")
 
-__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel"]
+
+__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel", "external_kv_cache_refused"]

@@ -35,9 +35,8 @@ from deepseek_tt.modules.forward_context import ForwardContext, StageObserver
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import resolve_load_config
+from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
 from deepseek_tt.runtime.token_ids import check_token_ids
-from deepseek_tt.weights.cache import CorruptCacheFileError
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
 logger = logging.getLogger(__name__)
@@ -124,29 +123,15 @@ class TtModel:
             progress=progress,
             verify_checksums=False,  # every file is verified as it is loaded (weight_loads)
         )
-        result = load_or_convert_model_weights(hf_config, mesh_device, Path(cache_dir), recalculate=recalculate_weights, **convert_args)
-        logger.info(
-            "weights %s in %.1f s (%s): %s",
-            "converted" if result.converted else "loaded from cache",
-            result.seconds,
-            result.reason,
-            result.entry_dir,
-        )
         model_args = dict(dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
-        loads = result.verified_loads()
-        try:
-            model = cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=loads)
-        except CorruptCacheFileError as exc:
-            logger.warning("weight cache entry %s is corrupt: %s", result.entry_dir, exc)
-            for tensor in loads.values():  # the weights loaded before the corrupt file
-                ttnn.deallocate(tensor)
-            loads.clear()
-            result = load_or_convert_model_weights(
-                hf_config, mesh_device, Path(cache_dir), recalculate=True, reason=f"rebuilding a corrupt entry ({exc})", **convert_args
-            )
-            model = cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=result.verified_loads())
-        model.cache_result = result
-        return model
+
+        def load_or_convert(recalculate: bool, reason: str | None) -> Any:
+            return load_or_convert_model_weights(hf_config, mesh_device, Path(cache_dir), recalculate=recalculate, reason=reason, **convert_args)
+
+        def build(result: Any, loads: dict) -> "TtModel":
+            return cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=loads)
+
+        return load_through_cache("TtModel.load", load_or_convert, build, recalculate=recalculate_weights)
 
     def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
         """Fresh state (zeroed KV caches) merged with the weights: loaded from the cache entry, or taken

@@ -14,6 +14,17 @@ mesh, policy, weights) share one pass over the model, computed once per session 
   filled from the reference (as ``test_model`` does), then each module's decode forward runs on the
   reference's inputs of that step; ``model`` runs one full decode step.
 
+``pipelined_model`` cases (meshes with more than one row) run the row-pipelined model (``--generator pp``,
+``runtime.pipelined_model``: one stage per mesh row) through its facade, and are judged with the ``model``
+thresholds. The modules inside a stage run the same code as on a ``1 x C`` mesh, so only the whole model
+is a case: prefill logits (the user sits in the last micro-batch) and decode logits of every user (its
+stages' KVPE caches filled from the reference as above, each micro-batch through every stage).
+Only ``checkpoint`` weights (the embedded trained model: 4 layers, one per stage on 4 rows; the same model
+and thresholds as the batched ``model`` cases): random galaxy-tiny needs at least 4 layers for 4 stages, and
+the ``model`` thresholds are calibrated on its 2-layer cut; on 4 layers the batched model itself measures
+relative error 0.197 and top-1 0.69 (prefill 128, bfp8, 4x8), as does the pipelined one (docs/PARALLELISM.md).
+Random weights under pp: ``test_pipelined_model.py`` (PCC, and pp tokens equal to bp's).
+
 Thresholds come from ``deepseek_tt.accuracy.thresholds``; every value is a result row.
 """
 
@@ -55,8 +66,10 @@ PREFILL_LENGTHS = (128, 1024)
 DECODE_MAX_POSITION = 63
 #: Modules of the matrix: (name, modes). ``rms_norm`` is the final (distributed) norm.
 MODULES = ("embedding", "mla", "mlp", "moe", "decoder_block", "moe_decoder_block", "rms_norm", "lm_head", "model")
+#: The row-pipelined model (``--generator pp``), a case on meshes with more than one row.
+PIPELINED = "pipelined_model"
 #: Module -> threshold-table key (``decoder_block`` on trained weights uses the "real" anchor).
-THRESHOLD_KEY = {"rms_norm": "distributed_rms_norm"}
+THRESHOLD_KEY = {"rms_norm": "distributed_rms_norm", PIPELINED: "model"}
 
 
 @dataclass(frozen=True)
@@ -76,11 +89,14 @@ class Case:
 
     @property
     def run_key(self) -> tuple:
-        return (self.mode, self.seq_len, self.mesh, self.policy, self.weights)
+        return (self.mode, self.seq_len, self.mesh, self.policy, self.weights, self.module == PIPELINED)
 
     @property
     def quick(self) -> bool:
-        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode."""
+        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode; pp (4x8):
+        bfp8 prefill 128 and decode."""
+        if self.module == PIPELINED:
+            return self.policy == "default" and self.seq_len in (1, 128)
         if self.mesh != (1, 1) or self.policy != "default":
             return False
         return (self.mode == "prefill" and self.seq_len == 128) or (self.mode == "decode" and self.weights == "random")
@@ -102,6 +118,9 @@ def matrix_cases(meshes: tuple[tuple[int, int], ...] = MESHES) -> list[Case]:
                 for seq_len in PREFILL_LENGTHS:
                     cases += [Case(m, "prefill", seq_len, 1, mesh, policy, weights) for m in MODULES]
                 cases += [Case(m, "decode", 1, kv_cache.USERS_PER_ROW * mesh[0], mesh, policy, weights) for m in MODULES]
+                if mesh[0] > 1 and weights == "checkpoint":
+                    cases += [Case(PIPELINED, "prefill", seq_len, 1, mesh, policy, weights) for seq_len in PREFILL_LENGTHS]
+                    cases.append(Case(PIPELINED, "decode", 1, kv_cache.USERS_PER_ROW * mesh[0], mesh, policy, weights))
     return cases
 
 
@@ -225,15 +244,21 @@ def _prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devi
     return result
 
 
-@torch.no_grad()
-def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+@dataclass
+class DecodeReference:
+    """One decode step of ``users`` users at ``positions`` on the reference, and every layer's KVPE before it."""
+
+    positions: torch.Tensor  # [users]
+    tokens: torch.Tensor  # [users]: each user's token at its position
+    expected: dict[str, torch.Tensor]  # stage -> [users, ...] at each user's position
+    kvpe: list[list[torch.Tensor]]  # [layer][user] -> [positions[user], kvpe_dim]
+
+
+def _decode_reference(reference: torch.nn.Module, users: int) -> DecodeReference:
     from reference_models.reference import get_layer, get_rotary_embedding
     from suites.accuracy.model_lib import reference_kvpe
 
     config = reference.config
-    result = RunResult()
-    rows, cols = mesh_shape(mesh_device)
-    users = case.users
     generator = torch.Generator().manual_seed(77)
     positions = torch.randint(0, DECODE_MAX_POSITION + 1, (users,), generator=generator)
     positions[0], positions[-1] = 0, DECODE_MAX_POSITION
@@ -250,13 +275,23 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
          for u, p in enumerate(positions)]
         for i in range(config.num_hidden_layers)
     ]
+    return DecodeReference(positions, batch[rows_of_users, positions], expected, kvpe)
+
+
+@torch.no_grad()
+def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    config = reference.config
+    result = RunResult()
+    rows, cols = mesh_shape(mesh_device)
+    ref = _decode_reference(reference, case.users)
+    positions, expected, kvpe = ref.positions, ref.expected, ref.kvpe
 
     paged = kv_cache.paged_config_for(DECODE_MAX_POSITION + 1, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
     caches = [kv_cache.pack_user_caches(kvpe[i], paged, page_table, (rows, cols)) for i in range(config.num_hidden_layers)]
     cfg, tt_table = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
     rope = RotarySetup(config, mesh_device)
-    tokens = batch[rows_of_users, positions]
+    tokens = ref.tokens
     ctx = ForwardContext.decode(rope.decode_tensors(positions), tt_table, kv_cache.decode_positions_tensor(positions, mesh_device))
     recorder = TtStageRecorder(mesh_device)
     out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), cfg, replace(ctx, observer=recorder))
@@ -268,12 +303,58 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
     return result
 
 
+def _load_pipelined(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path, max_seq_len: int) -> Any:
+    """The row-pipelined model of the case's weights (its own cache entry beside the batched model's)."""
+    from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
+
+    common = dict(dtype_policy=case.policy, max_seq_len=max_seq_len, progress=False)
+    if "random_seed" in source:
+        return PipelinedTtModel.load(None, mesh_device, cache_dir, random_weights=True, hf_config=reference.config,
+                                     seed=source["random_seed"], **common)
+    return PipelinedTtModel.load(source["model_path"], mesh_device, cache_dir, **common)
+
+
+@torch.no_grad()
+def _pipelined_prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    config = reference.config
+    result = RunResult()
+    tokens = torch.randint(0, config.vocab_size, (case.seq_len,), generator=torch.Generator().manual_seed(case.seq_len))
+    expected = reference(input_ids=tokens[None]).logits[0].float()
+    tt = _load_pipelined(case, reference, source, mesh_device, cache_dir, case.seq_len)
+    user = tt.max_batch_size - 1  # the last micro-batch: its own page range on every stage
+    result.add(PIPELINED, "logits", expected, tt.prefill(tokens, user), logits=True)
+    return result
+
+
+@torch.no_grad()
+def _pipelined_decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    from deepseek_tt.backend import ttnn
+
+    result = RunResult()
+    rows, cols = mesh_shape(mesh_device)
+    ref = _decode_reference(reference, case.users)
+    tt = _load_pipelined(case, reference, source, mesh_device, cache_dir, DECODE_MAX_POSITION + 1)
+    assert tt.max_batch_size == case.users, f"the pipelined model serves {tt.max_batch_size} users, the case {case.users}"
+    for layer, cache in enumerate(tt.kv_caches()):
+        packed = kv_cache.pack_user_caches(ref.kvpe[layer], tt.paged_config, tt.page_table, (rows, cols), tt.users_per_row)
+        # Batched layout: device (m, c) holds micro-batch m's users of column c. A stage's device c holds the
+        # pages of every micro-batch, micro-batch m's at page offset m * blocks: the same blocks, column-major.
+        packed = packed.reshape(rows, cols, -1, *packed.shape[1:]).transpose(0, 1).reshape(packed.shape)
+        host = ttnn.from_torch(packed, dtype=cache.dtype, layout=ttnn.TILE_LAYOUT, mesh_mapper=ttnn.ShardTensorToMesh(cache.device(), dim=0))
+        ttnn.copy_host_to_device_tensor(host, cache)
+    result.add(PIPELINED, "logits", ref.expected["logits"], tt.decode(ref.tokens, ref.positions), logits=True)
+    return result
+
+
 def run_for(case: Case, request: pytest.FixtureRequest, mesh_device: Any) -> RunResult:
     """The shared run of ``case`` (computed by the first case that needs it; errors are re-raised for all)."""
     if case.run_key not in _RUNS:
         reference, source = _models(case, request)
         cache_dir = request.getfixturevalue("cache_dir")
-        runner = _prefill_run if case.mode == "prefill" else _decode_run
+        if case.module == PIPELINED:
+            runner = _pipelined_prefill_run if case.mode == "prefill" else _pipelined_decode_run
+        else:
+            runner = _prefill_run if case.mode == "prefill" else _decode_run
         try:
             _RUNS[case.run_key] = runner(case, reference, source, mesh_device, cache_dir)
         except Exception as exc:
@@ -284,4 +365,4 @@ def run_for(case: Case, request: pytest.FixtureRequest, mesh_device: Any) -> Run
     return result
 
 
-__all__ = ["Case", "MODULES", "POLICY_IDS", "RunResult", "matrix_cases", "run_for", "tensor_digest"]
+__all__ = ["Case", "MODULES", "PIPELINED", "POLICY_IDS", "RunResult", "matrix_cases", "run_for", "tensor_digest"]
