@@ -1,7 +1,7 @@
 """The paged KVPE cache of MLA: page geometry, page table, user placement on the mesh, and host-side
 packing / unpacking used to prefill a cache from the reference and to read it back in tests.
 
-Placement (docs/ARCHITECTURE.md): a mesh row serves ``users_per_row`` (U) users; inside the row
+Placement (docs/PARALLELISM.md, MLA row): a mesh row serves ``users_per_row`` (U) users; inside the row
 column c holds the cache of u = U / C of them. Global user g lives on row ``g // U``, column
 ``(g % U) // u``, slot ``g % u``. Every device holds ``max_num_blocks`` pages of ``block_size`` tokens
 (``[max_num_blocks, 1, block_size, width]``) and the same page table ``[u, blocks_per_user]``: slot s owns

@@ -14,9 +14,10 @@ KV caches: a stage serves every micro-batch (one micro-batch = the U users one r
 model), so each of its layers keeps one paged cache with ``micro_batches`` times the pages of a row, and
 micro-batch m reads and writes through its own page table (the row's table shifted by m times its page
 count; :func:`create_stage_page_tables`), passed in the call's context like the batched model's.
-The per-device KV bytes equal the batched model's; the weight bytes are about 1 / R of them.
+The per-device KV bytes equal the batched model's; replicated weights shrink to about 1 / R, routed experts
+per device do not (docs/PARALLELISM.md, pipeline section).
 
-Contract (docs/ARCHITECTURE.md): ``convert_weights`` / ``prefill_model_config`` / ``decode_model_config``
+Contract (docs/DESIGN.md section 3): ``convert_weights`` / ``prefill_model_config`` / ``decode_model_config``
 / ``create_state`` take the whole mesh and return ``{"stages": [stage, ...]}`` trees; ``run_config``
 merges each stage on its own submesh. Forward: :meth:`PipelinedModel.forward_stage_prefill` /
 :meth:`forward_stage_decode` ``(x, stage_cfg, ctx)`` run one stage with the call's ``ForwardContext``

@@ -1,4 +1,4 @@
-"""``TtModel``: the TT-NN DeepSeek-V3 behind the runtime facade of docs/ARCHITECTURE.md.
+"""``TtModel``: the TT-NN DeepSeek-V3 behind the runtime facade (docs/ARCHITECTURE.md, Runtime).
 
 Loads (or converts and caches) the weights, builds the prefill and decode run configs once (sharing the
 loaded weights and the paged KVPE caches), and turns torch token ids into logits:
