@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DeepseekV3Config
 
+from deepseek_tt.config.layers import is_moe_layer
+
 #: Weight kinds (they decide the random init and the checkpoint dtype).
 LINEAR, NORM, EMBEDDING, ROUTER, ROUTER_BIAS, LM_HEAD = "linear", "norm", "embedding", "router", "router_bias", "lm_head"
 
@@ -39,11 +41,6 @@ def layer_index(key: str) -> int | None:
     """``model.layers.3.self_attn...`` -> 3; None for keys outside the decoder layers."""
     match = _LAYER_RE.match(key)
     return int(match.group(1)) if match else None
-
-
-def is_moe_layer(config: DeepseekV3Config, layer: int) -> bool:
-    """transformers' rule: layers from ``first_k_dense_replace`` on are MoE layers."""
-    return layer >= (config.first_k_dense_replace or 0)
 
 
 def layer_weight_specs(config: DeepseekV3Config, layer: int) -> dict[str, WeightSpec]:

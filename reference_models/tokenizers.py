@@ -22,6 +22,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from deepseek_tt.config.environment import CACHE_DIR_ENV
+
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -31,8 +33,8 @@ _WHEEL_SUBDIR = ("data", "deepseek-v3")
 
 def default_tokenizer_cache() -> Path:
     """``$DEEPSEEK_V3_CACHE/tokenizers``, else ``$XDG_CACHE_HOME/deepseek_tt/tokenizers`` (~/.cache)."""
-    if os.environ.get("DEEPSEEK_V3_CACHE"):
-        return Path(os.environ["DEEPSEEK_V3_CACHE"]) / "tokenizers"
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]) / "tokenizers"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "deepseek_tt" / "tokenizers"
 

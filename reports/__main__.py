@@ -21,6 +21,7 @@ from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
 from reports.render import render_html, render_markdown
 from reports.store import (
     DEFAULT_RESULTS_DIR,
+    RESULTS_DIR_ENV,
     ResultFileError,
     append_rows,
     git_revision,
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     common = _Parser(add_help=False)
-    common.add_argument("--results-dir", type=Path, default=Path(os.environ.get("DEEPSEEK_TT_RESULTS_DIR", DEFAULT_RESULTS_DIR)))
+    common.add_argument("--results-dir", type=Path, default=Path(os.environ.get(RESULTS_DIR_ENV, DEFAULT_RESULTS_DIR)))
 
     cmp_ = sub.add_parser("compare", parents=[common], help="latest run vs baseline and history; exit 1 on regression")
     cmp_.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)

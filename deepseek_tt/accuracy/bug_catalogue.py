@@ -121,6 +121,9 @@ def pytest_command(python: str, mesh_shape: str | None, results_dir: Path, extra
 
 
 def subprocess_env(copy: Path) -> dict[str, str]:
+    from deepseek_tt.config.environment import CACHE_DIR_ENV
+    from reports.store import RUN_ID_ENV
+
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(copy), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -128,8 +131,8 @@ def subprocess_env(copy: Path) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env["DEEPSEEK_TT_RUN_ID"] = f"bug-catalogue-{os.getpid()}"
-    env.pop("DEEPSEEK_V3_CACHE", None)  # a shared weight cache would hide bugs in the conversion code
+    env[RUN_ID_ENV] = f"bug-catalogue-{os.getpid()}"
+    env.pop(CACHE_DIR_ENV, None)  # a shared weight cache would hide bugs in the conversion code
     return env
 
 

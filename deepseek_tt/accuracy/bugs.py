@@ -293,7 +293,7 @@ BUGS: tuple[Bug, ...] = (
         "residual_added_twice",
         "the FFN residual adds the block input twice: 2 h + ffn(norm(h))",
         "residuals",
-        (Edit(BLOCK, "        return cls._add(h, ffn_out, cfg)\n", "        return cls._add(h, cls._add(h, ffn_out, cfg), cfg)\n"),),
+        (Edit(BLOCK, "        out = cls._add(h, ffn_out, cfg)\n", "        out = cls._add(h, cls._add(h, ffn_out, cfg), cfg)\n"),),
     ),
     Bug(
         "attention_residual_missing_prefill",
@@ -302,8 +302,8 @@ BUGS: tuple[Bug, ...] = (
         (
             Edit(
                 BLOCK,
-                "        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=False)\n",
-                "        return cls._ffn_residual(attn_out, cfg, decode=False)\n",
+                "        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, ctx, decode=False)\n",
+                "        return cls._ffn_residual(attn_out, cfg, ctx, decode=False)\n",
             ),
         ),
     ),
@@ -314,13 +314,13 @@ BUGS: tuple[Bug, ...] = (
         (
             Edit(
                 BLOCK,
-                "        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=False)\n",
-                "        h = x if cls.IS_MOE else cls._add(x, attn_out, cfg)\n        return cls._ffn_residual(h, cfg, decode=False)\n",
+                "        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, ctx, decode=False)\n",
+                "        h = x if cls.IS_MOE else cls._add(x, attn_out, cfg)\n        return cls._ffn_residual(h, cfg, ctx, decode=False)\n",
             ),
             Edit(
                 BLOCK,
-                "        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=True)\n",
-                "        h = x if cls.IS_MOE else cls._add(x, attn_out, cfg)\n        return cls._ffn_residual(h, cfg, decode=True)\n",
+                "        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, ctx, decode=True)\n",
+                "        h = x if cls.IS_MOE else cls._add(x, attn_out, cfg)\n        return cls._ffn_residual(h, cfg, ctx, decode=True)\n",
             ),
         ),
     ),

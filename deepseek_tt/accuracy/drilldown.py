@@ -4,9 +4,10 @@ Both sides run unchanged while hooks copy every stage's output to torch:
 
 - reference (transformers ``DeepseekV3ForCausalLM`` or one decoder layer): ``register_forward_hook`` on
   ``embed_tokens``, each layer's ``self_attn`` / ``mlp`` / the layer itself, ``norm`` and ``lm_head``;
-- TT side: the module classes' ``forward_prefill`` / ``forward_decode`` class attributes (the names the
-  model code calls) are wrapped for the duration of a ``with`` block, so ``Model.forward_*``,
-  ``TtModel.prefill`` or a lone ``DecoderBlock.forward_*`` run exactly as in production.
+- TT side: a :class:`TtStageRecorder` is the ``observer`` of the call's
+  :class:`~deepseek_tt.modules.forward_context.ForwardContext`: the model and the decoder blocks hand it
+  each stage's output as they run (``Model.forward_*``, ``TtModel.prefill(..., observer=)`` or a lone
+  ``DecoderBlock.forward_*`` with a context naming its ``layer``); nothing is patched.
 
 Stages, in execution order: ``embedding``, per layer ``layers.{i}.attention`` (MLA output, before the
 residual add), ``layers.{i}.mlp`` / ``layers.{i}.moe`` (FFN output, before the add), ``layers.{i}.block``
@@ -29,14 +30,11 @@ import torch
 
 from deepseek_tt.accuracy.metrics import norm_ratio, pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
+from deepseek_tt.modules.forward_context import ForwardContext, StageObserver, stage_name
 
 #: Stage submodule -> threshold-table module (``block`` depends on the FFN kind).
 SUBMODULE_THRESHOLD = {"embedding": "embedding", "attention": "mla", "mlp": "mlp", "moe": "moe", "norm": "rms_norm", "logits": "model"}
 BLOCK_THRESHOLD = {"mlp": "decoder_block", "moe": "moe_decoder_block"}
-
-
-def stage_name(submodule: str, layer: int | None = None) -> str:
-    return submodule if layer is None else f"layers.{layer}.{submodule}"
 
 
 def _split(stage: str) -> tuple[int | None, str]:
@@ -106,94 +104,23 @@ def capture_reference(model: torch.nn.Module, layers: dict[int, torch.nn.Module]
 # --- TT side -----------------------------------------------------------------------------------------
 
 
-class _TtRecorder:
-    """Wraps the module classes' forward attributes; see the module docstring."""
+class TtStageRecorder:
+    """A :class:`~deepseek_tt.modules.forward_context.StageObserver` that copies every stage's output to
+    torch: ``captured[stage]`` is ``[T, dim]`` (prefill, row 0 of the mesh) or ``[R * U, dim]`` (decode)."""
 
-    def __init__(self, mesh_device: Any, first_layer: int) -> None:
+    def __init__(self, mesh_device: Any) -> None:
         self.mesh_device = mesh_device
         self.captured: dict[str, torch.Tensor] = {}
-        self.layer = first_layer - 1
-        self.in_block = False
-        self.in_ffn = False
 
-    def to_torch(self, t: Any, decode: bool) -> torch.Tensor:
-        from deepseek_tt.modules.layout import residual_to_torch
+    def __call__(self, stage: str, output: Any, ctx: ForwardContext) -> None:
+        if stage == "logits":
+            from deepseek_tt.modules.lm_head import LMHead
 
-        return residual_to_torch(t, self.mesh_device, decode=decode)
+            self.captured[stage] = LMHead.logits_to_torch(output, self.mesh_device, decode=ctx.is_decode)
+        else:
+            from deepseek_tt.modules.layout import residual_to_torch
 
-    def wrap(self, kind: str, decode: bool, descriptor: Any) -> classmethod:
-        """A classmethod replacing ``descriptor`` (bound to the calling class, so subclasses that inherit
-        the attribute keep their own ``cls``) that records the output of ``kind``."""
-
-        def run(klass: type, *args: Any, **kwargs: Any) -> Any:
-            original = descriptor.__get__(None, klass)
-            if kind == "block":
-                self.layer += 1
-                self.in_block = True
-                try:
-                    out = original(*args, **kwargs)
-                finally:
-                    self.in_block = False
-                self.captured[stage_name("block", self.layer)] = self.to_torch(out, decode)
-                return out
-            if kind in ("mlp", "moe"):
-                if not self.in_block or self.in_ffn:
-                    return original(*args, **kwargs)
-                self.in_ffn = True
-                try:
-                    out = original(*args, **kwargs)
-                finally:
-                    self.in_ffn = False
-                self.captured[stage_name(kind, self.layer)] = self.to_torch(out, decode)
-                return out
-            out = original(*args, **kwargs)
-            if kind == "attention" and self.in_block and not self.in_ffn:
-                self.captured[stage_name("attention", self.layer)] = self.to_torch(out, decode)
-            elif kind == "norm" and not self.in_block:
-                self.captured["norm"] = self.to_torch(out, decode)
-            elif kind == "embedding":
-                self.captured["embedding"] = self.to_torch(out, decode)
-            elif kind == "logits":
-                from deepseek_tt.modules.lm_head import LMHead
-
-                self.captured["logits"] = LMHead.logits_to_torch(out, self.mesh_device, decode=decode)
-            return out
-
-        return classmethod(run)
-
-
-def _tt_targets() -> list[tuple[type, str]]:
-    from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
-    from deepseek_tt.modules.embedding import Embedding
-    from deepseek_tt.modules.lm_head import LMHead
-    from deepseek_tt.modules.mla import MLA
-    from deepseek_tt.modules.mlp import MLP
-    from deepseek_tt.modules.moe import MoE
-    from deepseek_tt.modules.rms_norm import DistributedRMSNorm
-
-    return [(Embedding, "embedding"), (DecoderBlock, "block"), (MoEDecoderBlock, "block"), (MLA, "attention"),
-            (MLP, "mlp"), (MoE, "moe"), (DistributedRMSNorm, "norm"), (LMHead, "logits")]
-
-
-@contextlib.contextmanager
-def capture_tt(mesh_device: Any, first_layer: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-    """Wrap the TT modules' ``forward_prefill`` / ``forward_decode`` while the block runs; yields the dict
-    that fills with ``stage -> [T, dim]`` (prefill, row 0 of the mesh) or ``[R * U, dim]`` (decode).
-    ``first_layer``: the index of the first decoder block that will run (a lone block test passes its own)."""
-    recorder = _TtRecorder(mesh_device, first_layer)
-    patched: list[tuple[type, str, Any]] = []
-    try:
-        for cls, kind in _tt_targets():
-            for attr, decode in (("forward_prefill", False), ("forward_decode", True)):
-                if attr not in cls.__dict__:
-                    continue  # inherited: wrapping the parent covers it
-                original = cls.__dict__[attr]
-                patched.append((cls, attr, original))
-                setattr(cls, attr, recorder.wrap(kind, decode, original))
-        yield recorder.captured
-    finally:
-        for cls, attr, original in reversed(patched):
-            setattr(cls, attr, original)
+            self.captured[stage] = residual_to_torch(output, self.mesh_device, decode=ctx.is_decode)
 
 
 # --- comparison --------------------------------------------------------------------------------------
@@ -246,16 +173,17 @@ def compare_stages(expected: dict[str, torch.Tensor], actual: dict[str, torch.Te
 
 
 @torch.no_grad()
-def drilldown_of(reference: torch.nn.Module, run_reference: Callable[[], Any], run_tt: Callable[[], Any], mesh_device: Any, *,
-                 layers: dict[int, torch.nn.Module] | None = None, first_layer: int = 0, dtype_policy: str | None = "default",
+def drilldown_of(reference: torch.nn.Module, run_reference: Callable[[], Any], run_tt: Callable[[StageObserver], Any],
+                 mesh_device: Any, *, layers: dict[int, torch.nn.Module] | None = None, dtype_policy: str | None = "default",
                  length: int | None = None) -> Drilldown:
-    """Run both sides again under the captures and compare: ``run_reference()`` / ``run_tt()`` repeat a
-    test's own calls (a whole model, or one block with ``layers={i: hf_layer}`` and ``first_layer=i``)."""
+    """Run both sides again with the captures and compare: ``run_reference()`` / ``run_tt(observer)`` repeat a
+    test's own calls, the TT one with ``observer`` in its ``ForwardContext`` (a whole model, or one block with
+    ``layers={i: hf_layer}`` and a context at ``layer=i``)."""
     with capture_reference(reference, layers) as expected:
         run_reference()
-    with capture_tt(mesh_device, first_layer) as actual:
-        run_tt()
-    return compare_stages(expected, actual, dtype_policy, length=length)
+    recorder = TtStageRecorder(mesh_device)
+    run_tt(recorder)
+    return compare_stages(expected, recorder.captured, dtype_policy, length=length)
 
 
 @torch.no_grad()
@@ -264,9 +192,9 @@ def drilldown_prefill(tt_model: Any, reference: torch.nn.Module, tokens: torch.T
     tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
     with capture_reference(reference) as expected:
         reference(input_ids=tokens[None])
-    with capture_tt(tt_model.mesh_device) as actual:
-        tt_model.prefill(tokens, user_id)
-    return compare_stages(expected, actual, getattr(tt_model.dtype_policy, "name", tt_model.dtype_policy), length=tokens.numel())
+    recorder = TtStageRecorder(tt_model.mesh_device)
+    tt_model.prefill(tokens, user_id, observer=recorder)
+    return compare_stages(expected, recorder.captured, getattr(tt_model.dtype_policy, "name", tt_model.dtype_policy), length=tokens.numel())
 
 
 def assert_pcc_with_drilldown(value: float, threshold: float, what: str, drilldown: Callable[[], Drilldown]) -> None:
@@ -282,10 +210,11 @@ def assert_pcc_with_drilldown(value: float, threshold: float, what: str, drilldo
 
 __all__ = [
     "Drilldown",
+    "TtStageRecorder",
     "assert_pcc_with_drilldown",
     "capture_reference",
-    "capture_tt",
     "compare_stages",
     "drilldown_of",
     "drilldown_prefill",
+    "stage_name",
 ]

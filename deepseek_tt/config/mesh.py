@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 
 MESH_DEVICE_ENV = "MESH_DEVICE"
 
@@ -40,6 +41,8 @@ def default_mesh_shape() -> tuple[int, int]:
     return parse_mesh_shape(value) if value else (1, 1)
 
 
-def format_mesh_shape(shape: tuple[int, int]) -> str:
-    """``(4, 8)`` -> ``"4x8"`` (used in test ids and result rows)."""
-    return f"{shape[0]}x{shape[1]}"
+def format_mesh_shape(shape: Sequence[int]) -> str:
+    """``(4, 8)`` (or a ``ttnn.MeshShape``) -> ``"4x8"``: the one spelling of a mesh shape in messages,
+    test ids, cache paths and result rows."""
+    rows, cols = (int(d) for d in tuple(shape))
+    return f"{rows}x{cols}"

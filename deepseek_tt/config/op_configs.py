@@ -65,22 +65,6 @@ class LinearConfig(OpConfig):
     core_grid: Any = None
 
 
-@dataclass
-class MatmulConfig(OpConfig):
-    """``ttnn.matmul(input_tensor_a, input_tensor_b, *, transpose_a, transpose_b, memory_config, dtype,
-    program_config, activation, compute_kernel_config, core_grid)``."""
-
-    input_tensor_b: Any = None
-    transpose_a: bool | None = None
-    transpose_b: bool | None = None
-    memory_config: Any = None
-    dtype: Any = None
-    program_config: Any = None
-    activation: str | None = None
-    compute_kernel_config: Any = None
-    core_grid: Any = None
-
-
 # --- elementwise ---------------------------------------------------------------------------------
 
 
@@ -116,14 +100,6 @@ class TypecastConfig(OpConfig):
 
     dtype: Any = None
     memory_config: Any = None
-
-
-@dataclass
-class ToMemoryConfig(OpConfig):
-    """``ttnn.to_memory_config(input_tensor, memory_config, dtype)``."""
-
-    memory_config: Any = None
-    dtype: Any = None
 
 
 # --- collectives ---------------------------------------------------------------------------------
@@ -230,14 +206,6 @@ class TopKConfig(OpConfig):
 
 
 @dataclass
-class ReshapeConfig(OpConfig):
-    """``ttnn.reshape(input_tensor, shape, *, memory_config)``."""
-
-    shape: tuple[int, ...] | None = None
-    memory_config: Any = None
-
-
-@dataclass
 class PermuteConfig(OpConfig):
     """``ttnn.permute(input_tensor, dims, *, memory_config)``."""
 
@@ -250,16 +218,6 @@ class ConcatConfig(OpConfig):
     """``ttnn.concat(tensors, dim, *, memory_config)``."""
 
     dim: int = 0
-    memory_config: Any = None
-
-
-@dataclass
-class SliceConfig(OpConfig):
-    """``ttnn.slice(input_tensor, starts, ends, steps, *, memory_config)``."""
-
-    starts: tuple[int, ...] | None = None
-    ends: tuple[int, ...] | None = None
-    steps: tuple[int, ...] | None = None
     memory_config: Any = None
 
 
@@ -351,6 +309,8 @@ def config_to_json(obj: Any) -> Any:
         return {str(k): config_to_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [config_to_json(v) for v in obj]
+    if isinstance(obj, type):  # a module class kept in a config (the model's block classes)
+        return f"{obj.__module__}.{obj.__qualname__}"
     if is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {"__type__": type(obj).__name__}
         out.update({f.name: config_to_json(getattr(obj, f.name)) for f in fields(obj)})

@@ -3,15 +3,15 @@
 A module's three configs are nested dicts with the same key structure:
 
 - model config (``prefill_model_config`` / ``decode_model_config``): op configs whose weight fields hold
-  :class:`FromWeightConfig` and whose device fields hold :class:`MeshDeviceStub`;
+  :class:`FromWeightConfig`;
 - weight config (``convert_weights``): :class:`WeightRecord` leaves, one per saved tensor;
 - state (``create_state``): runtime objects (KV caches, page tables, ...) and the device under
   ``MESH_DEVICE_KEY``.
 
 :func:`create_run_config` merges the three. A ``FromWeightConfig`` meets its ``WeightRecord`` and becomes
-the tensor loaded with ``ttnn.load_tensor`` onto the mesh; a ``MeshDeviceStub`` becomes the state's
-device (shapes must agree); a key present in only one tree is taken as is; anything else present in two
-trees is a conflict and raises :class:`RunConfigError` naming the key path.
+the tensor loaded with ``ttnn.load_tensor`` onto the mesh (the state's device); a key present in only one
+tree is taken as is; anything else present in two trees is a conflict and raises :class:`RunConfigError`
+naming the key path.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from deepseek_tt.config.op_configs import config_to_json, is_op_config
+from deepseek_tt.config.op_configs import is_op_config
 
 #: State key holding the ``ttnn.MeshDevice`` (at the top level, or at any level for a subtree).
 MESH_DEVICE_KEY = "mesh_device"
@@ -40,16 +40,6 @@ class FromWeightConfig:
 
 
 @dataclass(frozen=True)
-class MeshDeviceStub:
-    """Placeholder in a model config for the mesh device of the given shape."""
-
-    mesh_shape: tuple[int, int]
-
-    def __init__(self, mesh_shape: Any):
-        object.__setattr__(self, "mesh_shape", tuple(int(d) for d in tuple(mesh_shape)))
-
-
-@dataclass(frozen=True)
 class WeightRecord:
     """One converted tensor on disk: its path (relative to a weight root, or absolute) and the memory
     config it is placed with when loaded."""
@@ -66,9 +56,6 @@ class WeightRecord:
             raise RunConfigError(f"weight record {self.path!r} is relative but no weight_root was given")
         return Path(weight_root) / path
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "memory_config": config_to_json(self.memory_config)}
-
 
 #: Name used by tt-metal for the same thing.
 SavedWeight = WeightRecord
@@ -78,46 +65,30 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _mesh_shape_of(device: Any) -> tuple[int, int]:
-    return tuple(int(d) for d in tuple(device.shape))  # type: ignore[return-value]
-
-
 # --- merge helpers -------------------------------------------------------------------------------
 
 
-def _merge_state(model: Any, state: Any, device: Any, path: str) -> Any:
-    """Model config + state: stubs become the device; a value in both trees is a conflict."""
+def _merge_state(model: Any, state: Any, path: str) -> Any:
+    """Model config + state: a value in both trees is a conflict."""
     if is_op_config(model):
         if state is not None and not isinstance(state, dict):
             raise RunConfigError(f"{path}: state value {state!r} collides with op config {type(model).__name__}")
-        merged = _merge_state({f.name: getattr(model, f.name) for f in fields(model)}, state, device, path)
+        merged = _merge_state({f.name: getattr(model, f.name) for f in fields(model)}, state, path)
         return type(model)(**merged)
     if isinstance(model, dict) or (model is None and isinstance(state, dict)):
         model = model or {}
         if state is not None and not isinstance(state, dict):
             raise RunConfigError(f"{path}: state value {type(state).__name__} collides with a config subtree")
         state = state or {}
-        if MESH_DEVICE_KEY in state:
-            device = state[MESH_DEVICE_KEY]
         out = {}
         for key in list(model) + [k for k in state if k not in model]:
-            out[key] = _merge_state(model.get(key), state.get(key), device, _join(path, key))
+            out[key] = _merge_state(model.get(key), state.get(key), _join(path, key))
         return out
     if isinstance(model, (list, tuple)) and (state is None or isinstance(state, type(model))):
         state_items = list(state) if state is not None else [None] * len(model)
         if len(state_items) != len(model):
             raise RunConfigError(f"{path}: model config has {len(model)} items, state has {len(state_items)}")
-        return type(model)(_merge_state(m, s, device, _join(path, i)) for i, (m, s) in enumerate(zip(model, state_items)))
-    if isinstance(model, MeshDeviceStub):
-        if state is not None:
-            raise RunConfigError(f"{path}: state value {state!r} collides with a MeshDeviceStub")
-        if device is None:
-            raise RunConfigError(f"{path}: MeshDeviceStub but the state has no {MESH_DEVICE_KEY!r}")
-        if _mesh_shape_of(device) != model.mesh_shape:
-            raise RunConfigError(
-                f"{path}: MeshDeviceStub{model.mesh_shape} but the state's device is {_mesh_shape_of(device)}"
-            )
-        return device
+        return type(model)(_merge_state(m, s, _join(path, i)) for i, (m, s) in enumerate(zip(model, state_items)))
     if state is None:
         return model
     if model is None:
@@ -164,7 +135,7 @@ def _merge_weights(
         if weights is not None and not isinstance(weights, dict):
             raise RunConfigError(f"{path}: weight entry {weights!r} collides with a config subtree")
         weights = weights or {}
-        if cfg.get(MESH_DEVICE_KEY) is not None and not isinstance(cfg[MESH_DEVICE_KEY], (dict, MeshDeviceStub)):
+        if cfg.get(MESH_DEVICE_KEY) is not None and not isinstance(cfg[MESH_DEVICE_KEY], dict):
             device = cfg[MESH_DEVICE_KEY]
         extra = [k for k in weights if k not in cfg]
         if extra:
@@ -218,53 +189,6 @@ def create_run_config(
     (e.g. prefill when building decode) whose weights, as that config holds them after
     ``finalize_run_config`` (stacked, resharded ...), are reused at the same key paths instead of loading.
     """
-    with_state = _merge_state(model_config, state, None, "")
+    with_state = _merge_state(model_config, state, "")
     top_device = (state or {}).get(MESH_DEVICE_KEY)
     return _merge_weights(with_state, weight_config, top_device, Path(weight_root) if weight_root else None, "", loaded, shared)
-
-
-# --- weight config <-> JSON ----------------------------------------------------------------------
-
-
-def weight_config_to_json(weight_config: Any, root: Path | None = None) -> Any:
-    """JSON view of a weight config; paths under ``root`` are written relative to it."""
-    if isinstance(weight_config, WeightRecord):
-        path = Path(weight_config.path)
-        if root is not None and path.is_absolute():
-            path = path.relative_to(root)
-        return {"__weight__": str(path)}
-    if isinstance(weight_config, dict):
-        return {str(k): weight_config_to_json(v, root) for k, v in weight_config.items()}
-    if isinstance(weight_config, (list, tuple)):
-        return {"__list__": [weight_config_to_json(v, root) for v in weight_config]}
-    if weight_config is None:
-        return None
-    raise TypeError(f"weight configs hold WeightRecord leaves only, got {type(weight_config).__name__}")
-
-
-def weight_config_from_json(data: Any) -> Any:
-    """Inverse of :func:`weight_config_to_json` (paths stay relative; pass ``weight_root`` when merging).
-
-    Memory configs are not serialized: loaded tensors keep the memory config they were dumped with.
-    """
-    if isinstance(data, dict) and "__weight__" in data:
-        return WeightRecord(path=data["__weight__"])
-    if isinstance(data, dict) and "__list__" in data:
-        return [weight_config_from_json(v) for v in data["__list__"]]
-    if isinstance(data, dict):
-        return {k: weight_config_from_json(v) for k, v in data.items()}
-    if data is None:
-        return None
-    raise ValueError(f"not a serialized weight config entry: {data!r}")
-
-
-def iter_weight_records(weight_config: Any, path: str = ""):
-    """Yield ``(key_path, WeightRecord)`` for every leaf of a weight config."""
-    if isinstance(weight_config, WeightRecord):
-        yield path, weight_config
-    elif isinstance(weight_config, dict):
-        for key, value in weight_config.items():
-            yield from iter_weight_records(value, _join(path, key))
-    elif isinstance(weight_config, (list, tuple)):
-        for i, value in enumerate(weight_config):
-            yield from iter_weight_records(value, _join(path, i))

@@ -17,8 +17,17 @@ from deepseek_tt.demo.errors import EXIT_BAD_INPUT, DemoInputError
 from deepseek_tt.demo.model_source import CACHE_DIR_ENV, MODEL_PATH_ENV
 from deepseek_tt.demo.output import default_output_path
 from deepseek_tt.demo.prompts import load_prompts_file
+from deepseek_tt.demo.options import (
+    BACKENDS,
+    DEFAULTS,
+    DTYPE_POLICIES,
+    GENERATOR_CHOICES,
+    RANDOM_WEIGHTS_PRESETS,
+    SINGLE_LAYER_CHOICES,
+    DemoOptions,
+)
+from deepseek_tt.demo.run import run_with_options
 from deepseek_tt.demo.runtime import DEFAULT_RUNTIME, RUNTIMES
-from deepseek_tt.demo.run import GENERATOR_CHOICES, RANDOM_WEIGHTS_PRESETS, SINGLE_LAYER_CHOICES, run_demo
 
 
 def _int(text: str) -> int:
@@ -43,9 +52,10 @@ def create_parser() -> argparse.ArgumentParser:
                    help=f"Local HF model directory. Default: ${MODEL_PATH_ENV}, else the embedded trained model.")
     p.add_argument("--cache-dir", type=Path, default=None, metavar="PATH",
                    help=f"Directory for converted TTNN weights/cache. Default: ${CACHE_DIR_ENV}, else generated/deepseek_v3.")
-    p.add_argument("--max-new-tokens", type=_int, default=32, metavar="N", help="Number of tokens to generate (default: 32).")
+    p.add_argument("--max-new-tokens", type=_int, default=DEFAULTS.max_new_tokens, metavar="N",
+                   help=f"Number of tokens to generate (default: {DEFAULTS.max_new_tokens}).")
     p.add_argument("--early_print_first_user", action="store_true", help="Stream tokens for the first prompt as they are produced.")
-    p.add_argument("--generator", choices=GENERATOR_CHOICES, default="bp", help="Batch-parallel (bp, default) or pipeline-parallel (pp) generator.")
+    p.add_argument("--generator", choices=GENERATOR_CHOICES, default=DEFAULTS.generator, help="Batch-parallel (bp, default) or pipeline-parallel (pp) generator.")
     p.add_argument("--enable-trace", action="store_true", help="Trace the batch-parallel decode step (unsupported with --generator pp).")
     p.add_argument("--random-weights", action="store_true",
                    help="Random weights, full DeepSeek-V3 dims, a single dense layer; needs no tokenizer or safetensors; prompts optional.")
@@ -55,17 +65,17 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-file", type=Path, default=None, metavar="PATH", help="Path to a .pt/.refpt reference file.")
     p.add_argument("--tf-prompt-len", type=_int, default=None, metavar="N", help="Override the teacher-forcing prompt length of the reference file.")
     extra = p.add_argument_group("deepseek-tt additions")
-    extra.add_argument("--backend", choices=("auto", "ttnn", "emulator"), default=None,
+    extra.add_argument("--backend", choices=BACKENDS, default=DEFAULTS.backend,
                        help="ttnn backend (default $DEEPSEEK_TT_BACKEND or auto: real ttnn when a device is present).")
     extra.add_argument("--mesh-shape", default=None, help="Mesh: N150, N300, T3K, TG, DUAL, QUAD or RxC (default $MESH_DEVICE or 1x1).")
     extra.add_argument("--runtime", choices=RUNTIMES, default=None,
                        help=f"Model runtime: the TT-NN model (tt) or the transformers reference (reference); default {DEFAULT_RUNTIME}.")
-    extra.add_argument("--dtype-policy", choices=("default", "high_precision"), default="default", help="Weight/KV dtype policy of the TT-NN model.")
-    extra.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default); > 0 samples (finite).")
+    extra.add_argument("--dtype-policy", choices=DTYPE_POLICIES, default=DEFAULTS.dtype_policy, help="Weight/KV dtype policy of the TT-NN model.")
+    extra.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="0 is greedy (default); > 0 samples (finite).")
     extra.add_argument("--top-k", type=int, default=None, help="Sample only among the k most likely tokens.")
     extra.add_argument("--top-p", type=float, default=None, help="Sample only within the top-p probability mass.")
-    extra.add_argument("--seed", type=int, default=0, help="Sampling seed (per user: seed and prompt index).")
-    extra.add_argument("--random-weights-preset", choices=RANDOM_WEIGHTS_PRESETS, default="full",
+    extra.add_argument("--seed", type=int, default=DEFAULTS.seed, help="Sampling seed (per user: seed and prompt index).")
+    extra.add_argument("--random-weights-preset", choices=RANDOM_WEIGHTS_PRESETS, default=DEFAULTS.random_weights_preset,
                        help="Dims of the --random-weights model (default full DeepSeek-V3 dims).")
     extra.add_argument("--recalculate-weights", action="store_true",
                        help="Convert the weights again even when the cache holds a valid entry for them.")
@@ -90,33 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         prompts, output_path = _prompts_and_output(args)
-        run_demo(
-            prompts,
-            model_path=args.model_path,
-            cache_dir=args.cache_dir,
-            max_new_tokens=args.max_new_tokens,
-            early_print_first_user=args.early_print_first_user,
-            generator=args.generator,
-            enable_trace=args.enable_trace,
-            random_weights=args.random_weights,
-            single_layer=args.single_layer,
-            token_accuracy=args.token_accuracy,
-            reference_file=args.reference_file,
-            tf_prompt_len=args.tf_prompt_len,
-            output_path=output_path,
-            backend=args.backend,
-            mesh_shape=args.mesh_shape,
-            runtime=args.runtime,
-            dtype_policy=args.dtype_policy,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            seed=args.seed,
-            random_weights_preset=args.random_weights_preset,
-            recalculate_weights=args.recalculate_weights,
-            progress=not args.no_progress,
-            prompts_files=[args.prompts_file] if args.prompts_file is not None else [],
-        )
+        run_with_options(DemoOptions.from_args(args, prompts, output_path))
     except DemoInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

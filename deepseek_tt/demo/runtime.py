@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from deepseek_tt.demo.model_source import ModelChoice
+
 log = logging.getLogger("deepseek_tt.demo")
 
 RUNTIMES = ("tt", "reference")
@@ -38,40 +40,40 @@ def open_mesh(mesh_shape: tuple[int, int], enable_trace: bool) -> Iterator[Any]:
 
 def load_model(
     runtime: str,
-    model_path: Path | None,
+    model: ModelChoice,
     mesh_device: Any,
     cache_dir: Path,
     *,
     dtype_policy: str,
     max_seq_len: int,
-    random_weights: bool,
-    hf_config: Any = None,
     recalculate_weights: bool = False,
     progress: bool = True,
     pipelined: bool = False,
 ) -> Any:
-    """Load the model of ``runtime`` (``tt`` or ``reference``) for the demo; ``pipelined``: the TT model's
+    """Load ``model`` with the runtime ``runtime`` (``tt`` or ``reference``); ``pipelined``: the TT model's
     decoder layers split over the mesh rows (``--generator pp``)."""
     common = dict(
         dtype_policy=dtype_policy,
         max_seq_len=max_seq_len,
         recalculate_weights=recalculate_weights,
-        random_weights=random_weights,
+        random_weights=model.random_weights,
+        hf_config=model.hf_config,
+        progress=progress,
     )
     if runtime == "tt" and pipelined:
         from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
 
-        return PipelinedTtModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, progress=progress)
+        return PipelinedTtModel.load(model.path, mesh_device, cache_dir, **common)
     if runtime == "tt":
         from deepseek_tt.runtime.tt_model import TtModel
 
-        return TtModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, progress=progress)
+        return TtModel.load(model.path, mesh_device, cache_dir, **common)
     from deepseek_tt.runtime.reference_model import ReferenceModel
 
     import torch
 
-    dtype = torch.bfloat16 if random_weights and hf_config is not None and hf_config.hidden_size >= 4096 else torch.float32
-    return ReferenceModel.load(model_path, mesh_device, cache_dir, **common, hf_config=hf_config, dtype=dtype, progress=progress)
+    big = model.random_weights and model.hf_config is not None and model.hf_config.hidden_size >= 4096
+    return ReferenceModel.load(model.path, mesh_device, cache_dir, **common, dtype=torch.bfloat16 if big else torch.float32)
 
 
 __all__ = ["DEFAULT_RUNTIME", "RUNTIMES", "load_model", "open_mesh", "resolve_runtime"]

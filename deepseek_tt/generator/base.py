@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from deepseek_tt.generator.sampling import SamplingParams, select_token, user_generator
 from deepseek_tt.generator.statistics import GenerationStatistics, StatisticsRecorder
+from deepseek_tt.runtime.token_ids import check_token_ids
 
 #: Called with (user index, token id) as each token is produced (first user streaming, progress).
 TokenCallback = Callable[[int, int], None]
@@ -89,9 +90,7 @@ def validate_prompts(model: DecoderModel, prompts: Sequence[Sequence[int]], max_
         ids = [int(t) for t in prompt]
         if not ids:
             raise ValueError(f"prompt {i} is empty")
-        bad = [t for t in ids if not 0 <= t < model.vocab_size]
-        if bad:
-            raise ValueError(f"prompt {i}: token id {bad[0]} outside the vocabulary [0, {model.vocab_size})")
+        check_token_ids(ids, model.vocab_size, f"prompt {i}")  # before any work (the facade checks each call too)
         if len(ids) >= model.max_seq_len:
             raise ValueError(f"prompt {i}: {len(ids)} tokens leave no room below max_seq_len {model.max_seq_len}")
         checked.append(ids)

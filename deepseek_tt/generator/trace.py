@@ -4,7 +4,7 @@ After the first (compile) decode step has run eagerly, one decode step is captur
 device with ``ttnn.begin_trace_capture`` / ``ttnn.end_trace_capture`` and every later step replays it with
 ``ttnn.execute_trace``; new tokens and positions are written into the captured input tensors with
 ``ttnn.copy_host_to_device_tensor``. This needs the model's device-level decode hooks
-(docs/ARCHITECTURE.md, "The runtime facade"): ``mesh_device``, ``decode_host_inputs``, ``decode_device_step`` and
+(``TtModel``'s docstring): ``mesh_device``, ``decode_host_inputs``, ``decode_device_step`` and
 ``decode_output_to_torch``. A model may instead provide ``capture_decode_trace(tokens, positions)``
 returning an object with ``replay(tokens, positions)`` and ``release()``, which is used as it is.
 """

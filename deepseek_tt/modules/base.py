@@ -1,13 +1,16 @@
 """The three-stage module contract (docs/DESIGN.md section 3).
 
-A module is a namespace class, never instantiated::
+A module is a namespace class, never instantiated; every module implements these signatures as declared
+on :class:`AbstractModule` (arguments a module does not need are accepted and ignored)::
 
-    weight_config = MLP.convert_weights(hf_config, state_dict, out_dir, mesh_device, dtype_policy=policy)
-    model_config = MLP.decode_model_config(hf_config, mesh_device)      # or prefill_model_config
-    state = MLP.create_state(hf_config, mesh_device)
+    weight_config = MLP.convert_weights(hf_config, state_dict, out_dir, mesh_device, dtype_policy=policy, progress=False)
+    model_config = MLP.decode_model_config(hf_config, mesh_device, users_per_row=32, dtype_policy=policy)
+    state = MLP.create_state(hf_config, mesh_device, paged_config, caches=None, dtype_policy=policy)
     cfg = MLP.run_config(model_config, weight_config, state)
-    y = MLP.forward_decode(x, cfg)                                      # or forward_prefill
+    y = MLP.forward_decode(x, cfg, ctx)                                 # or forward_prefill
 
+``ctx`` is the per-call :class:`~deepseek_tt.modules.forward_context.ForwardContext` (mode, RoPE tensors,
+page table, user id or decode positions, optional stage observer); modules that need none accept ``None``.
 ``state_dict`` holds the module's own HF tensors with keys relative to the module (``"gate_proj.weight"``);
 ``output_path`` is a directory the module writes its converted tensors into; the returned weight config
 mirrors the model config's key structure with :class:`WeightRecord` leaves. :func:`save_weight` is the
@@ -24,6 +27,8 @@ import torch
 
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY, RunConfig, WeightRecord, create_run_config
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig
 
 #: File suffix of a dumped ttnn tensor.
 TENSOR_SUFFIX = ".tensorbin"
@@ -44,20 +49,35 @@ class AbstractModule:
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Convert and save the module's weights; ``progress`` shows a bar where a module has long loops."""
+        raise NotImplementedError
+
+    @classmethod
+    def prefill_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
     ) -> dict[str, Any]:
         raise NotImplementedError
 
     @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+    def decode_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def create_state(cls, hf_config: Any, mesh_device: Any, **kwargs: Any) -> dict[str, Any]:
-        """Runtime objects of the module; by default just the device."""
+    def create_state(
+        cls,
+        hf_config: Any,
+        mesh_device: Any,
+        paged_config: PagedConfig | None = None,
+        *,
+        caches: Any = None,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        """Runtime objects of the module; by default just the device (``paged_config`` / ``caches``: the
+        KVPE cache geometry and contents, for the modules that hold one)."""
         return {MESH_DEVICE_KEY: mesh_device}
 
     @classmethod
@@ -82,11 +102,13 @@ class AbstractModule:
         return cfg
 
     @classmethod
-    def forward_prefill(cls, x: Any, cfg: RunConfig) -> Any:
+    def forward_prefill(cls, x: Any, cfg: RunConfig, ctx: ForwardContext | None = None) -> Any:
+        """One user's sequence through the module (``ctx``: the call's context; see the module docstring)."""
         raise NotImplementedError
 
     @classmethod
-    def forward_decode(cls, x: Any, cfg: RunConfig) -> Any:
+    def forward_decode(cls, x: Any, cfg: RunConfig, ctx: ForwardContext | None = None) -> Any:
+        """One token per user through the module."""
         raise NotImplementedError
 
 
@@ -158,18 +180,6 @@ def policy_dtype(dtype_policy: DtypePolicy | str | None, kind: str) -> Any:
 
 # Compute-kernel configs are chosen from the dtype policy in one place (re-exported for the modules).
 from deepseek_tt.config.compute_kernels import compute_kernel_config, matmul_compute_config  # noqa: E402,F401
-
-
-def axis_size(mesh_device: Any, cluster_axis: int) -> int:
-    """Number of devices along a mesh axis (0 = rows, 1 = columns)."""
-    return mesh_shape(mesh_device)[cluster_axis]
-
-
-def ccl_topology(mesh_device: Any, cluster_axis: int) -> Any:
-    """Linear topology for collectives along an axis (a Galaxy's rows and columns are lines)."""
-    from deepseek_tt.backend import ttnn
-
-    return ttnn.Topology.Linear
 
 
 class _PrefixView(Mapping[str, torch.Tensor]):

@@ -8,11 +8,16 @@ HF keys relative to the layer (``model.layers.{i}.``): ``input_layernorm.weight`
 - :class:`DecoderBlock`: dense FFN (:class:`~deepseek_tt.modules.mlp.MLP`), the first
   ``first_k_dense_replace`` layers.
 - :class:`MoEDecoderBlock`: FFN = ``deepseek_tt.modules.moe.MoE`` (gate, routed experts, shared expert).
+
+:func:`block_for_layer` picks the class of a layer (:func:`~deepseek_tt.weights.hf_config.is_moe_layer`);
+the model keeps the chosen classes in its config (``blocks``). Forward: ``forward_*(x, cfg, ctx)`` with the
+call's :class:`~deepseek_tt.modules.forward_context.ForwardContext`; each block hands its stages
+(``attention`` and ``mlp`` / ``moe`` outputs before their residual adds, and its own output ``block``) to
+the context's observer.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,24 +29,20 @@ from deepseek_tt.config.dtype_policy import DtypePolicy
 from deepseek_tt.config.op_configs import AddConfig
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY
 from deepseek_tt.modules.base import AbstractModule, sub_state_dict
+from deepseek_tt.modules.forward_context import ForwardContext, require_context
 from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig
 from deepseek_tt.modules.mla import MLA
 from deepseek_tt.modules.mlp import MLP
 from deepseek_tt.modules.rms_norm import DistributedRMSNorm
-
-
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` passing only the keyword arguments its signature accepts."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return fn(*args, **kwargs)
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
+from deepseek_tt.config.layers import is_moe_layer
 
 
 class DecoderBlock(AbstractModule):
     """Dense decoder block."""
 
     IS_MOE = False
+    #: drill-down stage name of the FFN output
+    FFN_STAGE = "mlp"
 
     @classmethod
     def ffn(cls) -> Any:
@@ -57,7 +58,7 @@ class DecoderBlock(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
-        progress: bool = True,
+        progress: bool = False,
     ) -> dict[str, Any]:
         """Convert the norms, MLA and FFN; ``progress`` shows the routed experts' bar (MoE blocks)."""
         out = Path(output_path)
@@ -68,8 +69,7 @@ class DecoderBlock(AbstractModule):
             ("mlp", cls.ffn(), "mlp."),
         )
         return {
-            name: _call(
-                module.convert_weights,
+            name: module.convert_weights(
                 hf_config,
                 sub_state_dict(state_dict, prefix),
                 out / name,
@@ -87,9 +87,8 @@ class DecoderBlock(AbstractModule):
             "input_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
             "mla": getattr(MLA, method)(hf_config, mesh_device, users_per_row=users_per_row, dtype_policy=dtype_policy),
             "post_attention_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
-            "mlp": _call(getattr(cls.ffn(), method), hf_config, mesh_device, dtype_policy=dtype_policy, users_per_row=users_per_row),
+            "mlp": getattr(cls.ffn(), method)(hf_config, mesh_device, users_per_row=users_per_row, dtype_policy=dtype_policy),
             "residual_add": AddConfig(memory_config=ttnn.DRAM_MEMORY_CONFIG, dtype=ttnn.bfloat16),
-            "is_moe": cls.IS_MOE,
         }
 
     @classmethod
@@ -118,7 +117,7 @@ class DecoderBlock(AbstractModule):
         return {
             MESH_DEVICE_KEY: mesh_device,
             "mla": MLA.create_state(hf_config, mesh_device, paged_config, caches=caches, dtype_policy=dtype_policy),
-            "mlp": _call(cls.ffn().create_state, hf_config, mesh_device, dtype_policy=dtype_policy),
+            "mlp": cls.ffn().create_state(hf_config, mesh_device, paged_config, dtype_policy=dtype_policy),
         }
 
     @classmethod
@@ -128,20 +127,24 @@ class DecoderBlock(AbstractModule):
         return cfg
 
     @classmethod
-    def forward_prefill(cls, x: Any, user_id: int, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
+    def forward_prefill(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One user's ``[1, 1, S, hidden / C]`` -> same; fills the user's KVPE pages of this layer."""
-        attn_in = DistributedRMSNorm.forward_prefill(x, cfg["input_norm"])
-        attn_out = MLA.forward_prefill(attn_in, user_id, rope_tensors, page_table, cfg["mla"])
+        ctx = require_context(ctx, "prefill", cls.__name__)
+        attn_in = DistributedRMSNorm.forward_prefill(x, cfg["input_norm"], ctx)
+        attn_out = MLA.forward_prefill(attn_in, cfg["mla"], ctx)
         ttnn.deallocate(attn_in)
-        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=False)
+        ctx.observe("attention", attn_out)
+        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, ctx, decode=False)
 
     @classmethod
-    def forward_decode(cls, x: Any, position_idxs: Any, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
+    def forward_decode(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One token per user ``[1, 1, U, hidden / C]`` -> same; writes each user's KVPE at its position."""
-        attn_in = DistributedRMSNorm.forward_decode(x, cfg["input_norm"])
-        attn_out = MLA.forward_decode(attn_in, position_idxs, rope_tensors, page_table, cfg["mla"])
+        ctx = require_context(ctx, "decode", cls.__name__)
+        attn_in = DistributedRMSNorm.forward_decode(x, cfg["input_norm"], ctx)
+        attn_out = MLA.forward_decode(attn_in, cfg["mla"], ctx)
         ttnn.deallocate(attn_in)
-        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, decode=True)
+        ctx.observe("attention", attn_out)
+        return cls._ffn_residual(cls._add(x, attn_out, cfg), cfg, ctx, decode=True)
 
     @classmethod
     def _add(cls, residual: Any, update: Any, cfg: dict[str, Any]) -> Any:
@@ -150,19 +153,23 @@ class DecoderBlock(AbstractModule):
         return out
 
     @classmethod
-    def _ffn_residual(cls, h: Any, cfg: dict[str, Any], *, decode: bool) -> Any:
+    def _ffn_residual(cls, h: Any, cfg: dict[str, Any], ctx: ForwardContext, *, decode: bool) -> Any:
         norm = DistributedRMSNorm.forward_decode if decode else DistributedRMSNorm.forward_prefill
-        ffn_in = norm(h, cfg["post_attention_norm"])
+        ffn_in = norm(h, cfg["post_attention_norm"], ctx)
         ffn = cls.ffn().forward_decode if decode else cls.ffn().forward_prefill
-        ffn_out = ffn(ffn_in, cfg["mlp"])
+        ffn_out = ffn(ffn_in, cfg["mlp"], ctx)
         ttnn.deallocate(ffn_in)
-        return cls._add(h, ffn_out, cfg)
+        ctx.observe(cls.FFN_STAGE, ffn_out)
+        out = cls._add(h, ffn_out, cfg)
+        ctx.observe("block", out)
+        return out
 
 
 class MoEDecoderBlock(DecoderBlock):
     """MoE decoder block (layers from ``first_k_dense_replace`` on)."""
 
     IS_MOE = True
+    FFN_STAGE = "moe"
 
     @classmethod
     def ffn(cls) -> Any:
@@ -171,13 +178,6 @@ class MoEDecoderBlock(DecoderBlock):
         return MoE
 
 
-def is_moe_layer(hf_config: Any, layer: int) -> bool:
-    """Whether decoder layer ``layer`` has a MoE FFN (DeepSeek-V3: every layer from ``first_k_dense_replace``)."""
-    if not getattr(hf_config, "n_routed_experts", None):
-        return False
-    freq = int(getattr(hf_config, "moe_layer_freq", 1) or 1)
-    return layer >= hf_config.first_k_dense_replace and layer % freq == 0
-
-
 def block_for_layer(hf_config: Any, layer: int) -> type[DecoderBlock]:
+    """The block class of decoder layer ``layer``."""
     return MoEDecoderBlock if is_moe_layer(hf_config, layer) else DecoderBlock

@@ -21,6 +21,8 @@ from deepseek_tt.config.dtype_policy import DtypePolicy
 from deepseek_tt.config.op_configs import EmbeddingConfig
 from deepseek_tt.config.run_config import FromWeightConfig
 from deepseek_tt.modules.base import AbstractModule, mesh_shape, policy_dtype, require_key, save_weight
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW
 
 
 class Embedding(AbstractModule):
@@ -33,6 +35,7 @@ class Embedding(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = False,
     ) -> dict[str, Any]:
         shape = (hf_config.vocab_size, hf_config.hidden_size)
         weight = require_key(state_dict, "weight", shape, where="Embedding")
@@ -47,7 +50,9 @@ class Embedding(AbstractModule):
         return {"embedding": {"weight": record}}
 
     @classmethod
-    def model_config(cls, hf_config: Any, mesh_device: Any) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return {
             "embedding": EmbeddingConfig(
                 weight=FromWeightConfig(),
@@ -62,7 +67,7 @@ class Embedding(AbstractModule):
     prefill_model_config = decode_model_config = model_config
 
     @classmethod
-    def forward(cls, tokens: Any, cfg: dict[str, Any]) -> Any:
+    def forward(cls, tokens: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """uint32 ``[1, T]`` per device -> ``[1, 1, T, hidden / C]`` bfloat16 TILE."""
         out = ttnn.embedding(tokens, **cfg["embedding"])
         num_tokens = int(tokens.shape[-1])

@@ -36,6 +36,8 @@ from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.op_configs import ConcatConfig, LinearConfig, MulConfig
 from deepseek_tt.config.run_config import FromWeightConfig, RunConfig, WeightRecord
 from deepseek_tt.modules.base import TENSOR_SUFFIX, AbstractModule, compute_kernel_config, mesh_shape, require_key
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW
 
 #: Experts per converted file on small meshes (bounds host memory; larger files convert faster).
 EXPERTS_PER_FILE = 8
@@ -81,7 +83,7 @@ class Experts(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
-        progress: bool = True,
+        progress: bool = False,
     ) -> dict[str, Any]:
         """``state_dict`` keys relative to the experts (``"{e}.gate_proj.weight"`` ...), lazily read.
 
@@ -168,11 +170,15 @@ class Experts(AbstractModule):
         return cfg
 
     @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def prefill_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def decode_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
@@ -194,7 +200,7 @@ class Experts(AbstractModule):
         return cfg
 
     @classmethod
-    def forward(cls, x: Any, cfg: RunConfig) -> Any:
+    def forward(cls, x: Any, cfg: RunConfig, ctx: ForwardContext | None = None) -> Any:
         """``[1, El, N, hidden]`` -> ``[1, El, N, hidden]`` (TILE, bf16)."""
         cls.stack_weights(cfg)
         gate = ttnn.linear(x, **cfg["w1"])

@@ -1,7 +1,7 @@
 """The paged KVPE cache of MLA: page geometry, page table, user placement on the mesh, and host-side
 packing / unpacking used to prefill a cache from the reference and to read it back in tests.
 
-Placement (docs/ARCHITECTURE.md): a mesh row serves ``users_per_row`` (U) users; inside the row
+Placement (docs/PARALLELISM.md, MLA row): a mesh row serves ``users_per_row`` (U) users; inside the row
 column c holds the cache of u = U / C of them. Global user g lives on row ``g // U``, column
 ``(g % U) // u``, slot ``g % u``. Every device holds ``max_num_blocks`` pages of ``block_size`` tokens
 (``[max_num_blocks, 1, block_size, width]``) and the same page table ``[u, blocks_per_user]``: slot s owns
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 
 #: Decode users per mesh row (one tile of rows), as on a Galaxy.
 USERS_PER_ROW = 32
@@ -64,7 +65,7 @@ def user_location(user_id: int, mesh_shape: tuple[int, int], users_per_row: int 
     """``(row, col, slot)`` of global user ``user_id``."""
     rows, cols = (int(d) for d in mesh_shape)
     if not 0 <= user_id < rows * users_per_row:
-        raise ValueError(f"user_id {user_id} out of range: a {rows}x{cols} mesh serves {rows * users_per_row} users")
+        raise ValueError(f"user_id {user_id} out of range: a {format_mesh_shape((rows, cols))} mesh serves {rows * users_per_row} users")
     u = users_per_device(users_per_row, cols)
     local = user_id % users_per_row
     return user_id // users_per_row, local // u, local % u
@@ -90,9 +91,12 @@ def create_page_table(paged: PagedConfig, mesh_device: Any, page_table: torch.Te
     return _int32_to_mesh(page_table, mesh_device, ttnn.ReplicateTensorToMesh(mesh_device))
 
 
-def decode_positions_tensor(positions: torch.Tensor, mesh_device: Any, users_per_row: int = USERS_PER_ROW) -> Any:
+def decode_positions_tensor(
+    positions: torch.Tensor, mesh_device: Any, users_per_row: int = USERS_PER_ROW, *, on_device: bool = True
+) -> Any:
     """Global decode positions ``[rows * U]`` as an int32 ``[u]`` tensor per device: each device gets its
-    own users' positions (device ``r * C + c`` holds users ``r*U + c*u ...``). ``-1`` marks an empty slot."""
+    own users' positions (device ``r * C + c`` holds users ``r*U + c*u ...``). ``-1`` marks an empty slot.
+    ``on_device=False``: a host tensor (for ``ttnn.to_device``)."""
     rows, cols = (int(d) for d in tuple(mesh_device.shape))
     positions = torch.as_tensor(positions).reshape(-1)
     if positions.numel() != rows * users_per_row:
@@ -101,19 +105,14 @@ def decode_positions_tensor(positions: torch.Tensor, mesh_device: Any, users_per
             f"got {positions.numel()}"
         )
     users_per_device(users_per_row, cols)
-    return _int32_to_mesh(positions, mesh_device, ttnn.ShardTensorToMesh(mesh_device, dim=0))
+    return _int32_to_mesh(positions, mesh_device, ttnn.ShardTensorToMesh(mesh_device, dim=0), on_device=on_device)
 
 
-def _int32_to_mesh(tensor: torch.Tensor, mesh_device: Any, mesh_mapper: Any) -> Any:
-    """An int32 ROW_MAJOR DRAM tensor on the mesh, placed by ``mesh_mapper`` (page tables, positions)."""
-    return ttnn.from_torch(
-        tensor.to(torch.int32),
-        dtype=ttnn.int32,
-        layout=ttnn.ROW_MAJOR_LAYOUT,
-        device=mesh_device,
-        memory_config=ttnn.DRAM_MEMORY_CONFIG,
-        mesh_mapper=mesh_mapper,
-    )
+def _int32_to_mesh(tensor: torch.Tensor, mesh_device: Any, mesh_mapper: Any, *, on_device: bool = True) -> Any:
+    """An int32 ROW_MAJOR DRAM tensor on the mesh, placed by ``mesh_mapper`` (page tables, positions), or
+    the host tensor that ``ttnn.to_device`` places so (``on_device=False``)."""
+    placement = {"device": mesh_device, "memory_config": ttnn.DRAM_MEMORY_CONFIG} if on_device else {}
+    return ttnn.from_torch(tensor.to(torch.int32), dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT, mesh_mapper=mesh_mapper, **placement)
 
 
 # --- host-side packing (tests, reference prefill) -------------------------------------------------

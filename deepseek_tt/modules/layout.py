@@ -1,4 +1,4 @@
-"""Moving the residual stream between torch and its mesh layout (docs/ARCHITECTURE.md, Parallelization).
+"""Moving the residual stream between torch and its mesh layout (docs/PARALLELISM.md).
 
 Per device the residual is ``[1, 1, T, hidden / C]`` bfloat16 TILE, hidden split over mesh columns.
 Prefill: one user's ``T`` tokens, replicated over rows. Decode: ``R * U`` users, row ``r`` holding users

@@ -20,10 +20,10 @@ from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.config.op_configs import AllGatherConfig, LinearConfig
 from deepseek_tt.config.run_config import FromWeightConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, compute_kernel_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, compute_kernel_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW
 from deepseek_tt.modules.layout import replicated_row
-
-TILE = 32
 
 
 class LMHead(AbstractModule):
@@ -36,10 +36,11 @@ class LMHead(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = False,
     ) -> dict[str, Any]:
         vocab, hidden = hf_config.vocab_size, hf_config.hidden_size
         cols = mesh_shape(mesh_device)[1]
-        if vocab % (cols * TILE):
+        if vocab % (cols * ttnn.TILE_SIZE):
             raise ValueError(f"LMHead: vocab_size {vocab} does not split into tiles over {cols} mesh columns")
         weight = require_key(state_dict, "weight", (vocab, hidden), where="LMHead")
         record = save_weight(
@@ -52,7 +53,9 @@ class LMHead(AbstractModule):
         return {"linear": {"input_tensor_b": record}}
 
     @classmethod
-    def model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         dram = ttnn.DRAM_MEMORY_CONFIG
         cfg: dict[str, Any] = {
             "linear": LinearConfig(
@@ -63,14 +66,14 @@ class LMHead(AbstractModule):
             )
         }
         if mesh_shape(mesh_device)[1] > 1:
-            cfg["all_gather"] = AllGatherConfig(dim=3, cluster_axis=1, memory_config=dram, topology=ccl_topology(mesh_device, 1))
+            cfg["all_gather"] = AllGatherConfig(dim=3, cluster_axis=1, memory_config=dram, topology=ttnn.Topology.Linear)
         return cfg
 
     #: the same config serves both modes
     prefill_model_config = decode_model_config = model_config
 
     @classmethod
-    def forward(cls, x: Any, cfg: dict[str, Any]) -> Any:
+    def forward(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """``[1, 1, T, hidden / C]`` -> logits ``[1, 1, T, V / C]`` per device."""
         x_full = ttnn.all_gather(x, **cfg["all_gather"]) if "all_gather" in cfg else x
         logits = ttnn.linear(x_full, **cfg["linear"])

@@ -48,7 +48,8 @@ from deepseek_tt.config.op_configs import (
     RMSNormConfig,
 )
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY, FromWeightConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, compute_kernel_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.base import AbstractModule, compute_kernel_config, mesh_shape, require_key, save_weight
+from deepseek_tt.modules.forward_context import ForwardContext, require_context
 from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig, user_location, users_per_device
 from deepseek_tt.modules.rope import halves_to_interleaved, softmax_scale
 
@@ -127,6 +128,7 @@ class MLA(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = False,
     ) -> dict[str, Any]:
         """Convert one attention's HF weights (keys relative to ``self_attn``) and save them under ``output_path``."""
         _check_mesh(hf_config, mesh_device)
@@ -203,7 +205,7 @@ class MLA(AbstractModule):
                 epsilon=LATENT_NORM_EPS, weight=FromWeightConfig(), memory_config=memory, compute_kernel_config=norm_kernel
             )
 
-        topology = ccl_topology(mesh_device, 1)
+        topology = ttnn.Topology.Linear
 
         def gather(dim: int) -> AllGatherConfig | None:
             # One column: nothing to gather (real ttnn's collectives want more than one device).
@@ -387,9 +389,12 @@ class MLA(AbstractModule):
         return {**attention, "program_config": program}
 
     @classmethod
-    def forward_prefill(cls, x: Any, user_id: int, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]) -> Any:
+    def forward_prefill(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One user's sequence ``[1, 1, S, hidden/C]`` (S a multiple of 32, replicated over rows) ->
-        ``[1, 1, S, hidden/C]``; writes the user's KVPE into its pages on the device that owns it."""
+        ``[1, 1, S, hidden/C]``; writes the KVPE of user ``ctx.user_id`` into its pages (through
+        ``ctx.page_table``) on the device that owns it."""
+        ctx = require_context(ctx, "prefill", "MLA")
+        user_id, rope_tensors, page_table = ctx.user_id, ctx.rope, ctx.page_table
         tokens = x.shape[2]
         if tokens % 32:
             raise ValueError(f"MLA prefill: sequence length {tokens} must be a multiple of 32 (pad it)")
@@ -413,14 +418,14 @@ class MLA(AbstractModule):
         return cls._output(v, cfg)
 
     @classmethod
-    def forward_decode(
-        cls, x: Any, position_idxs: Any, rope_tensors: dict[str, Any], page_table: Any, cfg: dict[str, Any]
-    ) -> Any:
+    def forward_decode(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One token for each of the row's U users ``[1, 1, U, hidden/C]`` -> ``[1, 1, U, hidden/C]``.
 
-        ``position_idxs``: int32 ``[u]`` per device (``kv_cache.decode_positions_tensor``), the position
+        ``ctx.positions``: int32 ``[u]`` per device (``kv_cache.decode_positions_tensor``), the position
         each user's token is written to and attends up to (inclusive); ``-1`` skips a slot.
         """
+        ctx = require_context(ctx, "decode", "MLA")
+        position_idxs, rope_tensors, page_table = ctx.positions, ctx.rope, ctx.page_table
         users = x.shape[2]
         if users != cfg["users_per_row"]:
             raise ValueError(f"MLA decode: input has {users} users, the config serves {cfg['users_per_row']} per row")

@@ -26,14 +26,13 @@ from deepseek_tt.config.op_configs import AllGatherConfig, LinearConfig, MulConf
 from deepseek_tt.config.run_config import FromWeightConfig
 from deepseek_tt.modules.base import (
     AbstractModule,
-    ccl_topology,
     compute_kernel_config,
     mesh_shape,
     require_key,
     save_weight,
 )
-
-TILE = 32
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW
 
 
 class MLP(AbstractModule):
@@ -50,7 +49,7 @@ class MLP(AbstractModule):
     def _check_dims(cls, hf_config: Any, mesh_device: Any) -> None:
         cols = mesh_shape(mesh_device)[1]
         inter = cls.intermediate_size(hf_config)
-        if inter % (cols * TILE) or hf_config.hidden_size % (cols * TILE):
+        if inter % (cols * ttnn.TILE_SIZE) or hf_config.hidden_size % (cols * ttnn.TILE_SIZE):
             raise ValueError(
                 f"{cls.__name__}: intermediate {inter} / hidden {hf_config.hidden_size} must split into tiles over {cols} mesh columns"
             )
@@ -64,6 +63,7 @@ class MLP(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = False,
     ) -> dict[str, Any]:
         cls._check_dims(hf_config, mesh_device)
         hidden, inter = hf_config.hidden_size, cls.intermediate_size(hf_config)
@@ -82,7 +82,9 @@ class MLP(AbstractModule):
         return weights
 
     @classmethod
-    def model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         cls._check_dims(hf_config, mesh_device)
         compute = compute_kernel_config(dtype_policy, cls.WEIGHT_KIND)
         dram = ttnn.DRAM_MEMORY_CONFIG
@@ -94,7 +96,7 @@ class MLP(AbstractModule):
         }
         cfg["mul"] = MulConfig(memory_config=dram, dtype=ttnn.bfloat16, input_tensor_a_activations=[ttnn.UnaryOpType.SILU])
         if mesh_shape(mesh_device)[1] > 1:
-            topology = ccl_topology(mesh_device, 1)
+            topology = ttnn.Topology.Linear
             cfg["all_gather"] = AllGatherConfig(dim=3, cluster_axis=1, memory_config=dram, topology=topology)
             cfg["reduce_scatter"] = ReduceScatterConfig(dim=3, cluster_axis=1, memory_config=dram, topology=topology)
         return cfg
@@ -103,7 +105,7 @@ class MLP(AbstractModule):
     prefill_model_config = decode_model_config = model_config
 
     @classmethod
-    def forward(cls, x: Any, cfg: dict[str, Any]) -> Any:
+    def forward(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """``[1, 1, T, hidden / C]`` -> ``[1, 1, T, hidden / C]``."""
         x_full = ttnn.all_gather(x, **cfg["all_gather"]) if "all_gather" in cfg else x
         gate = ttnn.linear(x_full, **cfg["w1"])

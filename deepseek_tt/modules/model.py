@@ -1,14 +1,17 @@
 """The full DeepSeek-V3 model: embedding, N decoder blocks, final norm, LM head.
 
 HF keys (full checkpoint names): ``model.embed_tokens.weight``, ``model.layers.{i}.*``,
-``model.norm.weight``, ``lm_head.weight``. Sub-configs: ``embedding``, ``layers`` (a list, one per
-decoder layer: :class:`DecoderBlock` for the first ``first_k_dense_replace``, then
-:class:`MoEDecoderBlock`), ``norm``, ``lm_head``. The state holds the device, every layer's KVPE cache
-and the shared page table (``page_table``).
+``model.norm.weight``, ``lm_head.weight``. Sub-configs: ``embedding``, ``blocks`` (the block class of
+every decoder layer, :func:`~deepseek_tt.modules.decoder_block.block_for_layer`), ``layers`` (a list, one
+config per decoder layer), ``norm``, ``lm_head``. The state holds the device and every layer's KVPE cache;
+the page table is not part of it: it travels in the call's context.
 
-Inputs: tokens as produced by ``Embedding.prefill_input`` / ``decode_input``; RoPE tensors from
-``rope.RotarySetup``; decode positions from ``kv_cache.decode_positions_tensor``. Output: logits
-``[1, 1, T, V / C]`` per device (``LMHead.logits_to_torch`` reassembles them).
+Inputs: tokens as produced by ``Embedding.prefill_input`` / ``decode_input``; a
+:class:`~deepseek_tt.modules.forward_context.ForwardContext` with the RoPE tensors (``rope.RotarySetup``),
+the device page table (``kv_cache.create_page_table``) and the user id (prefill) or the decode positions
+(``kv_cache.decode_positions_tensor``). Output: logits ``[1, 1, T, V / C]`` per device
+(``LMHead.logits_to_torch`` reassembles them). The model hands the stages ``embedding``, ``norm`` and
+``logits`` (and, through the blocks, each layer's) to the context's observer.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from deepseek_tt.config.run_config import MESH_DEVICE_KEY
 from deepseek_tt.modules.base import AbstractModule, sub_state_dict
 from deepseek_tt.modules.decoder_block import block_for_layer
 from deepseek_tt.modules.embedding import Embedding
-from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig, create_page_table
+from deepseek_tt.modules.forward_context import ForwardContext, require_context
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.rms_norm import DistributedRMSNorm
 
@@ -81,11 +85,12 @@ class Model(AbstractModule):
     @classmethod
     def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: Any) -> dict[str, Any]:
         method = f"{mode}_model_config"
+        blocks = tuple(block_for_layer(hf_config, i) for i in range(hf_config.num_hidden_layers))
         return {
             "embedding": getattr(Embedding, method)(hf_config, mesh_device),
+            "blocks": blocks,
             "layers": [
-                getattr(block_for_layer(hf_config, i), method)(hf_config, mesh_device, users_per_row=users_per_row, dtype_policy=dtype_policy)
-                for i in range(hf_config.num_hidden_layers)
+                getattr(block, method)(hf_config, mesh_device, users_per_row=users_per_row, dtype_policy=dtype_policy) for block in blocks
             ],
             "norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
             "lm_head": getattr(LMHead, method)(hf_config, mesh_device, dtype_policy=dtype_policy),
@@ -110,12 +115,11 @@ class Model(AbstractModule):
         mesh_device: Any,
         paged_config: PagedConfig | None = None,
         *,
-        page_table: torch.Tensor | None = None,
         caches: list[torch.Tensor | None] | None = None,
         dtype_policy: DtypePolicy | str | None = None,
     ) -> dict[str, Any]:
-        """Device, one KVPE cache per layer (zeros, or ``caches[i]`` as ``kv_cache.pack_user_caches``
-        lays them out), and the page table (``page_table``: a torch one to use, else the default)."""
+        """Device and one KVPE cache per layer (zeros, or ``caches[i]`` as ``kv_cache.pack_user_caches``
+        lays them out)."""
         if paged_config is None:
             raise ValueError("Model.create_state needs a paged_config (kv_cache.paged_config_for(...))")
         num_layers = hf_config.num_hidden_layers
@@ -129,43 +133,52 @@ class Model(AbstractModule):
                 )
                 for i in range(num_layers)
             ],
-            "page_table": create_page_table(paged_config, mesh_device, page_table),
         }
 
     @classmethod
     def finalize_run_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
-        cfg["layers"] = [block.finalize_run_config(layer) for block, layer in zip(cls._blocks(cfg), cfg["layers"])]
+        cfg["layers"] = [block.finalize_run_config(layer) for block, layer in zip(cfg["blocks"], cfg["layers"])]
         return cfg
 
     @classmethod
-    def forward_prefill(cls, tokens: Any, user_id: int, rope_tensors: dict[str, Any], cfg: dict[str, Any]) -> Any:
-        """One user's tokens (uint32 ``[1, S]`` replicated) -> logits ``[1, 1, S, V / C]``; fills its KV pages."""
-        x = Embedding.forward_prefill(tokens, cfg["embedding"])
-        for layer_cfg, block in zip(cfg["layers"], cls._blocks(cfg)):
-            x = block.forward_prefill(x, user_id, rope_tensors, cfg["page_table"], layer_cfg)
-        return cls._head(x, cfg, decode=False)
+    def forward_prefill(cls, tokens: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
+        """One user's tokens (uint32 ``[1, S]`` replicated) -> logits ``[1, 1, S, V / C]``; fills the KV pages
+        of user ``ctx.user_id``."""
+        ctx = require_context(ctx, "prefill", "Model")
+        return cls.head(cls.run_layers(cls.embed(tokens, cfg, ctx), cfg, ctx), cfg, ctx)
 
     @classmethod
-    def forward_decode(cls, tokens: Any, position_idxs: Any, rope_tensors: dict[str, Any], cfg: dict[str, Any]) -> Any:
+    def forward_decode(cls, tokens: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One token per user (uint32 ``[1, U]`` per row) -> logits ``[1, 1, U, V / C]``."""
-        x = Embedding.forward_decode(tokens, cfg["embedding"])
-        for layer_cfg, block in zip(cfg["layers"], cls._blocks(cfg)):
-            x = block.forward_decode(x, position_idxs, rope_tensors, cfg["page_table"], layer_cfg)
-        return cls._head(x, cfg, decode=True)
+        ctx = require_context(ctx, "decode", "Model")
+        return cls.head(cls.run_layers(cls.embed(tokens, cfg, ctx), cfg, ctx), cfg, ctx)
 
     @classmethod
-    def _blocks(cls, cfg: dict[str, Any]) -> list[Any]:
-        from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
-
-        return [MoEDecoderBlock if layer["is_moe"] else DecoderBlock for layer in cfg["layers"]]
+    def run_layers(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext, first_layer: int = 0) -> Any:
+        """The hidden state through the decoder layers of ``cfg`` (``cfg["blocks"]`` / ``cfg["layers"]``),
+        the first being model layer ``first_layer`` (a pipeline stage's first)."""
+        for i, (block, layer_cfg) in enumerate(zip(cfg["blocks"], cfg["layers"]), start=first_layer):
+            layer_ctx = ctx.at_layer(i)
+            x = (block.forward_decode if ctx.is_decode else block.forward_prefill)(x, layer_cfg, layer_ctx)
+        return x
 
     @classmethod
-    def _head(cls, x: Any, cfg: dict[str, Any], *, decode: bool) -> Any:
+    def embed(cls, tokens: Any, cfg: dict[str, Any], ctx: ForwardContext) -> Any:
+        """Tokens -> the residual stream (``cfg["embedding"]``), observed as stage ``embedding``."""
+        x = (Embedding.forward_decode if ctx.is_decode else Embedding.forward_prefill)(tokens, cfg["embedding"], ctx)
+        ctx.observe("embedding", x)
+        return x
+
+    @classmethod
+    def head(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext) -> Any:
+        """Final norm and LM head (``cfg["norm"]`` / ``cfg["lm_head"]``) -> logits; ``x`` is deallocated."""
         from deepseek_tt.backend import ttnn
 
-        norm = DistributedRMSNorm.forward_decode if decode else DistributedRMSNorm.forward_prefill
-        normed = norm(x, cfg["norm"])
+        norm = DistributedRMSNorm.forward_decode if ctx.is_decode else DistributedRMSNorm.forward_prefill
+        normed = norm(x, cfg["norm"], ctx)
         ttnn.deallocate(x)
-        logits = (LMHead.forward_decode if decode else LMHead.forward_prefill)(normed, cfg["lm_head"])
+        ctx.observe("norm", normed)
+        logits = (LMHead.forward_decode if ctx.is_decode else LMHead.forward_prefill)(normed, cfg["lm_head"], ctx)
         ttnn.deallocate(normed)
+        ctx.observe("logits", logits)
         return logits

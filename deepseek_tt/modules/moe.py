@@ -46,12 +46,12 @@ from deepseek_tt.config.op_configs import (
     SumConfig,
 )
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY, RunConfig
-from deepseek_tt.modules.base import AbstractModule, ccl_topology, mesh_shape, sub_state_dict
+from deepseek_tt.modules.base import AbstractModule, mesh_shape, sub_state_dict
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW
 from deepseek_tt.modules.experts import Experts, experts_per_device, num_devices
 from deepseek_tt.modules.mlp import SharedExpert
 from deepseek_tt.modules.moe_gate import MoEGate
-
-TILE = 32
 
 
 def expert_mapping(hf_config: Any, mesh_device: Any) -> torch.Tensor:
@@ -74,7 +74,7 @@ class MoE(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
-        progress: bool = True,
+        progress: bool = False,
     ) -> dict[str, Any]:
         out = Path(output_path)
         return {
@@ -91,7 +91,7 @@ class MoE(AbstractModule):
     def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
         rows, cols = mesh_shape(mesh_device)
         per_device = experts_per_device(hf_config, mesh_device)
-        if hf_config.hidden_size % (cols * TILE):
+        if hf_config.hidden_size % (cols * ttnn.TILE_SIZE):
             raise ValueError(f"MoE: hidden_size {hf_config.hidden_size} does not split into tiles over {cols} mesh columns")
         decode = mode == "decode"
         mem = ttnn.L1_MEMORY_CONFIG if decode else ttnn.DRAM_MEMORY_CONFIG
@@ -116,24 +116,36 @@ class MoE(AbstractModule):
             "mesh_rows": rows,
         }
         if cols > 1:
-            topology = ccl_topology(mesh_device, 1)
+            topology = ttnn.Topology.Linear
             cfg["gather_hidden"] = AllGatherConfig(dim=3, cluster_axis=1, memory_config=mem, topology=topology)
             cfg["reduce_scatter_hidden"] = ReduceScatterConfig(dim=3, cluster_axis=1, memory_config=mem, topology=topology)
         if rows > 1 and not decode:
             cfg["partition_tokens"] = MeshPartitionConfig(dim=2, cluster_axis=0, memory_config=mem)
-            cfg["gather_tokens"] = AllGatherConfig(dim=2, cluster_axis=0, memory_config=mem, topology=ccl_topology(mesh_device, 0))
+            cfg["gather_tokens"] = AllGatherConfig(dim=2, cluster_axis=0, memory_config=mem, topology=ttnn.Topology.Linear)
         return cfg
 
     @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def prefill_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return cls._model_config(hf_config, mesh_device, "prefill", dtype_policy)
 
     @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def decode_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return cls._model_config(hf_config, mesh_device, "decode", dtype_policy)
 
     @classmethod
-    def create_state(cls, hf_config: Any, mesh_device: Any, **kwargs: Any) -> dict[str, Any]:
+    def create_state(
+        cls,
+        hf_config: Any,
+        mesh_device: Any,
+        paged_config: Any = None,
+        *,
+        caches: Any = None,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
         """The device and the replicated expert-mapping tensor (uint16, ROW_MAJOR)."""
         mapping = ttnn.from_torch(
             expert_mapping(hf_config, mesh_device),
@@ -196,7 +208,7 @@ class MoE(AbstractModule):
         return partial
 
     @classmethod
-    def forward(cls, x: Any, cfg: RunConfig) -> Any:
+    def forward(cls, x: Any, cfg: RunConfig, ctx: ForwardContext | None = None) -> Any:
         """``[1, 1, T, hidden / C]`` -> ``[1, 1, T, hidden / C]`` (routed + shared experts)."""
         x_full = ttnn.all_gather(x, **cfg["gather_hidden"]) if "gather_hidden" in cfg else x
         # Prefill splits the sequence over the rows; a length that does not split evenly is routed whole

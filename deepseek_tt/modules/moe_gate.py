@@ -48,6 +48,8 @@ from deepseek_tt.config.op_configs import (
 )
 from deepseek_tt.config.run_config import FromWeightConfig
 from deepseek_tt.modules.base import AbstractModule, compute_kernel_config, require_key, save_weight
+from deepseek_tt.modules.forward_context import ForwardContext
+from deepseek_tt.modules.kv_cache import USERS_PER_ROW
 
 #: Added to the biased scores of experts in dropped groups: far below any sigmoid score plus bias.
 DROPPED_GROUP_PENALTY = -1.0e4
@@ -96,6 +98,7 @@ class MoEGate(AbstractModule):
         mesh_device: Any,
         *,
         dtype_policy: DtypePolicy | str | None = None,
+        progress: bool = False,
     ) -> dict[str, Any]:
         cls.check_config(hf_config)
         e, hidden = hf_config.n_routed_experts, hf_config.hidden_size
@@ -151,15 +154,19 @@ class MoEGate(AbstractModule):
         }
 
     @classmethod
-    def prefill_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def prefill_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
-    def decode_model_config(cls, hf_config: Any, mesh_device: Any, *, dtype_policy: DtypePolicy | str | None = None) -> dict[str, Any]:
+    def decode_model_config(
+        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
+    ) -> dict[str, Any]:
         return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
-    def forward(cls, x: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    def forward(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> tuple[Any, Any]:
         """``[1, 1, T, hidden]`` -> ``(weights [1, 1, T, K] bf16, indices [1, 1, T, K] uint16)``."""
         tokens = x.shape[-2]
         groups, experts = cfg["n_group"], cfg["n_routed_experts"]

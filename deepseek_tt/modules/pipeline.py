@@ -13,12 +13,16 @@ devices receive them.
 KV caches: a stage serves every micro-batch (one micro-batch = the U users one row holds in the batched
 model), so each of its layers keeps one paged cache with ``micro_batches`` times the pages of a row, and
 micro-batch m reads and writes through its own page table (the row's table shifted by m times its page
-count). The per-device KV bytes equal the batched model's; the weight bytes are about 1 / R of them.
+count; :func:`create_stage_page_tables`), passed in the call's context like the batched model's.
+The per-device KV bytes equal the batched model's; replicated weights shrink to about 1 / R, routed experts
+per device do not (docs/PARALLELISM.md, pipeline section).
 
-Contract (docs/ARCHITECTURE.md): ``convert_weights`` / ``prefill_model_config`` / ``decode_model_config``
+Contract (docs/DESIGN.md section 3): ``convert_weights`` / ``prefill_model_config`` / ``decode_model_config``
 / ``create_state`` take the whole mesh and return ``{"stages": [stage, ...]}`` trees; ``run_config``
 merges each stage on its own submesh. Forward: :meth:`PipelinedModel.forward_stage_prefill` /
-:meth:`forward_stage_decode` run one stage, :meth:`transfer` hands a hidden state to the next stage.
+:meth:`forward_stage_decode` ``(x, stage_cfg, ctx)`` run one stage with the call's ``ForwardContext``
+(the micro-batch's page table; the user's slot in its micro-batch or the decode positions), and
+:meth:`transfer` hands a hidden state to the next stage.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from deepseek_tt.config.run_config import MESH_DEVICE_KEY, RunConfig, create_run
 from deepseek_tt.modules.base import AbstractModule, mesh_shape, sub_state_dict
 from deepseek_tt.modules.decoder_block import block_for_layer
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext, require_context
 from deepseek_tt.modules.kv_cache import USERS_PER_ROW, PagedConfig, create_page_table, default_page_table
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
@@ -91,6 +96,18 @@ def stage_paged_config(row_paged: PagedConfig, micro_batches: int) -> PagedConfi
 def micro_batch_page_table(row_table: torch.Tensor, row_paged: PagedConfig, micro_batch: int) -> torch.Tensor:
     """Micro-batch ``m``'s ``[u, blocks_per_user]`` table: the row's table moved to the m-th page range."""
     return row_table.to(torch.int32) + int(micro_batch) * row_paged.max_num_blocks
+
+
+def create_stage_page_tables(
+    row_paged: PagedConfig, meshes: list[Any], micro_batches: int, row_table: torch.Tensor | None = None
+) -> list[list[Any]]:
+    """``tables[stage][m]``: micro-batch m's page table on stage ``stage``'s submesh (``row_table``: one
+    row's ``[u, blocks_per_user]`` table, default ``kv_cache.default_page_table``)."""
+    row_table = default_page_table(row_paged) if row_table is None else torch.as_tensor(row_table)
+    return [
+        [create_page_table(row_paged, mesh, micro_batch_page_table(row_table, row_paged, m)) for m in range(int(micro_batches))]
+        for mesh in meshes
+    ]
 
 
 def create_stage_sockets(meshes: list[Any]) -> list[tuple[Any, Any]]:
@@ -174,9 +191,9 @@ class PipelinedModel(AbstractModule):
             stage: dict[str, Any] = {"first_layer": layers.start}
             if index == 0:
                 stage["embedding"] = getattr(Embedding, method)(hf_config, mesh)
+            stage["blocks"] = tuple(block_for_layer(hf_config, i) for i in layers)
             stage["layers"] = [
-                getattr(block_for_layer(hf_config, i), method)(hf_config, mesh, users_per_row=users_per_row, dtype_policy=dtype_policy)
-                for i in layers
+                getattr(block, method)(hf_config, mesh, users_per_row=users_per_row, dtype_policy=dtype_policy) for block in stage["blocks"]
             ]
             if index == len(ranges) - 1:
                 stage["norm"] = getattr(DistributedRMSNorm, method)(hf_config, mesh)
@@ -204,19 +221,20 @@ class PipelinedModel(AbstractModule):
         paged_config: PagedConfig | None = None,
         *,
         micro_batches: int | None = None,
-        page_table: torch.Tensor | None = None,
         sockets: list[tuple[Any, Any]] | None = None,
+        caches: Any = None,
         dtype_policy: DtypePolicy | str | None = None,
     ) -> dict[str, Any]:
         """Per stage: its submesh, one KVPE cache per own layer (pages for ``micro_batches`` rows of users,
-        default R), one page table per micro-batch, and the sockets to its neighbours. ``paged_config``
-        is one row's geometry (``kv_cache.paged_config_for``), ``page_table`` one row's table."""
+        default R) and the sockets to its neighbours. ``paged_config`` is one row's geometry
+        (``kv_cache.paged_config_for``). ``caches`` (prefilled KV) is not supported: pass ``None``."""
+        if caches is not None:
+            raise ValueError("PipelinedModel.create_state: prefilled caches are not supported (the caches start empty)")
         if paged_config is None:
             raise ValueError("PipelinedModel.create_state needs a paged_config (kv_cache.paged_config_for(...))")
         ranges = cls.stages(hf_config, mesh_device)
         meshes = stage_meshes(mesh_device)
         micro_batches = len(ranges) if micro_batches is None else int(micro_batches)
-        row_table = default_page_table(paged_config) if page_table is None else torch.as_tensor(page_table)
         cache_paged = stage_paged_config(paged_config, micro_batches)
         if sockets is None:
             sockets = create_stage_sockets(meshes)
@@ -226,9 +244,6 @@ class PipelinedModel(AbstractModule):
                 MESH_DEVICE_KEY: mesh,
                 "layers": [
                     block_for_layer(hf_config, i).create_state(hf_config, mesh, cache_paged, dtype_policy=dtype_policy) for i in layers
-                ],
-                "page_tables": [
-                    create_page_table(paged_config, mesh, micro_batch_page_table(row_table, paged_config, m)) for m in range(micro_batches)
                 ],
             }
             if index > 0:
@@ -259,33 +274,30 @@ class PipelinedModel(AbstractModule):
     @classmethod
     def finalize_run_config(cls, cfg: RunConfig) -> RunConfig:
         for stage in cfg["stages"]:
-            stage["layers"] = [block.finalize_run_config(layer) for block, layer in zip(Model._blocks(stage), stage["layers"])]
+            stage["layers"] = [block.finalize_run_config(layer) for block, layer in zip(stage["blocks"], stage["layers"])]
         return cfg
 
     # --- forward ---------------------------------------------------------------------------------
 
     @classmethod
-    def forward_stage_prefill(cls, x: Any, user_id: int, micro_batch: int, rope_tensors: dict[str, Any], stage: dict[str, Any]) -> Any:
+    def forward_stage_prefill(cls, x: Any, stage: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One stage of one user's prefill: tokens (stage 0, uint32 ``[1, S]``) or hidden ``[1, 1, S, hidden / C]``
-        -> hidden, or logits ``[1, 1, S, V / C]`` on the last stage. ``user_id`` is the user's slot in its
-        micro-batch; its KV goes to the micro-batch's pages."""
-        if "embedding" in stage:
-            x = Embedding.forward_prefill(x, stage["embedding"])
-        page_table = stage["page_tables"][micro_batch]
-        for layer_cfg, block in zip(stage["layers"], Model._blocks(stage)):
-            x = block.forward_prefill(x, user_id, rope_tensors, page_table, layer_cfg)
-        return Model._head(x, stage, decode=False) if "lm_head" in stage else x
+        -> hidden, or logits ``[1, 1, S, V / C]`` on the last stage. ``ctx.user_id`` is the user's slot in its
+        micro-batch, ``ctx.page_table`` the micro-batch's table on this stage (its KV goes to those pages)."""
+        return cls._forward_stage(x, stage, require_context(ctx, "prefill", "PipelinedModel"))
 
     @classmethod
-    def forward_stage_decode(cls, x: Any, position_idxs: Any, micro_batch: int, rope_tensors: dict[str, Any], stage: dict[str, Any]) -> Any:
+    def forward_stage_decode(cls, x: Any, stage: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One stage of one micro-batch's decode step: tokens (stage 0, uint32 ``[1, U]``) or hidden
         ``[1, 1, U, hidden / C]`` -> hidden, or logits ``[1, 1, U, V / C]`` on the last stage."""
+        return cls._forward_stage(x, stage, require_context(ctx, "decode", "PipelinedModel"))
+
+    @classmethod
+    def _forward_stage(cls, x: Any, stage: dict[str, Any], ctx: ForwardContext) -> Any:
         if "embedding" in stage:
-            x = Embedding.forward_decode(x, stage["embedding"])
-        page_table = stage["page_tables"][micro_batch]
-        for layer_cfg, block in zip(stage["layers"], Model._blocks(stage)):
-            x = block.forward_decode(x, position_idxs, rope_tensors, page_table, layer_cfg)
-        return Model._head(x, stage, decode=True) if "lm_head" in stage else x
+            x = Model.embed(x, stage, ctx)
+        x = Model.run_layers(x, stage, ctx, first_layer=stage["first_layer"])
+        return Model.head(x, stage, ctx) if "lm_head" in stage else x
 
     @classmethod
     def transfer(cls, x: Any, sender: dict[str, Any], receiver: dict[str, Any]) -> Any:
@@ -304,6 +316,7 @@ __all__ = [
     "PipelineConfigError",
     "PipelinedModel",
     "assign_stages",
+    "create_stage_page_tables",
     "create_stage_sockets",
     "micro_batch_page_table",
     "stage_meshes",

@@ -21,8 +21,6 @@ import torch
 
 from deepseek_tt.backend import ttnn
 
-TILE = 32
-
 
 # --- pure torch: frequencies and scales ------------------------------------------------------------
 
@@ -119,8 +117,8 @@ def cos_sin_interleaved(hf_config: Any, positions: torch.Tensor) -> tuple[torch.
 
 def rotation_matrix() -> torch.Tensor:
     """The ``[1, 1, 32, 32]`` pair-swap matrix T with ``(x @ T)[2i] = -x[2i+1]``, ``(x @ T)[2i+1] = x[2i]``."""
-    mat = torch.zeros(1, 1, TILE, TILE)
-    even, odd = torch.arange(0, TILE, 2), torch.arange(1, TILE, 2)
+    mat = torch.zeros(1, 1, ttnn.TILE_SIZE, ttnn.TILE_SIZE)
+    even, odd = torch.arange(0, ttnn.TILE_SIZE, 2), torch.arange(1, ttnn.TILE_SIZE, 2)
     mat[..., even, odd] = 1.0
     mat[..., odd, even] = -1.0
     return mat
@@ -164,15 +162,10 @@ class RotarySetup:
         self.max_positions = int(hf_config.max_position_embeddings)
         self.trans_matrix = self._to_device(rotation_matrix(), ttnn.ReplicateTensorToMesh(mesh_device))
 
-    def _to_device(self, tensor: torch.Tensor, mapper: Any) -> Any:
-        return ttnn.from_torch(
-            tensor,
-            dtype=ttnn.bfloat16,
-            layout=ttnn.TILE_LAYOUT,
-            device=self.mesh_device,
-            memory_config=ttnn.DRAM_MEMORY_CONFIG,
-            mesh_mapper=mapper,
-        )
+    def _to_device(self, tensor: torch.Tensor, mapper: Any, on_device: bool = True) -> Any:
+        """bfloat16 TILE, in DRAM on the mesh, or a host tensor (``on_device=False``) for ``ttnn.to_device``."""
+        placement = {"device": self.mesh_device, "memory_config": ttnn.DRAM_MEMORY_CONFIG} if on_device else {}
+        return ttnn.from_torch(tensor, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, mesh_mapper=mapper, **placement)
 
     def _check_positions(self, positions: torch.Tensor) -> None:
         if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= self.max_positions):
@@ -193,9 +186,11 @@ class RotarySetup:
             "trans_matrix": self.trans_matrix,
         }
 
-    def decode_tensors(self, positions: torch.Tensor) -> dict[str, Any]:
+    def decode_tensors(self, positions: torch.Tensor, *, on_device: bool = True) -> dict[str, Any]:
         """cos / sin ``[1, 1, U, D]`` per device for global decode positions ``[rows * U]`` (row r: users
-        ``r*U .. r*U+U-1``). Negative positions (empty slots) get position 0."""
+        ``r*U .. r*U+U-1``). Negative positions (empty slots) get position 0. ``on_device=False``: cos / sin
+        are host tensors (a decode step's inputs, copied to the device once; ``trans_matrix`` stays the
+        device one)."""
         rows = int(tuple(self.mesh_device.shape)[0])
         positions = torch.as_tensor(positions).reshape(-1).long()
         if positions.numel() != rows * self.users_per_row:
@@ -209,8 +204,8 @@ class RotarySetup:
         shape = (rows, 1, self.users_per_row, self.dim)
         mapper = ttnn.ShardTensor2dMesh(self.mesh_device, dims=(0, None), mesh_shape=tuple(self.mesh_device.shape))
         return {
-            "cos_matrix": self._to_device(cos.reshape(shape), mapper),
-            "sin_matrix": self._to_device(sin.reshape(shape), mapper),
+            "cos_matrix": self._to_device(cos.reshape(shape), mapper, on_device),
+            "sin_matrix": self._to_device(sin.reshape(shape), mapper, on_device),
             "trans_matrix": self.trans_matrix,
         }
 

@@ -29,6 +29,8 @@ from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.perf.hardware import BYTES_PER_VALUE, CORE_TFLOPS, FIDELITY_FOR_DTYPE, SYSTEMS, System
 
 ACTIVATION_BYTES = BYTES_PER_VALUE["bfloat16"]
+#: rows of a tile: a [1, E] tensor in TILE layout is stored as [32, E]
+TILE_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -202,45 +204,55 @@ def stage_layers(num_layers: int, rows: int) -> list[range]:
 
 
 def stored_weight_bytes_per_device(config, policy: str | DtypePolicy | None, mesh: tuple[int, int], parallelism: str = "bp") -> list[float]:
-    """Weight bytes each device of a mesh row stores (one value per row; the columns of a row are equal).
+    """Weight bytes each device of a mesh row stores (one value per row; the columns of a row are equal), as
+    the model lays them out (docs/PARALLELISM.md; ``runtime/memory.py`` measures the same on loaded tensors).
 
-    ``bp``: attention, dense MLP, shared expert, router, embedding and LM head split over the columns and
-    replicated over the rows, routed experts split over every chip (docs/PARALLELISM.md). ``pp``: row r
-    holds only its stage's layers (plus the embedding on row 0, the final norm and LM head on the last),
-    each split over the row's columns, its routed experts over the row's chips.
+    Split over the columns: attention (``wq_kv_a``, ``wq_b``, ``wkv_b1``, ``wo``, the prefill copy of
+    ``wkv_b2``), dense MLP, shared expert, embedding, LM head, the input / post-attention / final norms.
+    Whole on every device: the decode copy of ``wkv_b2``, the q / kv norms, the router (a float32 router as
+    TF32 head + remainder, two copies) and its bias (one tile row). ``bp``: all of it replicated over the
+    rows, the routed experts split over every chip. ``pp``: row r holds only its stage's layers (plus the
+    embedding on row 0, the final norm and LM head on the last), its routed experts split over the row's chips.
     """
+    from deepseek_tt.modules.moe_gate import MoEGate
+
     if parallelism not in ("bp", "pp"):
         raise ValueError(f"parallelism must be 'bp' or 'pp', not {parallelism!r}")
     p = get_dtype_policy(policy)
     rows, cols = mesh
     b = lambda kind: BYTES_PER_VALUE[getattr(p, kind)]  # noqa: E731
-    hidden, heads = config.hidden_size, config.num_attention_heads
-    nope, rope, v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
-    attention = (hidden * config.q_lora_rank + config.q_lora_rank * heads * (nope + rope)
-                 + hidden * (config.kv_lora_rank + rope) + config.kv_lora_rank * heads * (nope + v_dim) + heads * v_dim * hidden)
+    hidden, heads, experts = config.hidden_size, config.num_attention_heads, config.n_routed_experts
+    nope, rope, v_dim, kv_lora = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim, config.kv_lora_rank
+    wkv_b2 = kv_lora * heads * v_dim * b("attention")
+    attention_split = (hidden * (config.q_lora_rank + kv_lora + rope) + config.q_lora_rank * heads * (nope + rope)
+                       + kv_lora * heads * nope + heads * v_dim * hidden) * b("attention") + wkv_b2
+    attention_whole = wkv_b2 + (config.q_lora_rank + kv_lora) * b("norm")
+    block_norms = 2 * hidden * b("norm")
     moe_inter = config.moe_intermediate_size
+    router_copies = 2 if MoEGate.split_router(p) else 1
+    router = (router_copies * hidden + TILE_ROWS) * experts * b("router")
 
-    def layer_split(index: int) -> tuple[float, float]:
-        """(bytes split over the columns, routed-expert bytes) of layer ``index``."""
-        cols_bytes = attention * b("attention")
+    def layer_bytes(index: int) -> tuple[float, float, float]:
+        """(bytes split over the columns, bytes whole on every device, routed-expert bytes) of layer ``index``."""
+        split = attention_split + block_norms
         if index < config.first_k_dense_replace:
-            return cols_bytes + 3 * hidden * config.intermediate_size * b("dense_mlp"), 0.0
-        shared = 3 * hidden * moe_inter * config.n_shared_experts * b("shared_expert")
-        router = hidden * config.n_routed_experts * b("router")
-        experts = config.n_routed_experts * hidden * moe_inter * (2 * b("expert_gate_up") + b("expert_down"))
-        return cols_bytes + shared + router, experts
+            return split + 3 * hidden * config.intermediate_size * b("dense_mlp"), attention_whole, 0.0
+        split += 3 * hidden * moe_inter * config.n_shared_experts * b("shared_expert")
+        routed = experts * hidden * moe_inter * (2 * b("expert_gate_up") + b("expert_down"))
+        return split, attention_whole + router, routed
 
-    ends = config.vocab_size * hidden * (b("embedding") + b("lm_head"))
-    layers = [layer_split(i) for i in range(config.num_hidden_layers)]
+    def ends(first: bool, last: bool) -> float:
+        """Embedding (first row), final norm and LM head (last row), split over the columns."""
+        return config.vocab_size * hidden * ((b("embedding") if first else 0.0) + (b("lm_head") if last else 0.0)) + (hidden * b("norm") if last else 0.0)
+
+    layers = [layer_bytes(i) for i in range(config.num_hidden_layers)]
     if parallelism == "bp":
-        per = sum(c for c, _ in layers) / cols + sum(e for _, e in layers) / (rows * cols) + ends / cols
+        per = (sum(s for s, _, _ in layers) + ends(True, True)) / cols + sum(w for _, w, _ in layers) + sum(e for _, _, e in layers) / (rows * cols)
         return [per] * rows
     out = []
-    ranges = stage_layers(config.num_hidden_layers, rows)
-    for r, stage in enumerate(ranges):
-        per = sum(layers[i][0] + layers[i][1] for i in stage) / cols
-        per += config.vocab_size * hidden * ((b("embedding") if r == 0 else 0.0) + (b("lm_head") if r == rows - 1 else 0.0)) / cols
-        out.append(per)
+    for r, stage in enumerate(stage_layers(config.num_hidden_layers, rows)):
+        split = sum(layers[i][0] + layers[i][2] for i in stage) + ends(r == 0, r == rows - 1)
+        out.append(split / cols + sum(layers[i][1] for i in stage))
     return out
 
 

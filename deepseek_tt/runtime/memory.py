@@ -25,7 +25,7 @@ ELEMENT_BYTES = {
     "uint8": 1.0,
 }
 #: run-config keys that hold runtime state, not weights
-STATE_KEYS = frozenset({"kvpe_cache", "page_table", "page_tables", "expert_mapping"})
+STATE_KEYS = frozenset({"kvpe_cache", "expert_mapping"})
 KV_KEYS = frozenset({"kvpe_cache"})
 
 
@@ -107,12 +107,15 @@ def kv_cache_bytes_per_device(model: Any) -> list[int]:
 
 
 def memory_report(model: Any) -> dict[str, Any]:
-    """The demo's ``memory`` block: per-device weight and KV bytes (max and min over devices)."""
+    """The demo's ``memory`` block: per-device weight and KV bytes (max and min over devices, and the weight
+    bytes of each mesh row's devices: a row's columns hold equal bytes under bp and pp alike)."""
     weights, kv = weight_bytes_per_device(model), kv_cache_bytes_per_device(model)
+    cols = int(tuple(model.mesh_device.shape)[1])
     return {
         "devices": len(weights),
         "weight_bytes_per_device_max": max(weights),
         "weight_bytes_per_device_min": min(weights),
+        "weight_bytes_per_device_by_row": [max(weights[r : r + cols]) for r in range(0, len(weights), cols)],
         "kv_cache_bytes_per_device_max": max(kv),
         "weight_bytes_total": sum(weights),
     }

@@ -1,9 +1,19 @@
-"""The Hugging Face config a TT model facade loads with (shared by ``TtModel`` and ``PipelinedTtModel``)."""
+"""What ``TtModel.load`` and ``PipelinedTtModel.load`` share: the Hugging Face config they load with
+(:func:`resolve_load_config`) and the weight-cache load with per-file checksum verification and the rebuild
+of a corrupt entry (:func:`load_through_cache`)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+ModelT = TypeVar("ModelT")
+
+from deepseek_tt.config.environment import CACHE_DIR_ENV
 
 
 def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str | Path | None, random_weights: bool,
@@ -22,5 +32,39 @@ def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str 
         else:
             raise ValueError(f"{who}: model_path is required unless random_weights=True")
     if cache_dir is None:
-        raise ValueError(f"{who}: cache_dir is required (--cache-dir or $DEEPSEEK_V3_CACHE)")
+        raise ValueError(f"{who}: cache_dir is required (--cache-dir or ${CACHE_DIR_ENV})")
     return hf_config
+
+
+def load_through_cache(
+    who: str,
+    load_or_convert: Callable[[bool, str | None], Any],
+    build: Callable[[Any, dict], ModelT],
+    *,
+    recalculate: bool,
+) -> ModelT:
+    """Build a model from its weight-cache entry, verifying every file against the manifest's checksum as it
+    is loaded; a corrupt file is logged (path named), the entry rebuilt and the model built again.
+
+    ``load_or_convert(recalculate, reason) -> CacheResult`` finds or converts the entry (with
+    ``verify_checksums=False``: the loads verify); ``build(result, loads)`` constructs the model, loading the
+    weights through ``loads`` (a ``weights.cache.VerifiedLoads``, the run configs' ``loaded`` memo). The
+    returned model carries ``cache_result``."""
+    from deepseek_tt.backend import ttnn
+    from deepseek_tt.weights.cache import CorruptCacheFileError
+
+    result = load_or_convert(recalculate, None)
+    logger.info("%s: weights %s in %.1f s (%s): %s", who, "converted" if result.converted else "loaded from cache",
+                result.seconds, result.reason, result.entry_dir)
+    loads = result.verified_loads()
+    try:
+        model = build(result, loads)
+    except CorruptCacheFileError as exc:
+        logger.warning("weight cache entry %s is corrupt: %s", result.entry_dir, exc)
+        for tensor in loads.values():  # the weights loaded before the corrupt file
+            ttnn.deallocate(tensor)
+        loads.clear()
+        result = load_or_convert(True, f"rebuilding a corrupt entry ({exc})")
+        model = build(result, result.verified_loads())
+    model.cache_result = result  # type: ignore[attr-defined]
+    return model

@@ -28,17 +28,27 @@ from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.lm_head import LMHead
-from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_sockets, stage_meshes
+from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_page_tables, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import resolve_load_config
+from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
-from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, TILE, _round_up
+from deepseek_tt.runtime.token_ids import check_token_ids
+from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, _round_up
 
 logger = logging.getLogger(__name__)
 
 #: cache-entry identity of the pipelined weight layout (converted per stage submesh)
 PIPELINE_LAYOUT = "row-pipeline-v1"
+
+
+def external_kv_cache_refused(what: str) -> ValueError:
+    """The one-line error for vLLM's external paged KV cache (``what``: the refused call or option)."""
+    return ValueError(
+        f"{what} is not supported by the pipelined model (--generator pp): each stage keeps its own page table per "
+        "micro-batch; vLLM's external page table needs the batched model (--generator bp)"
+    )
 
 
 @dataclass
@@ -73,6 +83,7 @@ class PipelinedTtModel:
         dtype_policy: DtypePolicy | str | None = None,
         max_batch_size: int | None = None,
         max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        weight_loads: dict | None = None,
     ) -> None:
         rows, cols = mesh_shape(mesh_device)
         self.stage_layers = assign_stages(int(hf_config.num_hidden_layers), rows)
@@ -100,7 +111,7 @@ class PipelinedTtModel:
         self.meshes = stage_meshes(mesh_device)
         self.sockets = create_stage_sockets(self.meshes)
         self.ropes = [RotarySetup(hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
-        self._loaded: dict = {}
+        self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
         common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
         self._prefill_model_config = PipelinedModel.prefill_model_config(hf_config, mesh_device, **common)
         self._decode_model_config = PipelinedModel.decode_model_config(hf_config, mesh_device, **common)
@@ -150,20 +161,24 @@ class PipelinedTtModel:
         def convert(out_dir: Path) -> dict[str, Any]:
             return PipelinedModel.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
 
-        result = cache.load_or_convert(convert, recalculate=recalculate_weights)
-        logger.info("pipelined weights %s in %.1f s: %s", "converted" if result.converted else "loaded", result.seconds, result.entry_dir)
-        model = cls(
-            hf_config, mesh_device, result.weight_config, result.entry_dir,
-            dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-        )
-        model.cache_result = result
-        return model
+        def load_or_convert(recalculate: bool, reason: str | None) -> Any:
+            return cache.load_or_convert(convert, recalculate=recalculate, verify_checksums=False, reason=reason)  # the loads verify
+
+        def build(result: Any, loads: dict) -> "PipelinedTtModel":
+            return cls(
+                hf_config, mesh_device, result.weight_config, result.entry_dir,
+                dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=loads,
+            )
+
+        return load_through_cache("PipelinedTtModel.load", load_or_convert, build, recalculate=recalculate_weights)
 
     def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
         state = PipelinedModel.create_state(
             self.hf_config, self.mesh_device, self.paged_config, micro_batches=self.num_micro_batches,
-            page_table=self.page_table, sockets=self.sockets, dtype_policy=self.dtype_policy,
+            sockets=self.sockets, dtype_policy=self.dtype_policy,
         )
+        # page_tables[stage][micro_batch]: passed in each call's ForwardContext, not held by the run configs
+        self._page_tables = create_stage_page_tables(self.paged_config, self.meshes, self.num_micro_batches, self.page_table)
         common = dict(weight_root=self.weight_root, loaded=self._loaded)
         self._prefill_cfg = PipelinedModel.run_config(self._prefill_model_config, self.weight_config, state, **common, shared=previous)
         self._decode_cfg = PipelinedModel.run_config(self._decode_model_config, self.weight_config, state, **common, shared=self._prefill_cfg)
@@ -171,10 +186,17 @@ class PipelinedTtModel:
     def reset(self) -> None:
         """Forget every user's KV (fresh zeroed caches on every stage; weights stay loaded)."""
         previous = self._prefill_cfg
-        old = [t for stage in previous["stages"] for t in iter_tensors(stage, keys=frozenset({"kvpe_cache", "page_tables"}))]
+        old = [t for stage in previous["stages"] for t in iter_tensors(stage, keys=KV_KEYS)]
+        old += [t for tables in self._page_tables for t in tables]
         self._build_run_configs(previous)
         for tensor in old:
             ttnn.deallocate(tensor)
+
+    def kv_caches(self) -> list[Any]:
+        """Every layer's paged KVPE cache in model order, each on its stage's submesh: ``[R * blocks, 1,
+        block_size, kvpe_dim]`` per device, micro-batch m's pages at ``m * blocks`` (``blocks`` of
+        ``paged_config``, addressed through ``page_table`` shifted by ``m * blocks``)."""
+        return [layer["mla"]["kvpe_cache"] for stage in self._prefill_cfg["stages"] for layer in stage["layers"]]
 
     # --- memory ----------------------------------------------------------------------------------
 
@@ -201,8 +223,8 @@ class PipelinedTtModel:
             raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
         if not 1 <= seq_len <= self.max_seq_len:
             raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
-        self._check_token_ids(tokens, "prefill")
-        padded = torch.zeros(_round_up(seq_len, TILE), dtype=torch.long)
+        check_token_ids(tokens, self.vocab_size, "prefill")
+        padded = torch.zeros(_round_up(seq_len, ttnn.TILE_SIZE), dtype=torch.long)
         padded[:seq_len] = tokens
         return PipelineItem(
             "prefill", int(user_id) // self.users_per_row, user_id=int(user_id), seq_len=seq_len,
@@ -216,7 +238,7 @@ class PipelinedTtModel:
         if tokens.numel() != self.users_per_row or positions.numel() != self.users_per_row:
             raise ValueError(f"decode: a micro-batch takes {self.users_per_row} tokens and positions, got {tokens.numel()}/{positions.numel()}")
         active = positions >= 0
-        self._check_token_ids(tokens[active], "decode")
+        check_token_ids(tokens[active], self.vocab_size, "decode")
         if active.any() and int(positions[active].max()) >= self.max_seq_len:
             raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
         tokens = torch.where(active, tokens, torch.zeros_like(tokens))
@@ -228,15 +250,20 @@ class PipelinedTtModel:
             raise ValueError(f"{item.kind} item is at stage {item.next_stage}, not {stage}")
         cfg = (self._prefill_cfg if item.kind == "prefill" else self._decode_cfg)["stages"][stage]
         mesh, rope = self.meshes[stage], self.ropes[stage]
+        page_table = self._page_tables[stage][item.micro_batch]
         if item.kind == "prefill":
             padded_len = int(item.x.shape[-2] if stage else item.x.shape[-1])
-            out = PipelinedModel.forward_stage_prefill(
-                item.x, item.user_id % self.users_per_row, item.micro_batch, rope.prefill_tensors(padded_len), cfg
-            )
+            rope_tensors = rope.prefill_tensors(padded_len)
+            ctx = ForwardContext.prefill(rope_tensors, page_table, item.user_id % self.users_per_row)
+            out = PipelinedModel.forward_stage_prefill(item.x, cfg, ctx)
+            inputs = [rope_tensors["cos_matrix"], rope_tensors["sin_matrix"]]
         else:
             pos = kv_cache.decode_positions_tensor(item.positions, mesh, self.users_per_row)
-            out = PipelinedModel.forward_stage_decode(item.x, pos, item.micro_batch, rope.decode_tensors(item.positions), cfg)
-            ttnn.deallocate(pos)
+            rope_tensors = rope.decode_tensors(item.positions)
+            out = PipelinedModel.forward_stage_decode(item.x, cfg, ForwardContext.decode(rope_tensors, page_table, pos))
+            inputs = [pos, rope_tensors["cos_matrix"], rope_tensors["sin_matrix"]]
+        for tensor in inputs:
+            ttnn.deallocate(tensor)
         if stage == 0:
             ttnn.deallocate(item.x)
         item.next_stage = stage + 1
@@ -259,13 +286,13 @@ class PipelinedTtModel:
     def prefill(self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None) -> torch.Tensor:
         """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32)."""
         if page_table is not None:
-            raise ValueError("prefill: the pipelined model keeps its own page tables (page_table= is not supported)")
+            raise external_kv_cache_refused("prefill: page_table=")
         return self.run_item(self.start_prefill(tokens, user_id))
 
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None) -> torch.Tensor:
         """One token per slot (``-1``: empty slot) -> logits ``[B, V]``; each micro-batch runs through every stage."""
         if page_table is not None:
-            raise ValueError("decode: the pipelined model keeps its own page tables (page_table= is not supported)")
+            raise external_kv_cache_refused("decode: page_table=")
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
         positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
         if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
@@ -279,9 +306,9 @@ class PipelinedTtModel:
                 out[m * u : (m + 1) * u] = self.run_item(self.start_decode(m, tokens[m * u : (m + 1) * u], positions[m * u : (m + 1) * u]))
         return out
 
-    def _check_token_ids(self, tokens: torch.Tensor, where: str) -> None:
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
-            raise ValueError(f"{where}: token ids must lie in [0, vocab_size={self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
+    def allocate_kv_cache(self, num_blocks: int, block_size: int = kv_cache.BLOCK_SIZE) -> list[Any]:
+        """Refused: the stages' caches are laid out per micro-batch (see :func:`external_kv_cache_refused`)."""
+        raise external_kv_cache_refused("allocate_kv_cache (an external paged KV cache)")
 
 
-__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel"]
+__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel", "external_kv_cache_refused"]

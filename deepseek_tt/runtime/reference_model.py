@@ -1,4 +1,4 @@
-"""A torch reference with the ``TtModel`` facade (docs/ARCHITECTURE.md), over transformers.
+"""A torch reference with the ``TtModel`` facade (docs/ARCHITECTURE.md, Runtime), over transformers.
 
 ``ReferenceModel`` wraps transformers' ``DeepseekV3ForCausalLM`` and keeps one ``DynamicCache`` per user,
 so the generators and the demo run on it exactly as on the TT-NN model; comparisons of the two (and

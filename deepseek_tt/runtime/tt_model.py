@@ -1,4 +1,4 @@
-"""``TtModel``: the TT-NN DeepSeek-V3 behind the runtime facade of docs/ARCHITECTURE.md.
+"""``TtModel``: the TT-NN DeepSeek-V3 behind the runtime facade (docs/ARCHITECTURE.md, Runtime).
 
 Loads (or converts and caches) the weights, builds the prefill and decode run configs once (sharing the
 loaded weights and the paged KVPE caches), and turns torch token ids into logits:
@@ -10,17 +10,17 @@ loaded weights and the paged KVPE caches), and turns torch token ids into logits
 - ``reset()``: zeroes every user's KV.
 - ``allocate_kv_cache(num_blocks, block_size)``: re-creates the paged caches with an external block count;
   ``prefill`` / ``decode`` then take ``page_table=``, a torch int32 ``[max_batch_size, blocks]`` table of
-  physical block ids (global user -> its blocks, as vLLM keeps it) used instead of the internal one.
+  physical block ids (global user -> its blocks, as vLLM keeps it) used instead of the internal one (it
+  travels in that call's ``ForwardContext``; the run configs never hold a page table).
 
-For tracing, ``decode`` is split into ``decode_host_inputs`` (host tensors), ``decode_device_step`` (device
-ops only) and ``decode_output_to_torch``.
+For tracing, ``decode`` is split into ``decode_host_inputs`` (host tensors built on the host: tokens,
+positions, cos, sin), ``decode_device_step`` (device ops only) and ``decode_output_to_torch``. Token ids
+and positions are checked once, here at the facade (``prefill`` / ``decode_host_inputs``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,12 @@ from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext, StageObserver
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import resolve_load_config
-from deepseek_tt.weights.cache import CorruptCacheFileError
+from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
+from deepseek_tt.runtime.token_ids import check_token_ids
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_USERS_PER_ROW = kv_cache.USERS_PER_ROW
 DEFAULT_MAX_SEQ_LEN = 4096
 RANDOM_WEIGHTS_SEED = 0
-TILE = 32
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -123,36 +123,21 @@ class TtModel:
             progress=progress,
             verify_checksums=False,  # every file is verified as it is loaded (weight_loads)
         )
-        result = load_or_convert_model_weights(hf_config, mesh_device, Path(cache_dir), recalculate=recalculate_weights, **convert_args)
-        logger.info(
-            "weights %s in %.1f s (%s): %s",
-            "converted" if result.converted else "loaded from cache",
-            result.seconds,
-            result.reason,
-            result.entry_dir,
-        )
         model_args = dict(dtype_policy=dtype_policy, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
-        loads = result.verified_loads()
-        try:
-            model = cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=loads)
-        except CorruptCacheFileError as exc:
-            logger.warning("weight cache entry %s is corrupt: %s", result.entry_dir, exc)
-            for tensor in loads.values():  # the weights loaded before the corrupt file
-                ttnn.deallocate(tensor)
-            loads.clear()
-            result = load_or_convert_model_weights(
-                hf_config, mesh_device, Path(cache_dir), recalculate=True, reason=f"rebuilding a corrupt entry ({exc})", **convert_args
-            )
-            model = cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=result.verified_loads())
-        model.cache_result = result
-        return model
+
+        def load_or_convert(recalculate: bool, reason: str | None) -> Any:
+            return load_or_convert_model_weights(hf_config, mesh_device, Path(cache_dir), recalculate=recalculate, reason=reason, **convert_args)
+
+        def build(result: Any, loads: dict) -> "TtModel":
+            return cls(hf_config, mesh_device, result.weight_config, result.entry_dir, **model_args, weight_loads=loads)
+
+        return load_through_cache("TtModel.load", load_or_convert, build, recalculate=recalculate_weights)
 
     def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
         """Fresh state (zeroed KV caches) merged with the weights: loaded from the cache entry, or taken
         from ``previous`` (an earlier prefill run config) so that weights are never loaded twice."""
-        state = Model.create_state(
-            self.hf_config, self.mesh_device, self.paged_config, page_table=self.page_table, dtype_policy=self.dtype_policy
-        )
+        state = Model.create_state(self.hf_config, self.mesh_device, self.paged_config, dtype_policy=self.dtype_policy)
+        self._tt_page_table = kv_cache.create_page_table(self.paged_config, self.mesh_device, self.page_table)
         common = dict(weight_root=self.weight_root, loaded=self._loaded)
         self._prefill_cfg = Model.run_config(self._prefill_model_config, self.weight_config, state, **common, shared=previous)
         # Decode reuses the prefill config's weights as finalized (one copy of every weight on the device).
@@ -161,7 +146,7 @@ class TtModel:
     def reset(self) -> None:
         """Forget every user's KV (fresh zeroed caches; weights stay loaded)."""
         previous = self._prefill_cfg
-        old_state = [previous["page_table"]] + [layer["mla"]["kvpe_cache"] for layer in previous["layers"]]
+        old_state = [self._tt_page_table] + [layer["mla"]["kvpe_cache"] for layer in previous["layers"]]
         self._build_run_configs(previous)
         for tensor in old_state:
             ttnn.deallocate(tensor)
@@ -172,8 +157,8 @@ class TtModel:
         """Re-create every layer's KVPE cache with ``num_blocks`` pages of ``block_size`` tokens on each device
         (all users' KV is forgotten) -> the per-layer cache tensors. Block ids of a ``page_table=`` passed to
         ``prefill`` / ``decode`` index these pages; the internal table is rebuilt over them."""
-        if block_size <= 0 or block_size % TILE:
-            raise ValueError(f"allocate_kv_cache: block_size must be a positive multiple of the tile height {TILE}, got {block_size}")
+        if block_size <= 0 or block_size % ttnn.TILE_SIZE:
+            raise ValueError(f"allocate_kv_cache: block_size must be a positive multiple of the tile height {ttnn.TILE_SIZE}, got {block_size}")
         users = self.paged_config.users_per_device
         if num_blocks < users:
             raise ValueError(f"allocate_kv_cache: {num_blocks} blocks for {users} users per device (need at least one each)")
@@ -205,40 +190,35 @@ class TtModel:
             mesh_mapper=ttnn.ShardTensorToMesh(self.mesh_device, dim=0),
         )
 
-    @contextlib.contextmanager
-    def _page_table_in_use(self, page_table: torch.Tensor | None) -> Iterator[None]:
-        """Run the enclosed forward on ``page_table`` (None: the internal table)."""
-        if page_table is None:
-            yield
-            return
-        tt_table = self._device_page_table(page_table)
-        saved = self._prefill_cfg["page_table"], self._decode_cfg["page_table"]
-        self._prefill_cfg["page_table"] = self._decode_cfg["page_table"] = tt_table
-        try:
-            yield
-        finally:
-            self._prefill_cfg["page_table"], self._decode_cfg["page_table"] = saved
-            ttnn.deallocate(tt_table)
+    def _call_page_table(self, page_table: torch.Tensor | None) -> tuple[Any, bool]:
+        """(device table for one call, whether the call owns it): the internal table, or an external one."""
+        return (self._tt_page_table, False) if page_table is None else (self._device_page_table(page_table), True)
 
     # --- prefill ---------------------------------------------------------------------------------
 
-    def prefill(self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None) -> torch.Tensor:
+    def prefill(
+        self, tokens: torch.Tensor, user_id: int, page_table: torch.Tensor | None = None, *, observer: StageObserver | None = None
+    ) -> torch.Tensor:
         """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32); ``page_table``: an
-        external ``[max_batch_size, blocks]`` table (row ``user_id`` = its blocks), default the internal one."""
+        external ``[max_batch_size, blocks]`` table (row ``user_id`` = its blocks), default the internal one;
+        ``observer``: handed every stage's output (the drill-down)."""
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
         seq_len = int(tokens.numel())
         if not 0 <= int(user_id) < self.max_batch_size:
             raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
         if not 1 <= seq_len <= self.max_seq_len:
             raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
-        self._check_token_ids(tokens, "prefill")
-        padded_len = _round_up(seq_len, TILE)
+        check_token_ids(tokens, self.vocab_size, "prefill")
+        padded_len = _round_up(seq_len, ttnn.TILE_SIZE)
         padded = torch.zeros(padded_len, dtype=torch.long)
         padded[:seq_len] = tokens
         tt_tokens = Embedding.prefill_input(padded, self.mesh_device)
-        with self._page_table_in_use(page_table):
-            logits = Model.forward_prefill(tt_tokens, int(user_id), self.rope.prefill_tensors(padded_len), self._prefill_cfg)
-        ttnn.deallocate(tt_tokens)
+        tt_table, owned = self._call_page_table(page_table)
+        rope = self.rope.prefill_tensors(padded_len)
+        ctx = ForwardContext.prefill(rope, tt_table, int(user_id), observer=observer)
+        logits = Model.forward_prefill(tt_tokens, self._prefill_cfg, ctx)
+        for t in (tt_tokens, rope["cos_matrix"], rope["sin_matrix"]) + ((tt_table,) if owned else ()):
+            ttnn.deallocate(t)
         out = LMHead.logits_to_torch(logits, self.mesh_device, decode=False)[:seq_len, : self.vocab_size]
         ttnn.deallocate(logits)
         return out
@@ -246,46 +226,45 @@ class TtModel:
     # --- decode ----------------------------------------------------------------------------------
 
     def decode_host_inputs(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[Any, ...]:
-        """Host (not on device) input tensors of one decode step, the same shapes every step."""
+        """Host (not on device) input tensors of one decode step, the same shapes every step: tokens,
+        positions, cos, sin, built on the host (``ttnn.to_device`` copies each once)."""
         tokens, positions = self._check_decode(tokens, positions)
         tokens = torch.where(positions < 0, torch.zeros_like(tokens), tokens)
-        tt_tokens = Embedding.decode_input(tokens, self.mesh_device, on_device=False)
-        rope = self.rope.decode_tensors(positions)
-        host_pos = ttnn.from_device(kv_cache.decode_positions_tensor(positions, self.mesh_device, self.users_per_row))
+        rope = self.rope.decode_tensors(positions, on_device=False)
         return (
-            tt_tokens,
-            host_pos,
-            ttnn.from_device(rope["cos_matrix"]),
-            ttnn.from_device(rope["sin_matrix"]),
+            Embedding.decode_input(tokens, self.mesh_device, on_device=False),
+            kv_cache.decode_positions_tensor(positions, self.mesh_device, self.users_per_row, on_device=False),
+            rope["cos_matrix"],
+            rope["sin_matrix"],
         )
 
-    def decode_device_step(self, device_inputs: tuple[Any, ...]) -> Any:
-        """Device ops only (traceable): inputs as ``decode_host_inputs`` made them, moved to the device."""
+    def decode_device_step(self, device_inputs: tuple[Any, ...], page_table: Any = None, *, observer: StageObserver | None = None) -> Any:
+        """Device ops only (traceable): inputs as ``decode_host_inputs`` made them, moved to the device;
+        ``page_table``: a device table for this step (default the internal one)."""
         tt_tokens, position_idxs, cos, sin = device_inputs
         rope = {"cos_matrix": cos, "sin_matrix": sin, "trans_matrix": self.rope.trans_matrix}
-        return Model.forward_decode(tt_tokens, position_idxs, rope, self._decode_cfg)
+        table = self._tt_page_table if page_table is None else page_table
+        return Model.forward_decode(tt_tokens, self._decode_cfg, ForwardContext.decode(rope, table, position_idxs, observer=observer))
 
     def decode_output_to_torch(self, logits: Any) -> torch.Tensor:
         """Device logits of a decode step -> ``[B, V]`` float32."""
         return LMHead.logits_to_torch(logits, self.mesh_device, decode=True)[:, : self.vocab_size]
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(
+        self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None, *, observer: StageObserver | None = None
+    ) -> torch.Tensor:
         """One token per slot at its position (``-1``: empty slot) -> logits ``[B, V]`` (float32); ``page_table``:
         an external ``[max_batch_size, blocks]`` table, default the internal one."""
         host_inputs = self.decode_host_inputs(tokens, positions)
         device_inputs = tuple(ttnn.to_device(t, self.mesh_device) for t in host_inputs)
-        with self._page_table_in_use(page_table):
-            logits = self.decode_device_step(device_inputs)
+        tt_table, owned = self._call_page_table(page_table)
+        logits = self.decode_device_step(device_inputs, tt_table, observer=observer)
         out = self.decode_output_to_torch(logits)
-        for t in (*device_inputs, logits):
+        for t in (*device_inputs, logits) + ((tt_table,) if owned else ()):
             ttnn.deallocate(t)
         return out
 
     # --- checks ----------------------------------------------------------------------------------
-
-    def _check_token_ids(self, tokens: torch.Tensor, where: str) -> None:
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
-            raise ValueError(f"{where}: token ids must lie in [0, vocab_size={self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
 
     def _check_decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
@@ -295,7 +274,7 @@ class TtModel:
                 f"decode expects {self.max_batch_size} tokens and positions (max_batch_size), got {tokens.numel()}/{positions.numel()}"
             )
         active = positions >= 0
-        self._check_token_ids(tokens[active], "decode")
+        check_token_ids(tokens[active], self.vocab_size, "decode")
         if active.any() and int(positions[active].max()) >= self.max_seq_len:
             raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
         return tokens, positions

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from deepseek_tt.config.environment import CACHE_DIR_ENV, MODEL_PATH_ENV
+
 DEFAULT_SERVED_NAME = "deepseek-ai/DeepSeek-R1-0528"
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # = deepseek_tt.serving.server.DEFAULT_MAX_REQUEST_BYTES (kept import-light)
 
@@ -31,8 +33,8 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deepseek_tt.serving", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-path", type=Path, default=None, help="HF model dir (default $DEEPSEEK_V3_HF_MODEL, else the embedded model)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="converted-weight cache (default $DEEPSEEK_V3_CACHE)")
+    parser.add_argument("--model-path", type=Path, default=None, help=f"HF model dir (default ${MODEL_PATH_ENV}, else the embedded model)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help=f"converted-weight cache (default ${CACHE_DIR_ENV})")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--mesh-shape", default=None, help="mesh name or RxC (default $MESH_DEVICE, else 1x1)")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from transformers import AutoTokenizer
 
 from deepseek_tt.config.mesh import default_mesh_shape, parse_mesh_shape
-from deepseek_tt.demo.model_source import resolve_cache_dir, resolve_model_path
+from deepseek_tt.demo.model_source import ModelChoice, resolve_cache_dir, resolve_model_path
 from deepseek_tt.demo.runtime import load_model, open_mesh, resolve_runtime
 from deepseek_tt.serving.engine import BatchingEngine
 from deepseek_tt.serving.server import DEFAULT_MAX_REQUEST_BYTES, create_app
@@ -52,8 +52,8 @@ def load_serving_stack(
     resources = ExitStack()
     try:
         mesh_device = resources.enter_context(open_mesh(shape, enable_trace=False))
-        model = load_model(resolve_runtime(runtime), path, mesh_device, cache, dtype_policy=dtype_policy,
-                           max_seq_len=max_seq_len, random_weights=False, recalculate_weights=recalculate_weights, progress=False)
+        model = load_model(resolve_runtime(runtime), ModelChoice(path, _source), mesh_device, cache, dtype_policy=dtype_policy,
+                           max_seq_len=max_seq_len, recalculate_weights=recalculate_weights, progress=False)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         engine = BatchingEngine(model, model.hf_config.eos_token_id).start()
     except BaseException:

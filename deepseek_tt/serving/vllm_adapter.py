@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.demo.model_source import CACHE_DIR_ENV, MODEL_PATH_ENV, resolve_cache_dir, resolve_model_path
 from deepseek_tt.generator.base import INACTIVE_POSITION
 from deepseek_tt.serving.vllm_sampling import SlotSamplers, row_sampling
@@ -39,7 +41,6 @@ log = logging.getLogger("deepseek_tt.serving.vllm")
 
 #: ``optimizations`` as the plugin names them (``--override_tt_config``) -> the model's dtype policy.
 OPTIMIZATIONS = {None: "default", "performance": "default", "accuracy": "high_precision"}
-TILE = 32
 
 
 class UnsupportedVllmFeature(ValueError):
@@ -58,7 +59,7 @@ def check_parallel_layout(mesh_shape: tuple[int, int], tt_data_parallel: int, ma
         raise UnsupportedVllmFeature(f"tt_data_parallel must be a positive integer, got {tt_data_parallel!r}")
     if rows % tt_data_parallel:
         raise UnsupportedVllmFeature(
-            f"tt_data_parallel={tt_data_parallel} must divide the mesh rows ({rows} of the {rows}x{cols} mesh): "
+            f"tt_data_parallel={tt_data_parallel} must divide the mesh rows ({rows} of the {format_mesh_shape((rows, cols))} mesh): "
             f"DeepSeek-V3 shards each layer across a row's {cols} columns, so data-parallel groups are whole rows"
         )
     if max_batch_size < 1 or max_batch_size % rows:
@@ -187,9 +188,9 @@ class DeepseekV3ForCausalLM:
             raise ValueError(
                 f"kv_cache_shape: head_size {head_size} != kv_lora_rank + qk_rope_head_dim = {kvpe_dim} (the KVPE width)"
             )
-        if block_size <= 0 or block_size % TILE:
+        if block_size <= 0 or block_size % ttnn.TILE_SIZE:
             raise UnsupportedVllmFeature(
-                f"block_size {block_size} is not supported: the paged KVPE cache needs a multiple of {TILE} tokens "
+                f"block_size {block_size} is not supported: the paged KVPE cache needs a multiple of {ttnn.TILE_SIZE} tokens "
                 "per block (one tile of rows); run vLLM with --block-size 32 or 64"
             )
         if num_blocks * block_size < self.max_seq_len:

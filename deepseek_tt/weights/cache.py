@@ -39,7 +39,8 @@ from typing import Any
 import xxhash
 
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
-from deepseek_tt.config.run_config import iter_weight_records, weight_config_from_json, weight_config_to_json
+from deepseek_tt.config.mesh import format_mesh_shape
+from deepseek_tt.weights.weight_config_json import iter_weight_records, weight_config_from_json, weight_config_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ class WeightCache:
         self.mesh_shape = (int(mesh_shape[0]), int(mesh_shape[1]))
         self.inputs = fingerprint_inputs(hf_config, dtype_policy, self.mesh_shape, weights_identity)
         self.fingerprint = fingerprint_of(self.inputs)
-        self.mesh_name = f"mesh_{self.mesh_shape[0]}x{self.mesh_shape[1]}"
+        self.mesh_name = f"mesh_{format_mesh_shape(self.mesh_shape)}"
         self.entry_dir = self.cache_dir / self.fingerprint / self.mesh_name
 
     # --- validation ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ at a time, so the whole model is never in host memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,34 @@ def random_generator_identity() -> str:
     return hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a model's weights come from: a checkpoint directory (``model_path``) or deterministic random
+    weights (``random_seed``), exactly one of them. Resolved once; the cache's fingerprint
+    (:meth:`identity`) and the converter's input (:meth:`state_dict`) both come from it."""
+
+    model_path: Path | None = None
+    random_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.model_path is None) == (self.random_seed is None):
+            raise ValueError("model_weight_cache: give exactly one of model_path or random_seed")
+        if self.model_path is not None:
+            object.__setattr__(self, "model_path", Path(self.model_path))
+
+    def identity(self) -> dict[str, Any]:
+        """The weights' part of the cache fingerprint (checkpoint file headers, or seed and generator)."""
+        if self.model_path is not None:
+            return checkpoint_identity(self.model_path)
+        return {"random": {"seed": int(self.random_seed), "generator": random_generator_identity()}}  # type: ignore[arg-type]
+
+    def state_dict(self, hf_config: Any) -> Mapping[str, torch.Tensor]:
+        """The lazy official-key state dict of these weights."""
+        if self.model_path is not None:
+            return LazyStateDict(self.model_path, dequantize=True, dtype=torch.float32)
+        return RandomStateDict(hf_config, int(self.random_seed))  # type: ignore[arg-type]
+
+
 def model_weight_cache(
     hf_config: Any,
     mesh: tuple[int, int],
@@ -78,13 +107,8 @@ def model_weight_cache(
     dtype_policy: DtypePolicy | str | None = None,
 ) -> WeightCache:
     """The cache entry of these weights (nothing is read but the checkpoint's file headers)."""
-    if (model_path is None) == (random_seed is None):
-        raise ValueError("model_weight_cache: give exactly one of model_path or random_seed")
-    if model_path is not None:
-        identity = checkpoint_identity(Path(model_path))
-    else:
-        identity = {"random": {"seed": int(random_seed), "generator": random_generator_identity()}}
-    return WeightCache(cache_dir, hf_config, get_dtype_policy(dtype_policy), mesh, identity)
+    source = WeightSource(model_path, random_seed)
+    return WeightCache(cache_dir, hf_config, get_dtype_policy(dtype_policy), mesh, source.identity())
 
 
 def load_or_convert_model_weights(
@@ -109,16 +133,10 @@ def load_or_convert_model_weights(
     from deepseek_tt.modules.model import Model
 
     policy = get_dtype_policy(dtype_policy)
-    cache = model_weight_cache(
-        hf_config, mesh_shape(mesh_device), cache_dir, model_path=model_path, random_seed=random_seed, dtype_policy=policy
-    )
-
-    def source() -> Mapping[str, torch.Tensor]:
-        if model_path is not None:
-            return LazyStateDict(model_path, dequantize=True, dtype=torch.float32)
-        return RandomStateDict(hf_config, int(random_seed))
+    source = WeightSource(model_path, random_seed)
+    cache = WeightCache(cache_dir, hf_config, policy, mesh_shape(mesh_device), source.identity())
 
     def convert(out_dir: Path) -> dict[str, Any]:
-        return Model.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
+        return Model.convert_weights(hf_config, source.state_dict(hf_config), out_dir, mesh_device, dtype_policy=policy, progress=progress)
 
     return cache.load_or_convert(convert, recalculate=recalculate, verify_checksums=verify_checksums, reason=reason)

@@ -14,6 +14,17 @@ mesh, policy, weights) share one pass over the model, computed once per session 
   filled from the reference (as ``test_model`` does), then each module's decode forward runs on the
   reference's inputs of that step; ``model`` runs one full decode step.
 
+``pipelined_model`` cases (meshes with more than one row) run the row-pipelined model (``--generator pp``,
+``runtime.pipelined_model``: one stage per mesh row) through its facade, and are judged with the ``model``
+thresholds. The modules inside a stage run the same code as on a ``1 x C`` mesh, so only the whole model
+is a case: prefill logits (the user sits in the last micro-batch) and decode logits of every user (its
+stages' KVPE caches filled from the reference as above, each micro-batch through every stage).
+Only ``checkpoint`` weights (the embedded trained model: 4 layers, one per stage on 4 rows; the same model
+and thresholds as the batched ``model`` cases): random galaxy-tiny needs at least 4 layers for 4 stages, and
+the ``model`` thresholds are calibrated on its 2-layer cut; on 4 layers the batched model itself measures
+relative error 0.197 and top-1 0.69 (prefill 128, bfp8, 4x8), as does the pipelined one (docs/PARALLELISM.md).
+Random weights under pp: ``test_pipelined_model.py`` (PCC, and pp tokens equal to bp's).
+
 Thresholds come from ``deepseek_tt.accuracy.thresholds``; every value is a result row.
 """
 
@@ -21,19 +32,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, capture_reference, capture_tt, compare_stages, stage_name
+from deepseek_tt.accuracy.drilldown import INPUT_SUFFIX, Drilldown, TtStageRecorder, capture_reference, compare_stages, stage_name
 from deepseek_tt.accuracy.checks import compare
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import block_for_layer
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.mla import MLA
@@ -53,8 +66,10 @@ PREFILL_LENGTHS = (128, 1024)
 DECODE_MAX_POSITION = 63
 #: Modules of the matrix: (name, modes). ``rms_norm`` is the final (distributed) norm.
 MODULES = ("embedding", "mla", "mlp", "moe", "decoder_block", "moe_decoder_block", "rms_norm", "lm_head", "model")
+#: The row-pipelined model (``--generator pp``), a case on meshes with more than one row.
+PIPELINED = "pipelined_model"
 #: Module -> threshold-table key (``decoder_block`` on trained weights uses the "real" anchor).
-THRESHOLD_KEY = {"rms_norm": "distributed_rms_norm"}
+THRESHOLD_KEY = {"rms_norm": "distributed_rms_norm", PIPELINED: "model"}
 
 
 @dataclass(frozen=True)
@@ -69,16 +84,19 @@ class Case:
 
     @property
     def id(self) -> str:
-        return (f"{self.module}-{self.mode}-seq{self.seq_len}-users{self.users}-mesh{self.mesh[0]}x{self.mesh[1]}-"
+        return (f"{self.module}-{self.mode}-seq{self.seq_len}-users{self.users}-mesh{format_mesh_shape(self.mesh)}-"
                 f"{POLICY_IDS[self.policy]}-{self.weights}")
 
     @property
     def run_key(self) -> tuple:
-        return (self.mode, self.seq_len, self.mesh, self.policy, self.weights)
+        return (self.mode, self.seq_len, self.mesh, self.policy, self.weights, self.module == PIPELINED)
 
     @property
     def quick(self) -> bool:
-        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode."""
+        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode; pp (4x8):
+        bfp8 prefill 128 and decode."""
+        if self.module == PIPELINED:
+            return self.policy == "default" and self.seq_len in (1, 128)
         if self.mesh != (1, 1) or self.policy != "default":
             return False
         return (self.mode == "prefill" and self.seq_len == 128) or (self.mode == "decode" and self.weights == "random")
@@ -100,6 +118,9 @@ def matrix_cases(meshes: tuple[tuple[int, int], ...] = MESHES) -> list[Case]:
                 for seq_len in PREFILL_LENGTHS:
                     cases += [Case(m, "prefill", seq_len, 1, mesh, policy, weights) for m in MODULES]
                 cases += [Case(m, "decode", 1, kv_cache.USERS_PER_ROW * mesh[0], mesh, policy, weights) for m in MODULES]
+                if mesh[0] > 1 and weights == "checkpoint":
+                    cases += [Case(PIPELINED, "prefill", seq_len, 1, mesh, policy, weights) for seq_len in PREFILL_LENGTHS]
+                    cases.append(Case(PIPELINED, "decode", 1, kv_cache.USERS_PER_ROW * mesh[0], mesh, policy, weights))
     return cases
 
 
@@ -152,19 +173,23 @@ def _models(case: Case, request: pytest.FixtureRequest) -> tuple[torch.nn.Module
 
 
 def _configs(case: Case, reference: torch.nn.Module, source: dict[str, Any], mesh_device: Any, cache_dir: Path, paged, page_table, caches=None):
+    """(run config, the page table on the device)."""
     config = reference.config
     result = load_or_convert_model_weights(config, mesh_device, cache_dir, dtype_policy=case.policy, progress=False, **source)
-    state = Model.create_state(config, mesh_device, paged, page_table=page_table, caches=caches, dtype_policy=case.policy)
+    state = Model.create_state(config, mesh_device, paged, caches=caches, dtype_policy=case.policy)
     model_config = (Model.prefill_model_config if case.mode == "prefill" else Model.decode_model_config)(
         config, mesh_device, dtype_policy=case.policy
     )
-    return Model.run_config(model_config, result.weight_config, state, weight_root=result.entry_dir)
+    cfg = Model.run_config(model_config, result.weight_config, state, weight_root=result.entry_dir)
+    return cfg, kv_cache.create_page_table(paged, mesh_device, page_table)
 
 
 def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.Tensor], config: Any, mesh_device: Any,
-              decode: bool, attention_args: tuple, embedding_input: Any, final_norm: torch.nn.Module) -> None:
-    """Every TT module on the reference's input of its stage; ``captured`` rows are tokens (prefill) or users.
-    The final norm's input is rescaled per token and ``final_norm`` (the reference's) gives its expected output."""
+              ctx: ForwardContext, embedding_input: Any, final_norm: torch.nn.Module) -> None:
+    """Every TT module on the reference's input of its stage (``ctx``: the run's context, without an
+    observer); ``captured`` rows are tokens (prefill) or users. The final norm's input is rescaled per
+    token and ``final_norm`` (the reference's) gives its expected output."""
+    decode = ctx.is_decode
     def dev(x: torch.Tensor) -> Any:
         return residual_to_device(x, mesh_device, decode=decode)
 
@@ -172,18 +197,18 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
         return residual_to_torch(t, mesh_device, decode=decode)
 
     fwd = "forward_decode" if decode else "forward_prefill"
-    result.add("embedding", "embedding", captured["embedding"], back(getattr(Embedding, fwd)(embedding_input, cfg["embedding"])))
-    for i, layer_cfg in enumerate(cfg["layers"]):
-        block = block_for_layer(config, i)
+    result.add("embedding", "embedding", captured["embedding"], back(getattr(Embedding, fwd)(embedding_input, cfg["embedding"], ctx)))
+    for i, (block, layer_cfg) in enumerate(zip(cfg["blocks"], cfg["layers"])):
+        layer_ctx = ctx.at_layer(i)
         attn = stage_name("attention", i)
-        out = getattr(MLA, fwd)(dev(captured[attn + INPUT_SUFFIX]), *attention_args, layer_cfg["mla"])
+        out = getattr(MLA, fwd)(dev(captured[attn + INPUT_SUFFIX]), layer_cfg["mla"], layer_ctx)
         result.add("mla", attn, captured[attn], back(out))
-        ffn_name = "moe" if block.IS_MOE else "mlp"
+        ffn_name = block.FFN_STAGE
         ffn = stage_name(ffn_name, i)
-        out = getattr(block.ffn(), fwd)(dev(captured[ffn + INPUT_SUFFIX]), layer_cfg["mlp"])
+        out = getattr(block.ffn(), fwd)(dev(captured[ffn + INPUT_SUFFIX]), layer_cfg["mlp"], layer_ctx)
         result.add(ffn_name, ffn, captured[ffn], back(out))
         blk = stage_name("block", i)
-        out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), *attention_args, layer_cfg)
+        out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), layer_cfg, layer_ctx)
         result.add("moe_decoder_block" if block.IS_MOE else "decoder_block", blk, captured[blk], back(out))
     # The final norm on its captured input with every token rescaled (RMS spread over 1e-3..1e2): a norm
     # that does not normalise, or a wrong epsilon, cannot hide behind the residual's narrow spread of RMS.
@@ -191,9 +216,9 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
     norm_input = norm_input * token_scales(norm_input.shape[0], torch.Generator().manual_seed(norm_input.shape[0]))
     with torch.no_grad():
         norm_expected = final_norm(norm_input)
-    out = getattr(DistributedRMSNorm, fwd)(dev(norm_input), cfg["norm"])
+    out = getattr(DistributedRMSNorm, fwd)(dev(norm_input), cfg["norm"], ctx)
     result.add("rms_norm", "norm", norm_expected, back(out))
-    logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"]), mesh_device, decode=decode)
+    logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"], ctx), mesh_device, decode=decode)
     result.add("lm_head", "logits", captured["logits"], logits[:, : config.vocab_size])
 
 
@@ -207,28 +232,33 @@ def _prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devi
     rows, cols = mesh_shape(mesh_device)
     paged = kv_cache.paged_config_for(case.seq_len, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
-    cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table)
+    cfg, tt_table = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table)
     rope = RotarySetup(config, mesh_device)
-    rope_tensors = rope.prefill_tensors(case.seq_len)
-    with capture_tt(mesh_device) as actual:
-        out = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), 0, rope_tensors, cfg)
+    ctx = ForwardContext.prefill(rope.prefill_tensors(case.seq_len), tt_table, 0)
+    recorder = TtStageRecorder(mesh_device)
+    out = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), cfg, replace(ctx, observer=recorder))
     logits = LMHead.logits_to_torch(out, mesh_device, decode=False)[:, : config.vocab_size]
     result.add("model", "logits", expected["logits"], logits, logits=True)
-    result.drilldown = compare_stages(expected, actual, case.policy, length=case.seq_len)
-    _isolated(result, cfg, expected, config, mesh_device, False, (0, rope_tensors, cfg["page_table"]), Embedding.prefill_input(tokens, mesh_device),
-              get_final_norm(reference))
+    result.drilldown = compare_stages(expected, recorder.captured, case.policy, length=case.seq_len)
+    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.prefill_input(tokens, mesh_device), get_final_norm(reference))
     return result
 
 
-@torch.no_grad()
-def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+@dataclass
+class DecodeReference:
+    """One decode step of ``users`` users at ``positions`` on the reference, and every layer's KVPE before it."""
+
+    positions: torch.Tensor  # [users]
+    tokens: torch.Tensor  # [users]: each user's token at its position
+    expected: dict[str, torch.Tensor]  # stage -> [users, ...] at each user's position
+    kvpe: list[list[torch.Tensor]]  # [layer][user] -> [positions[user], kvpe_dim]
+
+
+def _decode_reference(reference: torch.nn.Module, users: int) -> DecodeReference:
     from reference_models.reference import get_layer, get_rotary_embedding
     from suites.accuracy.model_lib import reference_kvpe
 
     config = reference.config
-    result = RunResult()
-    rows, cols = mesh_shape(mesh_device)
-    users = case.users
     generator = torch.Generator().manual_seed(77)
     positions = torch.randint(0, DECODE_MAX_POSITION + 1, (users,), generator=generator)
     positions[0], positions[-1] = 0, DECODE_MAX_POSITION
@@ -245,21 +275,74 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
          for u, p in enumerate(positions)]
         for i in range(config.num_hidden_layers)
     ]
+    return DecodeReference(positions, batch[rows_of_users, positions], expected, kvpe)
+
+
+@torch.no_grad()
+def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    config = reference.config
+    result = RunResult()
+    rows, cols = mesh_shape(mesh_device)
+    ref = _decode_reference(reference, case.users)
+    positions, expected, kvpe = ref.positions, ref.expected, ref.kvpe
 
     paged = kv_cache.paged_config_for(DECODE_MAX_POSITION + 1, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
     caches = [kv_cache.pack_user_caches(kvpe[i], paged, page_table, (rows, cols)) for i in range(config.num_hidden_layers)]
-    cfg = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
+    cfg, tt_table = _configs(case, reference, source, mesh_device, cache_dir, paged, page_table, caches=caches)
     rope = RotarySetup(config, mesh_device)
-    tokens = batch[rows_of_users, positions]
-    attention_args = (kv_cache.decode_positions_tensor(positions, mesh_device), rope.decode_tensors(positions), cfg["page_table"])
-    with capture_tt(mesh_device) as actual:
-        out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), *attention_args[:2], cfg)
+    tokens = ref.tokens
+    ctx = ForwardContext.decode(rope.decode_tensors(positions), tt_table, kv_cache.decode_positions_tensor(positions, mesh_device))
+    recorder = TtStageRecorder(mesh_device)
+    out = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), cfg, replace(ctx, observer=recorder))
     logits = LMHead.logits_to_torch(out, mesh_device, decode=True)[:, : config.vocab_size]
     result.add("model", "logits", expected["logits"], logits, logits=True)
-    result.drilldown = compare_stages(expected, actual, case.policy)
+    result.drilldown = compare_stages(expected, recorder.captured, case.policy)
     # The isolated decode steps rewrite each user's KVPE at its position with the same values; harmless.
-    _isolated(result, cfg, expected, config, mesh_device, True, attention_args, Embedding.decode_input(tokens, mesh_device), get_final_norm(reference))
+    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.decode_input(tokens, mesh_device), get_final_norm(reference))
+    return result
+
+
+def _load_pipelined(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path, max_seq_len: int) -> Any:
+    """The row-pipelined model of the case's weights (its own cache entry beside the batched model's)."""
+    from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
+
+    common = dict(dtype_policy=case.policy, max_seq_len=max_seq_len, progress=False)
+    if "random_seed" in source:
+        return PipelinedTtModel.load(None, mesh_device, cache_dir, random_weights=True, hf_config=reference.config,
+                                     seed=source["random_seed"], **common)
+    return PipelinedTtModel.load(source["model_path"], mesh_device, cache_dir, **common)
+
+
+@torch.no_grad()
+def _pipelined_prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    config = reference.config
+    result = RunResult()
+    tokens = torch.randint(0, config.vocab_size, (case.seq_len,), generator=torch.Generator().manual_seed(case.seq_len))
+    expected = reference(input_ids=tokens[None]).logits[0].float()
+    tt = _load_pipelined(case, reference, source, mesh_device, cache_dir, case.seq_len)
+    user = tt.max_batch_size - 1  # the last micro-batch: its own page range on every stage
+    result.add(PIPELINED, "logits", expected, tt.prefill(tokens, user), logits=True)
+    return result
+
+
+@torch.no_grad()
+def _pipelined_decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_device: Any, cache_dir: Path) -> RunResult:
+    from deepseek_tt.backend import ttnn
+
+    result = RunResult()
+    rows, cols = mesh_shape(mesh_device)
+    ref = _decode_reference(reference, case.users)
+    tt = _load_pipelined(case, reference, source, mesh_device, cache_dir, DECODE_MAX_POSITION + 1)
+    assert tt.max_batch_size == case.users, f"the pipelined model serves {tt.max_batch_size} users, the case {case.users}"
+    for layer, cache in enumerate(tt.kv_caches()):
+        packed = kv_cache.pack_user_caches(ref.kvpe[layer], tt.paged_config, tt.page_table, (rows, cols), tt.users_per_row)
+        # Batched layout: device (m, c) holds micro-batch m's users of column c. A stage's device c holds the
+        # pages of every micro-batch, micro-batch m's at page offset m * blocks: the same blocks, column-major.
+        packed = packed.reshape(rows, cols, -1, *packed.shape[1:]).transpose(0, 1).reshape(packed.shape)
+        host = ttnn.from_torch(packed, dtype=cache.dtype, layout=ttnn.TILE_LAYOUT, mesh_mapper=ttnn.ShardTensorToMesh(cache.device(), dim=0))
+        ttnn.copy_host_to_device_tensor(host, cache)
+    result.add(PIPELINED, "logits", ref.expected["logits"], tt.decode(ref.tokens, ref.positions), logits=True)
     return result
 
 
@@ -268,7 +351,10 @@ def run_for(case: Case, request: pytest.FixtureRequest, mesh_device: Any) -> Run
     if case.run_key not in _RUNS:
         reference, source = _models(case, request)
         cache_dir = request.getfixturevalue("cache_dir")
-        runner = _prefill_run if case.mode == "prefill" else _decode_run
+        if case.module == PIPELINED:
+            runner = _pipelined_prefill_run if case.mode == "prefill" else _pipelined_decode_run
+        else:
+            runner = _prefill_run if case.mode == "prefill" else _decode_run
         try:
             _RUNS[case.run_key] = runner(case, reference, source, mesh_device, cache_dir)
         except Exception as exc:
@@ -279,4 +365,4 @@ def run_for(case: Case, request: pytest.FixtureRequest, mesh_device: Any) -> Run
     return result
 
 
-__all__ = ["Case", "MODULES", "POLICY_IDS", "RunResult", "matrix_cases", "run_for", "tensor_digest"]
+__all__ = ["Case", "MODULES", "PIPELINED", "POLICY_IDS", "RunResult", "matrix_cases", "run_for", "tensor_digest"]

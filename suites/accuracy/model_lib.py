@@ -17,6 +17,7 @@ import pytest
 import torch
 from transformers import DeepseekV3ForCausalLM
 
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules.base import AbstractModule, mesh_shape
 from reference_models.presets import get_preset
 from reference_models.reference import build_reference_model, layer_state_dict, official_state_dict, strip_prefix
@@ -46,8 +47,7 @@ def model_weights(model: DeepseekV3ForCausalLM, prefix: str) -> dict[str, torch.
 
 
 def mesh_name(mesh_device: Any) -> str:
-    rows, cols = mesh_shape(mesh_device)
-    return f"{rows}x{cols}"
+    return format_mesh_shape(mesh_shape(mesh_device))
 
 
 def decode_users(mesh_device: Any) -> int:

@@ -20,6 +20,7 @@ import pytest
 
 from deepseek_tt.accuracy import bug_catalogue as runner
 from deepseek_tt.accuracy.bugs import WHOLE_MODEL_BUGS, get_bug
+from deepseek_tt.config.mesh import format_mesh_shape
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.slow]
 
@@ -33,7 +34,7 @@ TIMEOUT_S = 1800.0
 
 def selection(mesh_shape: tuple[int, int]) -> tuple[str, ...]:
     """The full-model checks and teacher forcing, CI-sized (``-m "accuracy and quick"``), on ``mesh_shape``."""
-    mesh = f"mesh{mesh_shape[0]}x{mesh_shape[1]}"
+    mesh = f"mesh{format_mesh_shape(mesh_shape)}"
     matrix_cases = [f"model-prefill-seq128-users1-{mesh}-bfp8-random", f"model-decode-seq1-users32-{mesh}-bfp8-random",
                     f"model-prefill-seq128-users1-{mesh}-bfp8-checkpoint"]
     return (MODEL_CHECK, *(f"{MATRIX}::test_accuracy[{case}]" for case in matrix_cases),
@@ -44,7 +45,7 @@ def _run(bug_name: str | None, mesh_shape: tuple[int, int]) -> runner.Outcome:
     root = runner.repo_root()
     bug = get_bug(bug_name) if bug_name else None
     return runner.run_bug(
-        bug, root, runner.repository_files(root), mesh_shape=f"{mesh_shape[0]}x{mesh_shape[1]}", timeout_s=TIMEOUT_S,
+        bug, root, runner.repository_files(root), mesh_shape=format_mesh_shape(mesh_shape), timeout_s=TIMEOUT_S,
         extra=selection(mesh_shape), stop_first=False,
     )
 

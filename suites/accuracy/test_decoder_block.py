@@ -18,9 +18,11 @@ from deepseek_tt.accuracy.drilldown import drilldown_of
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.rope import RotarySetup
 from reference_models.reference import get_layer
@@ -39,7 +41,7 @@ CASES = [
     pytest.param("moe_decoder_block", (4, 8), id="moe_decoder_block-mesh4x8"),
 ]
 PREFILL_CASES = [
-    pytest.param(name, mesh, seq, id=f"{name}-mesh{mesh[0]}x{mesh[1]}-seq{seq}", marks=[QUICK] if seq == 128 and (name, mesh) != ("moe_decoder_block", (1, 1)) else [])
+    pytest.param(name, mesh, seq, id=f"{name}-mesh{format_mesh_shape(mesh)}-seq{seq}", marks=[QUICK] if seq == 128 and (name, mesh) != ("moe_decoder_block", (1, 1)) else [])
     for name in BLOCKS
     for mesh in ((1, 1), (4, 8))
     for seq in (128, 1024)
@@ -53,7 +55,7 @@ def _build(block: type[DecoderBlock], layer: int, mesh_device: Any, tmp_path_fac
     model = reference_model()
     key = (block.__name__, mesh_shape(mesh_device))
     if key not in _converted:
-        out = tmp_path_factory.mktemp(f"{block.__name__}_{key[1][0]}x{key[1][1]}")
+        out = tmp_path_factory.mktemp(f"{block.__name__}_{format_mesh_shape(key[1])}")
         _converted[key] = block.convert_weights(model.config, layer_weights(model, layer, ""), out, mesh_device)
     weights = _converted[key]
     model_config = (block.prefill_model_config if mode == "prefill" else block.decode_model_config)(model.config, mesh_device)
@@ -97,9 +99,11 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
     rope = RotarySetup(model.config, mesh_device)
     x = spread_activations(seq_len, model.config.hidden_size, seed=seq_len + layer)
 
-    y = block.forward_prefill(
-        residual_to_device(x, mesh_device, decode=False), user_id, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device, page_table), cfg
-    )
+    def context(observer=None) -> ForwardContext:
+        table = kv_cache.create_page_table(paged, mesh_device, page_table)
+        return ForwardContext.prefill(rope.prefill_tensors(seq_len), table, user_id, layer=layer, observer=observer)
+
+    y = block.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, context())
     actual = residual_to_torch(y, mesh_device, decode=False)
     expected, expected_kvpe = reference_layer(model, layer, x)
 
@@ -112,13 +116,9 @@ def test_decoder_block_prefill(name: str, mesh_device: Any, seq_len: int, tmp_pa
         drilldown=lambda: drilldown_of(
             model,
             lambda: reference_layer(model, layer, x),
-            lambda: block.forward_prefill(
-                residual_to_device(x, mesh_device, decode=False), user_id, rope.prefill_tensors(seq_len),
-                kv_cache.create_page_table(paged, mesh_device, page_table), cfg,
-            ),
+            lambda observer: block.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, context(observer)),
             mesh_device,
             layers={layer: get_layer(model, layer)},
-            first_layer=layer,
         ),
     )
     check_against_reference("kvpe_cache", "prefill", "default", expected_kvpe, cached, record_result, what=f"{name} prefill KVPE cache",
@@ -146,13 +146,13 @@ def test_decoder_block_decode(name: str, mesh_device: Any, tmp_path_factory, rec
     rope = RotarySetup(model.config, mesh_device)
 
     x = torch.stack([seq[-1] for seq in sequences])
-    y = block.forward_decode(
-        residual_to_device(x, mesh_device, decode=True),
-        kv_cache.decode_positions_tensor(positions, mesh_device),
+    ctx = ForwardContext.decode(
         rope.decode_tensors(positions),
         kv_cache.create_page_table(paged, mesh_device, page_table),
-        cfg,
+        kv_cache.decode_positions_tensor(positions, mesh_device),
+        layer=layer,
     )
+    y = block.forward_decode(residual_to_device(x, mesh_device, decode=True), cfg, ctx)
     actual = residual_to_torch(y, mesh_device, decode=True)
     worst = min(pcc(expected[u], actual[u]) for u in range(users))
     threshold = pcc_threshold(name, "decode")
@@ -186,9 +186,8 @@ def test_dense_block_high_precision_policy_is_closer(mesh_device, tmp_path, reco
             weights,
             DecoderBlock.create_state(model.config, mesh_device, paged, dtype_policy=policy),
         )
-        y = DecoderBlock.forward_prefill(
-            residual_to_device(x, mesh_device, decode=False), 0, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device), cfg
-        )
+        ctx = ForwardContext.prefill(rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device), 0, layer=0)
+        y = DecoderBlock.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, ctx)
         actual = residual_to_torch(y, mesh_device, decode=False)
         values[policy] = pcc(expected, actual)
         check_against_reference("decoder_block", "prefill", policy, expected, actual, record_result, what=f"dense block prefill ({policy})",

@@ -84,29 +84,30 @@ def test_assertion_does_not_drill_down_when_it_passes():
 
 
 def test_hooks_leave_both_sides_unchanged(checkpoint, reference, mesh_device, cache_dir):
-    from deepseek_tt.accuracy.drilldown import capture_reference, capture_tt
+    from deepseek_tt.accuracy.drilldown import TtStageRecorder, capture_reference
 
     model = TtModel.load(checkpoint, mesh_device, cache_dir, max_seq_len=64, progress=False)
     tokens = _tokens(reference.config.vocab_size)
     plain = model.prefill(tokens, 0)
-    with capture_tt(mesh_device) as captured:
-        hooked = model.prefill(tokens, 0)
+    recorder = TtStageRecorder(mesh_device)
+    hooked = model.prefill(tokens, 0, observer=recorder)
+    captured = recorder.captured
     assert torch.equal(plain, hooked) and torch.equal(captured["logits"][:SEQ_LEN, : model.vocab_size], plain)
+    layers = reference.config.num_hidden_layers
+    per_layer = [f"layers.{i}.{sub}" for i in range(layers) for sub in ("attention", "moe" if i >= reference.config.first_k_dense_replace else "mlp", "block")]
+    assert list(captured) == ["embedding", *per_layer, "norm", "logits"]
     with torch.no_grad():
         expected = reference(input_ids=tokens[None]).logits[0]
         with capture_reference(reference) as ref_captured:
             again = reference(input_ids=tokens[None]).logits[0]
     assert torch.equal(expected, again) and torch.equal(ref_captured["logits"], expected)
-    from deepseek_tt.modules.mla import MLA
-
-    assert MLA.forward_prefill.__func__.__qualname__.startswith("MLA."), "capture_tt did not restore MLA.forward_prefill"
 
 
 def test_lone_block_drilldown(checkpoint, reference, mesh_device, cache_dir):
     """A block test's drill-down: one decoder block under both captures, named by its own layer index."""
     from deepseek_tt.accuracy.drilldown import drilldown_of
     from deepseek_tt.modules import kv_cache
-    from deepseek_tt.modules.decoder_block import block_for_layer
+    from deepseek_tt.modules.forward_context import ForwardContext
     from deepseek_tt.modules.layout import residual_to_device
     from deepseek_tt.modules.rope import RotarySetup
     from deepseek_tt.weights.convert import load_or_convert_model_weights
@@ -117,19 +118,20 @@ def test_lone_block_drilldown(checkpoint, reference, mesh_device, cache_dir):
     config = reference.config
     paged = kv_cache.paged_config_for(seq_len, mesh_cols=mesh_shape(mesh_device)[1])
     weights = load_or_convert_model_weights(config, mesh_device, cache_dir, model_path=checkpoint, progress=False)
-    state = Model.create_state(config, mesh_device, paged, page_table=kv_cache.default_page_table(paged))
+    state = Model.create_state(config, mesh_device, paged)
     cfg = Model.run_config(Model.prefill_model_config(config, mesh_device), weights.weight_config, state, weight_root=weights.entry_dir)
     x = activations(seq_len, config.hidden_size, seed=3)
     rope = RotarySetup(config, mesh_device).prefill_tensors(seq_len)
+    table = kv_cache.create_page_table(paged, mesh_device)
     result = drilldown_of(
         reference,
         lambda: reference_layer(reference, layer, x),
-        lambda: block_for_layer(config, layer).forward_prefill(
-            residual_to_device(x, mesh_device, decode=False), 0, rope, cfg["page_table"], cfg["layers"][layer]
+        lambda observer: cfg["blocks"][layer].forward_prefill(
+            residual_to_device(x, mesh_device, decode=False), cfg["layers"][layer],
+            ForwardContext.prefill(rope, table, 0, layer=layer, observer=observer),
         ),
         mesh_device,
         layers={layer: get_layer(reference, layer)},
-        first_layer=layer,
     )
     assert list(result.table["stage"]) == ["layers.1.attention", "layers.1.mlp", "layers.1.block"], result.describe()
     assert result.first_divergence is None, result.describe()

@@ -18,6 +18,7 @@ import torch
 from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.weights.convert import RandomStateDict
@@ -65,9 +66,8 @@ def test_full_dims_decoder_block(block_cls, make_config, name, mesh_device, tmp_
     )
     x = torch.randn(seq_len, config.hidden_size, generator=torch.Generator().manual_seed(1))
     start = time.perf_counter()
-    y = block_cls.forward_prefill(
-        residual_to_device(x, mesh_device, decode=False), 0, rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device, page_table), cfg
-    )
+    ctx = ForwardContext.prefill(rope.prefill_tensors(seq_len), kv_cache.create_page_table(paged, mesh_device, page_table), 0)
+    y = block_cls.forward_prefill(residual_to_device(x, mesh_device, decode=False), cfg, ctx)
     actual = residual_to_torch(y, mesh_device, decode=False)
     prefill_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -92,13 +92,12 @@ def test_full_dims_decoder_block(block_cls, make_config, name, mesh_device, tmp_
         block_cls.decode_model_config(config, mesh_device), weights, block_cls.create_state(config, mesh_device, paged, caches=caches)
     )
     start = time.perf_counter()
-    y = block_cls.forward_decode(
-        residual_to_device(torch.stack([s[-1] for s in sequences]), mesh_device, decode=True),
-        kv_cache.decode_positions_tensor(positions, mesh_device),
+    ctx = ForwardContext.decode(
         rope.decode_tensors(positions),
         kv_cache.create_page_table(paged, mesh_device, page_table),
-        cfg,
+        kv_cache.decode_positions_tensor(positions, mesh_device),
     )
+    y = block_cls.forward_decode(residual_to_device(torch.stack([s[-1] for s in sequences]), mesh_device, decode=True), cfg, ctx)
     actual = residual_to_torch(y, mesh_device, decode=True)
     decode_s = time.perf_counter() - start
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from deepseek_tt.accuracy.checks import check_metrics
-from deepseek_tt.config.mesh import parse_mesh_shape
+from deepseek_tt.config.mesh import format_mesh_shape, parse_mesh_shape
 from suites.accuracy.matrix import MESHES, matrix_cases, run_for
 
 pytestmark = pytest.mark.accuracy
@@ -36,7 +36,7 @@ def test_accuracy(case, mesh_device, request, record_result):
     run = run_for(case, request, mesh_device)
     values = run.values.get(case.module)
     assert values, f"{case.id}: the run measured nothing for {case.module}"
-    mesh = f"{case.mesh[0]}x{case.mesh[1]}"
+    mesh = format_mesh_shape(case.mesh)
     failures = []
     for stage, metrics in values:
         try:

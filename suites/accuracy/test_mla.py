@@ -25,7 +25,9 @@ from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.backend import backend_name, ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device, residual_to_torch
 from deepseek_tt.modules.mla import MLA
 from deepseek_tt.modules.rope import RotarySetup, halves_to_interleaved, rope_parameters
@@ -161,8 +163,7 @@ def mesh_device(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
 
 
 def _mesh_name(mesh_device: Any) -> str:
-    rows, cols = tuple(mesh_device.shape)
-    return f"{rows}x{cols}"
+    return format_mesh_shape(mesh_device.shape)
 
 
 def _read_caches(cache: Any, mesh_device: Any) -> torch.Tensor:
@@ -197,10 +198,12 @@ def _run_prefill(reference: Reference, mesh_device: Any, tmp_path, seq_len: int,
 
     y = MLA.forward_prefill(
         residual_to_device(x, mesh_device, decode=False),
-        user_id,
-        rope.prefill_tensors(seq_len),
-        kv_cache.create_page_table(paged, mesh_device, page_table),
         cfg,
+        ForwardContext.prefill(
+            rope.prefill_tensors(seq_len),
+            kv_cache.create_page_table(paged, mesh_device, page_table),
+            user_id,
+        ),
     )
     rows = tuple(mesh_device.shape)[0]
     # Every row must compute the same thing (prefill is replicated over rows).
@@ -279,10 +282,12 @@ def test_mla_decode(reference: Reference, mesh_device: Any, tmp_path, record_res
     x = torch.stack([seq[-1] for seq in sequences])
     y = MLA.forward_decode(
         residual_to_device(x, mesh_device, decode=True),
-        kv_cache.decode_positions_tensor(step_positions, mesh_device),
-        rope.decode_tensors(step_positions),
-        kv_cache.create_page_table(paged, mesh_device, page_table),
         cfg,
+        ForwardContext.decode(
+            rope.decode_tensors(step_positions),
+            kv_cache.create_page_table(paged, mesh_device, page_table),
+            kv_cache.decode_positions_tensor(step_positions, mesh_device),
+        ),
     )
     out = residual_to_torch(y, mesh_device, decode=True)
     mesh = _mesh_name(mesh_device)
@@ -433,10 +438,12 @@ def test_mla_decode_long_context_rope(reference: Reference, mesh_device: Any, tm
     x = torch.stack([history[u][0][-1] if history[u] else torch.zeros(config.hidden_size) for u in range(users)])
     y = MLA.forward_decode(
         residual_to_device(x, mesh_device, decode=True),
-        kv_cache.decode_positions_tensor(slots, mesh_device),
-        RotarySetup(config, mesh_device).decode_tensors(true_positions),
-        kv_cache.create_page_table(paged, mesh_device, page_table),
         cfg,
+        ForwardContext.decode(
+            RotarySetup(config, mesh_device).decode_tensors(true_positions),
+            kv_cache.create_page_table(paged, mesh_device, page_table),
+            kv_cache.decode_positions_tensor(slots, mesh_device),
+        ),
     )
     out = residual_to_torch(y, mesh_device, decode=True)
     caches_after = _read_caches(cfg["kvpe_cache"], mesh_device)
@@ -486,10 +493,12 @@ def test_mla_full_dims(mesh_device: Any, tmp_path, record_result) -> None:
     cfg = _build(reference, mesh_device, tmp_path / "decode", "decode", paged, caches=kv_cache.pack_user_caches(history, paged, page_table, (1, 1)))
     y = MLA.forward_decode(
         residual_to_device(torch.stack([seq[-1] for seq in sequences]), mesh_device, decode=True),
-        kv_cache.decode_positions_tensor(positions, mesh_device),
-        RotarySetup(config, mesh_device).decode_tensors(positions),
-        kv_cache.create_page_table(paged, mesh_device, page_table),
         cfg,
+        ForwardContext.decode(
+            RotarySetup(config, mesh_device).decode_tensors(positions),
+            kv_cache.create_page_table(paged, mesh_device, page_table),
+            kv_cache.decode_positions_tensor(positions, mesh_device),
+        ),
     )
     check_against_reference("mla", "decode", "default", expected, residual_to_torch(y, mesh_device, decode=True), record_result,
                             what="full-dims MLA decode", seq_len=max_seq_len, batch=users, mesh="1x1", preset="full")

@@ -21,9 +21,11 @@ import torch
 
 from deepseek_tt.accuracy.checks import check_against_reference
 from deepseek_tt.accuracy.drilldown import drilldown_of
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
@@ -42,16 +44,17 @@ def _weights(mesh_device: Any, tmp_path_factory: pytest.TempPathFactory) -> dict
     shape = mesh_shape(mesh_device)
     if shape not in _converted:
         model = reference_model()
-        out = tmp_path_factory.mktemp(f"model_{shape[0]}x{shape[1]}")
+        out = tmp_path_factory.mktemp(f"model_{format_mesh_shape(shape)}")
         _converted[shape] = (Model.convert_weights(model.config, official_state_dict(model), out, mesh_device), out)
     return _converted[shape][0]
 
 
-def _run_config(mesh_device, tmp_path_factory, mode: str, paged, page_table, caches=None) -> dict[str, Any]:
+def _run_config(mesh_device, tmp_path_factory, mode: str, paged, page_table, caches=None) -> tuple[dict[str, Any], Any]:
+    """(run config, the page table on the device)."""
     config = reference_model().config
     model_config = (Model.prefill_model_config if mode == "prefill" else Model.decode_model_config)(config, mesh_device)
-    state = Model.create_state(config, mesh_device, paged, page_table=page_table, caches=caches)
-    return Model.run_config(model_config, _weights(mesh_device, tmp_path_factory), state)
+    state = Model.create_state(config, mesh_device, paged, caches=caches)
+    return Model.run_config(model_config, _weights(mesh_device, tmp_path_factory), state), kv_cache.create_page_table(paged, mesh_device, page_table)
 
 
 @torch.no_grad()
@@ -91,10 +94,14 @@ def test_model_prefill(mesh_device, seq_len, tmp_path_factory, record_result):
     tokens = torch.randint(0, model.config.vocab_size, (seq_len,), generator=torch.Generator().manual_seed(seq_len))
     paged = kv_cache.paged_config_for(seq_len, mesh_cols=cols)
     page_table = kv_cache.default_page_table(paged)
-    cfg = _run_config(mesh_device, tmp_path_factory, "prefill", paged, page_table)
+    cfg, tt_table = _run_config(mesh_device, tmp_path_factory, "prefill", paged, page_table)
     rope = RotarySetup(model.config, mesh_device)
+
+    def context(observer=None) -> ForwardContext:
+        return ForwardContext.prefill(rope.prefill_tensors(seq_len), tt_table, rows * 32 - 1, observer=observer)
+
     start = time.perf_counter()
-    logits = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), rows * 32 - 1, rope.prefill_tensors(seq_len), cfg)
+    logits = Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), cfg, context())
     actual = LMHead.logits_to_torch(logits, mesh_device, decode=False)
     tt_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -111,7 +118,7 @@ def test_model_prefill(mesh_device, seq_len, tmp_path_factory, record_result):
         drilldown=lambda: drilldown_of(
             model,
             lambda: model(input_ids=tokens[None]),
-            lambda: Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), rows * 32 - 1, rope.prefill_tensors(seq_len), cfg),
+            lambda observer: Model.forward_prefill(Embedding.prefill_input(tokens, mesh_device), cfg, context(observer)),
             mesh_device,
             length=seq_len,
         ),
@@ -140,12 +147,11 @@ def test_model_decode(mesh_device, tmp_path_factory, record_result):
         kv_cache.pack_user_caches([kvpe[layer][:-1] for _, kvpe in references], paged, page_table, (rows, cols))
         for layer in range(model.config.num_hidden_layers)
     ]
-    cfg = _run_config(mesh_device, tmp_path_factory, "decode", paged, page_table, caches=caches)
+    cfg, tt_table = _run_config(mesh_device, tmp_path_factory, "decode", paged, page_table, caches=caches)
     rope = RotarySetup(model.config, mesh_device)
     tokens = torch.stack([seq[-1] for seq in sequences])
-    logits = Model.forward_decode(
-        Embedding.decode_input(tokens, mesh_device), kv_cache.decode_positions_tensor(positions, mesh_device), rope.decode_tensors(positions), cfg
-    )
+    ctx = ForwardContext.decode(rope.decode_tensors(positions), tt_table, kv_cache.decode_positions_tensor(positions, mesh_device))
+    logits = Model.forward_decode(Embedding.decode_input(tokens, mesh_device), cfg, ctx)
     actual = LMHead.logits_to_torch(logits, mesh_device, decode=True)
     check_against_reference("model", "decode", "default", expected, actual, record_result, logits=True, what="model decode logits",
                             seq_len=DECODE_MAX_SEQ, batch=users, mesh=mesh_name(mesh_device))

@@ -5,8 +5,9 @@
   MoE, one per stage). Quick (CI): this case.
 - Greedy tokens of the pp generator over the pipelined model equal those of the bp generator over the
   batched model, on galaxy-tiny (4 layers) and on the embedded trained model (4 layers). Nightly.
-- Teacher forcing over the embedded model's ``reference.refpt`` on the pipelined model reaches the same
-  thresholds as the batched model's. Nightly.
+- Elsewhere: the accuracy matrix's ``pipelined_model`` cases (trained checkpoint: logits of prefill and decode
+  against the reference with the model thresholds, ``matrix.py``) and teacher forcing on the pipelined model
+  with the batched model's floors (``test_teacher_forcing.py::test_pipelined_model_teacher_forcing``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import pytest
 import torch
 
 from deepseek_tt.accuracy.metrics import pcc
-from deepseek_tt.accuracy.teacher_forcing import run_teacher_forcing
-from deepseek_tt.accuracy.thresholds import pcc_threshold, teacher_forcing_threshold
+from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.generator import make_generator
 from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
 from deepseek_tt.runtime.tt_model import TtModel
@@ -97,22 +97,3 @@ def test_pp_tokens_equal_bp_tokens(mesh_device, tmp_path, source, record_result)
     same = sum(a == b for a, b in zip(bp_tokens, pp_tokens)) / len(prompts)
     record_result(module="pipelined_model", mode="generate", metric="pp_equals_bp_users", value=same, threshold=1.0, mesh=mesh_name(mesh_device))
     assert pp_tokens == bp_tokens
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mesh_device", [MESH_4X8], indirect=True)
-def test_teacher_forcing_on_pipelined_model(mesh_device, tmp_path, record_result):
-    from reference_models.embedded import embedded_model_path, embedded_refpt_path
-
-    try:
-        path, refpt_path = embedded_model_path(), embedded_refpt_path()
-    except FileNotFoundError as exc:
-        pytest.skip(f"embedded trained model not available: {exc}")
-    model = PipelinedTtModel.load(path, mesh_device, tmp_path / "cache", max_seq_len=512, progress=False)
-    out = run_teacher_forcing(model, refpt_path)
-    top1, top5 = out.accuracy.top1_accuracy, out.accuracy.top5_accuracy
-    mesh = mesh_name(mesh_device)
-    record_result(module="pipelined_model", mode="teacher_forcing", metric="tf_top1", value=top1, threshold=teacher_forcing_threshold("strict", "top1"), mesh=mesh)
-    record_result(module="pipelined_model", mode="teacher_forcing", metric="tf_top5", value=top5, threshold=teacher_forcing_threshold("strict", "top5"), mesh=mesh)
-    assert top1 >= teacher_forcing_threshold("strict", "top1"), f"pipelined teacher-forced top-1 {top1:.3f}"
-    assert top5 >= teacher_forcing_threshold("strict", "top5"), f"pipelined teacher-forced top-5 {top5:.3f}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from deepseek_tt.config.environment import CACHE_DIR_ENV
 from reference_models.embedded import embedded_model_path
 from suites.demo.conftest import error_lines, write_prompts
 
@@ -244,7 +245,7 @@ def test_unwritable_cache_dir_is_refused_before_loading(run_cli, no_model_load):
 
 
 def test_default_cache_in_a_read_only_working_directory_is_refused(run_cli, monkeypatch, no_model_load):
-    monkeypatch.delenv("DEEPSEEK_V3_CACHE", raising=False)
+    monkeypatch.delenv(CACHE_DIR_ENV, raising=False)
     monkeypatch.chdir("/proc")
     r = run_cli("--model-path", embedded_model_path(), "x", runtime="tt")
     _assert_refused(r, "the default --cache-dir (generated/deepseek_v3; set --cache-dir or $DEEPSEEK_V3_CACHE)")

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from deepseek_tt import backend
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.perf.hardware import SYSTEMS, System
 from deepseek_tt.perf.roofline import estimate
 from reports.ingest import higher_is_better
@@ -79,7 +80,7 @@ def system_for_mesh(mesh: tuple[int, int]) -> System:
     for system in SYSTEMS.values():
         if tuple(system.mesh) == tuple(mesh):
             return system
-    return System(f"Wormhole {mesh[0]}x{mesh[1]}", tuple(mesh), cores_per_chip=80, dram_gb_s_per_chip=288.0)
+    return System(f"Wormhole {format_mesh_shape(mesh)}", tuple(mesh), cores_per_chip=80, dram_gb_s_per_chip=288.0)
 
 
 def roofline_statistics(
@@ -114,7 +115,7 @@ def record_benchmark(
     result row per numeric value; returns the extra info."""
     rate = "prefill_tokens_per_s" if mode == "prefill" else "decode_tokens_per_s"
     info: dict[str, Any] = {
-        "module": module, "mode": mode, "mesh": f"{mesh[0]}x{mesh[1]}", "backend": backend.describe_backend(),
+        "module": module, "mode": mode, "mesh": format_mesh_shape(mesh), "backend": backend.describe_backend(),
         "torch_threads": str(torch.get_num_threads()),
     }
     if seq_len is not None:

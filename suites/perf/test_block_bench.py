@@ -19,9 +19,11 @@ import torch
 from transformers import DynamicCache
 
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules import kv_cache
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.decoder_block import DecoderBlock, MoEDecoderBlock
+from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.layout import residual_to_device
 from deepseek_tt.modules.rope import RotarySetup
 from reference_models.presets import get_preset
@@ -48,7 +50,7 @@ SELECTED_MESH, GALAXY = None, (4, 8)  # None: the mesh of --mesh-shape / $MESH_D
 
 
 def _mesh_id(mesh) -> str:
-    return "mesh-selected" if mesh is None else f"mesh{mesh[0]}x{mesh[1]}"
+    return "mesh-selected" if mesh is None else f"mesh{format_mesh_shape(mesh)}"
 
 
 #: Quick (CI): the dense block's shortest prefill and the MoE block's 32-user decode on the selected mesh;
@@ -103,8 +105,10 @@ def test_block_prefill_throughput(name, seq_len, mesh_device, benchmark, record_
     x = torch.randn(seq_len, model.config.hidden_size, generator=torch.Generator().manual_seed(seq_len))
     tt_x = residual_to_device(x, mesh_device, decode=False)
 
+    ctx = ForwardContext.prefill(rope, page_table, 0, layer=layer)
+
     def tt_step() -> None:
-        ttnn.deallocate(block.forward_prefill(tt_x, 0, rope, page_table, cfg))
+        ttnn.deallocate(block.forward_prefill(tt_x, cfg, ctx))
 
     ref_layer, rotary = get_layer(model, layer), get_rotary_embedding(model)
     positions = torch.arange(seq_len)[None]
@@ -140,8 +144,10 @@ def test_block_decode_throughput(name, users_per_row, mesh_device, benchmark, re
     x = torch.randn(positions.numel(), hidden, generator=generator)
     tt_x = residual_to_device(x, mesh_device, decode=True)
 
+    ctx = ForwardContext.decode(rope, page_table, tt_positions, layer=layer)
+
     def tt_step() -> None:
-        ttnn.deallocate(block.forward_decode(tt_x, tt_positions, rope, page_table, cfg))
+        ttnn.deallocate(block.forward_decode(tt_x, cfg, ctx))
 
     users = int(active.sum())
     ref_layer, rotary = get_layer(model, layer), get_rotary_embedding(model)

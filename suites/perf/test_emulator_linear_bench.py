@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deepseek_tt.backend import emulator as ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 
 pytestmark = pytest.mark.perf
 
@@ -50,11 +51,11 @@ def test_emulated_bfp8_linear_vs_plain_torch(benchmark, record_result, config_na
         emulated = benchmark.stats.stats.min if benchmark.stats else _best_of(lambda: ttnn.linear(tx, tw, compute_kernel_config=cfg))
         ratio = emulated / plain
         benchmark.extra_info.update(
-            {"emulated_s": emulated, "plain_torch_s": plain, "ratio": ratio, "mesh": f"{ROWS}x{COLS}",
+            {"emulated_s": emulated, "plain_torch_s": plain, "ratio": ratio, "mesh": format_mesh_shape((ROWS, COLS)),
              "torch_device": str(device.torch_device), "config": config_name}
         )
         record_result(module="emulator.linear", mode="decode", metric=f"emulator_over_torch_{config_name}",
-                      value=ratio, higher_is_better=False, mesh=f"{ROWS}x{COLS}", batch=TOKENS)
+                      value=ratio, higher_is_better=False, mesh=format_mesh_shape((ROWS, COLS)), batch=TOKENS)
         assert ratio > 0
     finally:
         ttnn.close_mesh_device(device)

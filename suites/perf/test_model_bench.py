@@ -21,6 +21,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.runtime.reference_model import ReferenceModel
 from deepseek_tt.runtime.tt_model import TtModel
@@ -49,7 +50,7 @@ SELECTED_MESH, GALAXY = None, (4, 8)  # None: the mesh of --mesh-shape / $MESH_D
 
 
 def _case_id(source: str, what: str, mesh) -> str:
-    return f"{source}-{what}" + ("" if mesh is None else f"-mesh{mesh[0]}x{mesh[1]}")
+    return f"{source}-{what}" + ("" if mesh is None else f"-mesh{format_mesh_shape(mesh)}")
 
 
 #: Quick (CI): galaxy-tiny prefill 128 and 32-user decode on the selected mesh; the rest nightly, plus

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from deepseek_tt.backend import ttnn
+from deepseek_tt.config.mesh import format_mesh_shape
 from deepseek_tt.demo.model_source import CACHE_DIR_ENV, MODEL_PATH_ENV
 from deepseek_tt.generator import BatchParallelGenerator
 from deepseek_tt.serving.vllm_adapter import DeepseekV3ForCausalLM, UnsupportedVllmFeature, check_parallel_layout
@@ -36,7 +37,7 @@ MAX_NUM_SEQS = 4
 MAX_MODEL_LEN = 128
 
 
-@pytest.fixture(scope="module", params=LAYOUTS, ids=lambda p: f"{p[0][0]}x{p[0][1]}-block{p[1]}")
+@pytest.fixture(scope="module", params=LAYOUTS, ids=lambda p: f"{format_mesh_shape(p[0])}-block{p[1]}")
 def layout(request) -> tuple[tuple[int, int], int]:
     """(mesh shape, vLLM block size) of this module run."""
     return request.param

@@ -4,6 +4,8 @@ import shutil
 
 import pytest
 
+from deepseek_tt.config.environment import MODEL_PATH_ENV
+
 pytestmark = pytest.mark.unit
 
 pytest_plugins = ["pytester"]
@@ -25,7 +27,7 @@ def _run(pytester, *args):
 def test_default_is_the_embedded_model_else_a_tiny_checkpoint(pytester, monkeypatch):
     from fixtures.models import _embedded_model
 
-    monkeypatch.delenv("DEEPSEEK_V3_HF_MODEL", raising=False)
+    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
     result = _run(pytester)
     result.assert_outcomes(passed=1)
     embedded = _embedded_model()
@@ -37,7 +39,7 @@ def test_default_is_the_embedded_model_else_a_tiny_checkpoint(pytester, monkeypa
 def test_tiny_fallback_when_the_embedded_model_is_absent(pytester, monkeypatch):
     import reference_models.embedded as embedded
 
-    monkeypatch.delenv("DEEPSEEK_V3_HF_MODEL", raising=False)
+    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
     monkeypatch.setattr(embedded, "EMBEDDED_MODEL_PATH", pytester.path / "no-such-model")
     result = _run(pytester)
     result.assert_outcomes(passed=1)
@@ -45,7 +47,7 @@ def test_tiny_fallback_when_the_embedded_model_is_absent(pytester, monkeypatch):
 
 
 def test_env_var_path_that_does_not_exist_skips_with_the_reason(pytester, monkeypatch, tmp_path):
-    monkeypatch.setenv("DEEPSEEK_V3_HF_MODEL", str(tmp_path / "absent"))
+    monkeypatch.setenv(MODEL_PATH_ENV, str(tmp_path / "absent"))
     result = _run(pytester, "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*DEEPSEEK_V3_HF_MODEL is not available*absent*does not exist*"])

@@ -134,3 +134,34 @@ def test_pp_tokens_equal_bp_tokens_and_statistics(tiny_models):
     assert "pipeline" not in out_bp.statistics.to_dict()
     with pytest.raises(ValueError, match="not supported with --generator pp"):
         make_generator("pp", pp, enable_trace=True)
+
+
+def test_external_page_table_is_refused_in_one_line_naming_the_option(tiny_models):
+    from deepseek_tt.serving.vllm_adapter import DeepseekV3ForCausalLM
+
+    _, pp = tiny_models
+    table = torch.zeros(pp.max_batch_size, 2, dtype=torch.int32)
+    calls = {
+        "prefill: page_table=": lambda: pp.prefill(torch.tensor([5, 9]), 0, page_table=table),
+        "decode: page_table=": lambda: pp.decode(torch.zeros(pp.max_batch_size, dtype=torch.long),
+                                                 torch.full((pp.max_batch_size,), -1), page_table=table),
+        "allocate_kv_cache": lambda: pp.allocate_kv_cache(64, 32),
+        "allocate_kv_cache ": lambda: DeepseekV3ForCausalLM(pp).allocate_kv_cache((64, 1, 32, pp.hf_config.kv_lora_rank + pp.hf_config.qk_rope_head_dim),
+                                                                                  torch.bfloat16, pp.hf_config.num_hidden_layers),
+    }
+    for option, call in calls.items():
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(option.strip()) and "--generator pp" in message and "--generator bp" in message
+
+
+def test_roofline_stored_bytes_equal_the_measured_per_device_bytes(tiny_models):
+    """The roofline's per-device weight bytes (bp and pp) are those the loaded models hold, byte for byte."""
+    from deepseek_tt.perf.roofline import stored_weight_bytes_per_device
+
+    bp, pp = tiny_models
+    for model, parallelism in ((bp, "bp"), (pp, "pp")):
+        measured = weight_bytes_per_device(model)
+        computed = stored_weight_bytes_per_device(model.hf_config, "default", (2, 2), parallelism)
+        assert [round(c) for c in computed] == [measured[0], measured[2]], parallelism

@@ -10,19 +10,15 @@ from deepseek_tt.config.dtype_policy import DEFAULT_POLICY, HIGH_PRECISION_POLIC
 from deepseek_tt.config.op_configs import AllGatherConfig, LinearConfig, MulConfig, config_fingerprint_text
 from deepseek_tt.config.run_config import (
     FromWeightConfig,
-    MeshDeviceStub,
     RunConfigError,
     WeightRecord,
     create_run_config,
-    weight_config_from_json,
-    weight_config_to_json,
 )
+from deepseek_tt.weights.weight_config_json import weight_config_from_json, weight_config_to_json
 
 pytestmark = pytest.mark.unit
 
 
-class _FakeDevice:
-    shape = (4, 8)
 
 
 def test_op_config_expands_only_set_fields():
@@ -31,31 +27,28 @@ def test_op_config_expands_only_set_fields():
     assert MulConfig().keys() == ()
 
 
-def test_state_and_device_stub_merge():
-    device = _FakeDevice()
-    model = {"all_gather": AllGatherConfig(dim=3, cluster_axis=1), "dev": MeshDeviceStub((4, 8)), "n": 3}
-    state = {"mesh_device": device, "cache": "KV"}
+def test_state_merge_takes_the_device_and_runtime_objects(mesh):
+    model = {"all_gather": AllGatherConfig(dim=3, cluster_axis=1), "n": 3}
+    state = {"mesh_device": mesh, "cache": "KV"}
     run = create_run_config(model, {}, state)
-    assert run["dev"] is device and run["cache"] == "KV" and run["n"] == 3
+    assert run["mesh_device"] is mesh and run["cache"] == "KV" and run["n"] == 3
     assert run["all_gather"].cluster_axis == 1
 
 
-def test_wrong_mesh_shape_and_conflicts_name_the_key_path():
-    with pytest.raises(RunConfigError, match=r"^sub\.dev: MeshDeviceStub\(2, 2\)"):
-        create_run_config({"sub": {"dev": MeshDeviceStub((2, 2))}}, {}, {"mesh_device": _FakeDevice()})
+def test_conflicts_name_the_key_path(mesh):
     with pytest.raises(RunConfigError, match=r"^a\.b: both"):
         create_run_config({"a": {"b": 1}}, {}, {"a": {"b": 2}})
     with pytest.raises(RunConfigError, match=r"^w1\.input_tensor_b: FromWeightConfig has no WeightRecord"):
-        create_run_config({"w1": LinearConfig(input_tensor_b=FromWeightConfig())}, {}, {"mesh_device": _FakeDevice()})
+        create_run_config({"w1": LinearConfig(input_tensor_b=FromWeightConfig())}, {}, {"mesh_device": mesh})
     with pytest.raises(RunConfigError, match=r"^w9: the weight config has an entry"):
-        create_run_config({"w1": LinearConfig()}, {"w9": WeightRecord("x")}, {"mesh_device": _FakeDevice()})
+        create_run_config({"w1": LinearConfig()}, {"w9": WeightRecord("x")}, {"mesh_device": mesh})
 
 
-def test_missing_weight_file_is_named(tmp_path):
+def test_missing_weight_file_is_named(tmp_path, mesh):
     model = {"w1": LinearConfig(input_tensor_b=FromWeightConfig())}
     weights = {"w1": {"input_tensor_b": WeightRecord("w1.tensorbin")}}
     with pytest.raises(RunConfigError, match=r"w1\.input_tensor_b: weight file .*w1\.tensorbin does not exist"):
-        create_run_config(model, weights, {"mesh_device": _FakeDevice()}, weight_root=tmp_path)
+        create_run_config(model, weights, {"mesh_device": mesh}, weight_root=tmp_path)
 
 
 def test_weight_config_json_round_trip(tmp_path):

@@ -23,7 +23,7 @@ import torch
 
 from .. import types as T
 
-TILE = 32
+TILE = T.TILE_SIZE
 _SRC_MANTISSA_BITS = 10
 _SRCA_HI_BITS = 4  # explicit mantissa bits of srcA (in1) used per phase, besides the hidden one
 _SRCB_HI_BITS = 6  # explicit mantissa bits of srcB (in0) used per phase

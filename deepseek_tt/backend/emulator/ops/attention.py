@@ -13,7 +13,7 @@ from .. import types as T
 from ._common import compute_dtype, data, make, require_device, same_mesh
 from .trace import device_op
 
-TILE = 32
+TILE = T.TILE_SIZE
 _Q_BLOCK = 256  # queries per block in prefill attention (bounds the score memory)
 
 

@@ -15,7 +15,7 @@ from ._common import data, mesh_shape, require_device, same_mesh
 from ._precision import operand_cache
 from .trace import device_op
 
-TILE = 32
+TILE = T.TILE_SIZE
 
 
 def _check_tilized(op: str, cache_tensor: Any, input_tensor: Any) -> None:

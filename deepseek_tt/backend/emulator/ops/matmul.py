@@ -14,7 +14,7 @@ from ._common import compute_dtype, data, make, require_device, same_mesh, stack
 from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1
 from .trace import device_op
 
-TILE = 32
+TILE = T.TILE_SIZE
 _FLOAT_DTYPES = (T.DataType.BFLOAT16, T.DataType.FLOAT32, T.DataType.BFLOAT8_B, T.DataType.BFLOAT4_B)
 
 

@@ -10,7 +10,7 @@ from .. import types as T
 from ._common import compute_dtype, data, make, same_mesh, stack_broadcast
 from .trace import device_op
 
-TILE = 32
+TILE = T.TILE_SIZE
 
 
 def _vector(t: Any, width: int, name: str, op: str) -> torch.Tensor:
