@@ -172,22 +172,48 @@ def _positions(t: Any, cur_pos: Any, batch: int, n: int, device: torch.device, o
 def _decode_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
                       scale: float | None, is_causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
     """q [n, 1, b, nh, d]; keys/values [n, b, nkv, L, d]; pos [n, b] -> [n, 1, b, nh, dv]."""
+    if is_causal and mask is None:
+        # Skipped users (position -1) output zeros whatever their scores: compute the others only. Every
+        # user's product is its own batch entry, so the active users' values are those of the full batch.
+        active = pos >= 0
+        if not bool(active.all()):
+            out = q.new_zeros(*pos.shape, q.shape[-2], values.shape[-1])
+            if bool(active.any()):
+                sel = active.nonzero(as_tuple=True)
+                out[sel] = _user_attention(op, q[:, 0][sel], keys[sel], values[sel], pos[sel], scale, True, None)
+            return out.unsqueeze(1)
+    out = _user_attention(op, q[:, 0], keys, values, pos, scale, is_causal, mask)
+    if is_causal:
+        out = out.masked_fill((pos < 0)[..., None, None], 0.0)
+    return out.unsqueeze(1)
+
+
+def _user_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
+                    scale: float | None, is_causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
+    """q [..., nh, d]; keys/values [..., nkv, L, d]; pos [...] -> [..., nh, dv] (no zeroing of skipped users)."""
     heads = q.shape[-2]
-    qh = q[:, 0].unsqueeze(-2)  # [n, b, nh, 1, d]
-    keys, values = _repeat_kv(keys, heads, op), _repeat_kv(values, heads, op)
+    qh = q.unsqueeze(-2)  # [..., nh, 1, d]
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    scores = torch.matmul(qh, keys.transpose(-1, -2)) * scale  # [n, b, nh, 1, L]
+    shared = keys.shape[-3] == 1 and heads > 1  # MLA: one latent KV head for every query head
+    if shared:
+        # Head by head against the one KV head: the same [1, d] x [d, L] products as over a copy of the
+        # cache repeated per head (a batched product's entries are computed independently), without the copy.
+        keys, values = keys.squeeze(-3), values.squeeze(-3)
+        scores = torch.stack([torch.matmul(qh[..., h, :, :], keys.transpose(-1, -2)) for h in range(heads)], -3)
+        scores = scores * scale
+    else:
+        keys, values = _repeat_kv(keys, heads, op), _repeat_kv(values, heads, op)
+        scores = torch.matmul(qh, keys.transpose(-1, -2)) * scale  # [..., nh, 1, L]
     length = keys.shape[-2]
     if is_causal:
-        allowed = torch.arange(length, device=q.device).view(1, 1, length) <= pos.unsqueeze(-1)  # [n, b, L]
-        scores = scores.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
+        allowed = torch.arange(length, device=q.device) <= pos.unsqueeze(-1)  # [..., L]
+        scores = scores.masked_fill(~allowed[..., None, None, :], float("-inf"))
     if mask is not None:
         scores = scores + mask
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-    out = torch.matmul(probs, values).squeeze(-2)  # [n, b, nh, dv]
-    if is_causal:
-        out = out.masked_fill((pos < 0)[:, :, None, None], 0.0)
-    return out.unsqueeze(1)
+    if shared:
+        return torch.stack([torch.matmul(probs[..., h, :, :], values) for h in range(heads)], -3).squeeze(-2)
+    return torch.matmul(probs, values).squeeze(-2)  # [..., nh, dv]
 
 
 def _paged_view(cache: torch.Tensor, page_table: torch.Tensor, length: int) -> torch.Tensor:
