@@ -120,6 +120,14 @@ class Tensor:
     # -- storage ------------------------------------------------------------------------------
     @property
     def _data(self) -> torch.Tensor:
+        storage = self._stacked
+        if not isinstance(storage, torch.Tensor):  # deferred values (ops/deferred.py): evaluate them whole
+            storage = self._storage = storage.full()
+        return storage
+
+    @property
+    def _stacked(self) -> Any:
+        """The storage as it is (a torch tensor or deferred values, both with ``.shape``), not evaluated."""
         if self._storage is None:
             raise RuntimeError("ttnn.Tensor: the tensor was deallocated; it cannot be used any more")
         return self._storage
@@ -153,11 +161,11 @@ class Tensor:
 
     @property
     def shape(self) -> Shape:
-        return Shape(self._data.shape[1:])
+        return Shape(self._stacked.shape[1:])
 
     @property
     def padded_shape(self) -> Shape:
-        return tile_padded_shape(self._data.shape[1:], self.layout)
+        return tile_padded_shape(self._stacked.shape[1:], self.layout)
 
     def device(self) -> MeshDevice | None:
         return self._device
@@ -193,7 +201,7 @@ class Tensor:
 
     @property
     def num_shards(self) -> int:
-        return self._data.shape[0]
+        return self._stacked.shape[0]
 
     def element_size(self) -> int:
         return {DataType.BFLOAT8_B: 1, DataType.BFLOAT4_B: 1, DataType.FLOAT32: 4, DataType.UINT32: 4,

@@ -117,6 +117,23 @@ def make(
     )
 
 
+def make_deferred(values: Any, like: Any, *, dtype: Any = None, layout: Any = None, memory_config: Any = None) -> Any:
+    """As :func:`make` for deferred values (ops/deferred.py, already rounded to ``dtype``): the tensor is
+    validated on a placeholder of their shape and then holds them."""
+    dtype = dtype if dtype is not None else like.dtype
+    layout = layout if layout is not None else like.layout
+    device = device_of(like)
+    memory_config = output_memory_config(memory_config, like)
+    if memory_config.is_sharded() and memory_config.shard_spec is None:
+        memory_config = derive_shard_spec(memory_config, values.shape[1:], layout)
+    where = device.torch_device if device is not None else torch.device("cpu")
+    placeholder = torch.empty((), dtype=values.dtype, device=where).expand(values.shape)
+    out = tensor_cls().from_stacked(placeholder, dtype=dtype, layout=layout, device=device,
+                                    memory_config=memory_config, rounded=True)
+    out._data = values
+    return out
+
+
 def derive_shard_spec(memory_config: Any, shape: Any, layout: Any, grid: Any = None) -> Any:
     """An op output's sharded config without a shard spec (``L1_WIDTH_SHARDED_MEMORY_CONFIG``) gets one
     derived as ttnn ops derive it: the tensor viewed as ``[prod(shape[:-1]), shape[-1]]`` (tile padded)
