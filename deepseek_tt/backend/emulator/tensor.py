@@ -98,7 +98,8 @@ class Tensor:
         memory_config = DRAM_MEMORY_CONFIG if memory_config is None else memory_config
         if mesh_shape is None:
             mesh_shape = device.shape if device is not None else MeshShape(1, data.shape[0])
-        mesh_shape = MeshShape(mesh_shape)
+        if not isinstance(mesh_shape, MeshShape):
+            mesh_shape = MeshShape(mesh_shape)
         if mesh_shape.mesh_size() != data.shape[0]:
             raise RuntimeError(f"{where}: {data.shape[0]} shards for a mesh of shape {mesh_shape}")
         if device is not None:
@@ -109,7 +110,8 @@ class Tensor:
                     f"{where}: a tensor with {data.shape[0]} shards cannot live on mesh {device.shape} "
                     f"({device.get_num_devices()} devices)"
                 )
-        check_memory_config(memory_config, tile_padded_shape(data.shape[1:], layout), layout, where)
+        if not isinstance(memory_config, MemoryConfig) or memory_config.is_sharded():  # else nothing to check
+            check_memory_config(memory_config, tile_padded_shape(data.shape[1:], layout), layout, where)
         values = data if rounded else numerics.round_to_dtype(data, dtype)
         target = device.torch_device if device is not None else torch.device("cpu")
         if values.device != target:

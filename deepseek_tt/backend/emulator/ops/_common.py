@@ -14,15 +14,29 @@ import torch
 from .. import types as T
 
 
+_TENSOR_CLS: Any = None
+
+
 def tensor_cls():
     """The emulator's ``Tensor`` class (imported lazily: tensor.py imports nothing from ops)."""
-    from ..tensor import Tensor
+    global _TENSOR_CLS
+    if _TENSOR_CLS is None:
+        from ..tensor import Tensor
 
-    return Tensor
+        _TENSOR_CLS = Tensor
+    return _TENSOR_CLS
 
 
 def is_tensor(value: Any) -> bool:
-    return isinstance(value, tensor_cls())
+    return isinstance(value, _TENSOR_CLS or tensor_cls())
+
+
+def broadcast_shapes(*shapes: Any) -> torch.Size:
+    """``torch.broadcast_shapes`` with a fast path for equal shapes (the common case of every op call)."""
+    first = shapes[0]
+    if all(s == first for s in shapes[1:]):
+        return torch.Size(first)
+    return torch.broadcast_shapes(*shapes)
 
 
 def data(t: Any) -> torch.Tensor:

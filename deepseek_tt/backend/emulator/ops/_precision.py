@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import types as T
+from ._common import broadcast_shapes
 
 TILE = 32
 _SRC_MANTISSA_BITS = 10
@@ -151,7 +152,7 @@ def device_matmul(a: torch.Tensor, b: In1Operand, precision: MatmulPrecision) ->
     if precision.fp32_dest_acc:
         return fidelity_matmul(a, b, precision.fidelity)
     # bf16 destination: the running sum is rounded to bf16 after every 32-wide K tile.
-    batch = torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
     terms = [(_as_batched(x, batch), _as_batched(y, batch)) for x, y in phase_terms(a, b, precision.fidelity)]
     k = a.shape[-1]
     acc = torch.zeros(terms[0][0].shape[0], a.shape[-2], b.full.shape[-1], dtype=torch.float32, device=a.device)

@@ -16,7 +16,7 @@ import torch
 
 from . import _activations as activations
 from .. import numerics
-from ._common import compute_dtype, data, is_tensor, make, make_deferred, norm_dim, same_mesh, stack_broadcast
+from ._common import broadcast_shapes, compute_dtype, data, is_tensor, make, make_deferred, norm_dim, same_mesh, stack_broadcast
 from .deferred import DeferredRows, is_deferred
 from .trace import device_op
 
@@ -28,7 +28,7 @@ def _align(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:])
     a, b = stack_broadcast(a, b)
     try:
-        torch.broadcast_shapes(a.shape, b.shape)
+        broadcast_shapes(a.shape, b.shape)
     except RuntimeError as exc:
         raise RuntimeError(
             f"ttnn binary op: shapes {tuple(a.shape[1:])} and {tuple(b.shape[1:])} are not broadcastable"

@@ -12,7 +12,7 @@ import torch
 from .. import types as T
 from . import _activations as activations
 from .. import numerics
-from ._common import compute_dtype, data, make, make_deferred, require_device, same_mesh, stack_broadcast
+from ._common import broadcast_shapes, compute_dtype, data, make, make_deferred, require_device, same_mesh, stack_broadcast
 from .deferred import DeferredRows, gather_rows, is_deferred
 from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1
 from .trace import device_op
@@ -119,7 +119,7 @@ def _device_matmul_broadcast(op: str, a: torch.Tensor, b: In1Operand, precision:
         if b.full.shape[0] == 1:
             b = In1Operand(b.full.expand(a.shape[0], *b.full.shape[1:]), b.hi.expand(a.shape[0], *b.hi.shape[1:]))
     try:
-        torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
+        broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
     except RuntimeError as exc:
         raise RuntimeError(
             f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.full.shape[1:-2])} "
