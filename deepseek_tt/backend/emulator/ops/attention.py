@@ -84,21 +84,29 @@ def _prefill_attention(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                        is_causal: bool, scale: float | None) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v over [n, b, h, s, d] stacks, in query blocks."""
     heads = q.shape[-3]
-    k, v = _repeat_kv(k, heads, op), _repeat_kv(v, heads, op)
+    shared = k.shape[-3] == 1 and v.shape[-3] == 1 and heads > 1  # MLA: one latent KV head for all query heads
+    if shared:  # head by head against it: the products of a per-head copy, without the copy (see _user_attention)
+        k, v = k.squeeze(-3), v.squeeze(-3)
+
+        def product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.matmul(x[..., h, :, :], y) for h in range(heads)], -3)
+    else:
+        k, v = _repeat_kv(k, heads, op), _repeat_kv(v, heads, op)
+        product = torch.matmul
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     s_q, s_k = q.shape[-2], k.shape[-2]
     mask = compute_dtype(data(attn_mask)) if attn_mask is not None else None
     outputs = []
     for start in range(0, s_q, _Q_BLOCK):
         stop = min(s_q, start + _Q_BLOCK)
-        scores = torch.matmul(q[..., start:stop, :], k.transpose(-1, -2)) * scale
+        scores = product(q[..., start:stop, :], k.transpose(-1, -2)) * scale
         if is_causal:
             qpos = torch.arange(start, stop, device=q.device).unsqueeze(1) + (s_k - s_q)
             allowed = torch.arange(s_k, device=q.device).unsqueeze(0) <= qpos
             scores = scores.masked_fill(~allowed, float("-inf"))
         if mask is not None:
             scores = scores + mask[..., start:stop, :s_k]
-        outputs.append(torch.matmul(torch.softmax(scores, dim=-1), v))
+        outputs.append(product(torch.softmax(scores, dim=-1), v))
     return torch.cat(outputs, dim=-2)
 
 

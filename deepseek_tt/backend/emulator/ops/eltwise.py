@@ -17,7 +17,7 @@ import torch
 from . import _activations as activations
 from .. import numerics
 from ._common import broadcast_shapes, compute_dtype, data, is_tensor, make, make_deferred, norm_dim, same_mesh, stack_broadcast
-from .deferred import DeferredRows, is_deferred
+from .deferred import DeferredRows
 from .trace import device_op
 
 
@@ -77,8 +77,8 @@ def _deferred_binary(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], i
                      dtype: Any, memory_config: Any, activations_after: Any, a_activations: Any,
                      b_activations: Any) -> Any:
     """Two deferred operands of the same rows and shape (deferred.py): the result deferred too, else None."""
-    a_store, b_store = input_tensor_a._stacked, input_tensor_b._stacked
-    if not (is_deferred(a_store) and is_deferred(b_store)) or a_store.shape != b_store.shape:
+    a_store, b_store = input_tensor_a._storage, input_tensor_b._storage
+    if type(a_store) is not DeferredRows or type(b_store) is not DeferredRows or a_store.shape != b_store.shape:
         return None
     if not a_store.same_rows(b_store):
         return None
