@@ -267,6 +267,19 @@ def _decode(op: str, q_t: Any, k_t: Any, v_t: Any, head_dim_v: Any, page_table_t
         capacity = pt.shape[-1] * k.shape[-2]
         if length > capacity:
             raise RuntimeError(f"{op}: position {length - 1} is beyond the page table's capacity of {capacity}")
+        if is_causal and attn_mask is None:
+            # Users at position -1 on every device output zeros: gather the cache rows of the others only.
+            users = (pos >= 0).any(dim=0).nonzero().flatten()
+            if users.numel() < batch:
+                if v_t is None and (head_dim_v is None or not 0 < int(head_dim_v) <= k.shape[-1]):
+                    raise RuntimeError(f"{op}: head_dim_v must be in (0, {k.shape[-1]}], got {head_dim_v}")
+                out = q.new_zeros(n, 1, batch, q.shape[-2], data(v_t).shape[-1] if v_t is not None else int(head_dim_v))
+                if users.numel():
+                    sub_k = compute_dtype(_paged_view(k, pt[:, users], length))
+                    sub_v = (compute_dtype(_paged_view(data(v_t), pt[:, users], length)) if v_t is not None
+                             else sub_k[..., : int(head_dim_v)])
+                    out[:, :, users] = _decode_attention(op, q[:, :, users], sub_k, sub_v, pos[:, users], scale, True, None)
+                return make(out, q_t, memory_config=memory_config)
         keys = compute_dtype(_paged_view(k, pt, length))
         values = compute_dtype(_paged_view(data(v_t), pt, length)) if v_t is not None else None
     else:
