@@ -98,7 +98,8 @@ class Tensor:
         memory_config = DRAM_MEMORY_CONFIG if memory_config is None else memory_config
         if mesh_shape is None:
             mesh_shape = device.shape if device is not None else MeshShape(1, data.shape[0])
-        mesh_shape = MeshShape(mesh_shape)
+        if not isinstance(mesh_shape, MeshShape):
+            mesh_shape = MeshShape(mesh_shape)
         if mesh_shape.mesh_size() != data.shape[0]:
             raise RuntimeError(f"{where}: {data.shape[0]} shards for a mesh of shape {mesh_shape}")
         if device is not None:
@@ -109,7 +110,8 @@ class Tensor:
                     f"{where}: a tensor with {data.shape[0]} shards cannot live on mesh {device.shape} "
                     f"({device.get_num_devices()} devices)"
                 )
-        check_memory_config(memory_config, tile_padded_shape(data.shape[1:], layout), layout, where)
+        if not isinstance(memory_config, MemoryConfig) or memory_config.is_sharded():  # else nothing to check
+            check_memory_config(memory_config, tile_padded_shape(data.shape[1:], layout), layout, where)
         values = data if rounded else numerics.round_to_dtype(data, dtype)
         target = device.torch_device if device is not None else torch.device("cpu")
         if values.device != target:
@@ -120,6 +122,14 @@ class Tensor:
     # -- storage ------------------------------------------------------------------------------
     @property
     def _data(self) -> torch.Tensor:
+        storage = self._stacked
+        if not isinstance(storage, torch.Tensor):  # deferred values (ops/deferred.py): evaluate them whole
+            storage = self._storage = storage.full()
+        return storage
+
+    @property
+    def _stacked(self) -> Any:
+        """The storage as it is (a torch tensor or deferred values, both with ``.shape``), not evaluated."""
         if self._storage is None:
             raise RuntimeError("ttnn.Tensor: the tensor was deallocated; it cannot be used any more")
         return self._storage
@@ -153,11 +163,11 @@ class Tensor:
 
     @property
     def shape(self) -> Shape:
-        return Shape(self._data.shape[1:])
+        return Shape(self._stacked.shape[1:])
 
     @property
     def padded_shape(self) -> Shape:
-        return tile_padded_shape(self._data.shape[1:], self.layout)
+        return tile_padded_shape(self._stacked.shape[1:], self.layout)
 
     def device(self) -> MeshDevice | None:
         return self._device
@@ -193,7 +203,7 @@ class Tensor:
 
     @property
     def num_shards(self) -> int:
-        return self._data.shape[0]
+        return self._stacked.shape[0]
 
     def element_size(self) -> int:
         return {DataType.BFLOAT8_B: 1, DataType.BFLOAT4_B: 1, DataType.FLOAT32: 4, DataType.UINT32: 4,

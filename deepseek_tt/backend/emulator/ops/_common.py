@@ -14,15 +14,29 @@ import torch
 from .. import types as T
 
 
+_TENSOR_CLS: Any = None
+
+
 def tensor_cls():
     """The emulator's ``Tensor`` class (imported lazily: tensor.py imports nothing from ops)."""
-    from ..tensor import Tensor
+    global _TENSOR_CLS
+    if _TENSOR_CLS is None:
+        from ..tensor import Tensor
 
-    return Tensor
+        _TENSOR_CLS = Tensor
+    return _TENSOR_CLS
 
 
 def is_tensor(value: Any) -> bool:
-    return isinstance(value, tensor_cls())
+    return isinstance(value, _TENSOR_CLS or tensor_cls())
+
+
+def broadcast_shapes(*shapes: Any) -> torch.Size:
+    """``torch.broadcast_shapes`` with a fast path for equal shapes (the common case of every op call)."""
+    first = shapes[0]
+    if all(s == first for s in shapes[1:]):
+        return torch.Size(first)
+    return torch.broadcast_shapes(*shapes)
 
 
 def data(t: Any) -> torch.Tensor:
@@ -115,6 +129,23 @@ def make(
     return tensor_cls().from_stacked(
         stacked.contiguous(), dtype=dtype, layout=layout, device=device, memory_config=memory_config
     )
+
+
+def make_deferred(values: Any, like: Any, *, dtype: Any = None, layout: Any = None, memory_config: Any = None) -> Any:
+    """As :func:`make` for deferred values (ops/deferred.py, already rounded to ``dtype``): the tensor is
+    validated on a placeholder of their shape and then holds them."""
+    dtype = dtype if dtype is not None else like.dtype
+    layout = layout if layout is not None else like.layout
+    device = device_of(like)
+    memory_config = output_memory_config(memory_config, like)
+    if memory_config.is_sharded() and memory_config.shard_spec is None:
+        memory_config = derive_shard_spec(memory_config, values.shape[1:], layout)
+    where = device.torch_device if device is not None else torch.device("cpu")
+    placeholder = torch.empty((), dtype=values.dtype, device=where).expand(values.shape)
+    out = tensor_cls().from_stacked(placeholder, dtype=dtype, layout=layout, device=device,
+                                    memory_config=memory_config, rounded=True)
+    out._data = values
+    return out
 
 
 def derive_shard_spec(memory_config: Any, shape: Any, layout: Any, grid: Any = None) -> Any:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import types as T
+from ._common import broadcast_shapes
 
 TILE = T.TILE_SIZE
 _SRC_MANTISSA_BITS = 10
@@ -116,16 +117,20 @@ operand_cache = OperandCache(int(os.environ.get("DEEPSEEK_TT_EMULATOR_OPERAND_CA
 
 
 def phase_terms(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The (in0 part, in1 part) products that the fidelity phases add up."""
-    a_full, a_hi, a_lo = _split(a, _SRCB_HI_BITS)  # in0 -> srcB
+    """The (in0 part, in1 part) products that the fidelity phases add up.
+
+    in0 -> srcB. Only the parts a fidelity uses are built; truncating to 10 bits and then to 6 keeps the
+    same bits as truncating to 6 at once (the masks nest), so ``hi`` is one pass over ``a``.
+    """
     if fidelity == T.MathFidelity.HiFi4:
-        return [(a_full, b.full)]
+        return [(truncate_mantissa(a, _SRC_MANTISSA_BITS), b.full)]
     if fidelity == T.MathFidelity.HiFi3:
+        a_full, a_hi, a_lo = _split(a, _SRCB_HI_BITS)
         return [(a_hi, b.full), (a_lo, b.hi)]
     if fidelity == T.MathFidelity.HiFi2:
-        return [(a_hi, b.full)]
+        return [(truncate_mantissa(a, _SRCB_HI_BITS), b.full)]
     if fidelity == T.MathFidelity.LoFi:
-        return [(a_hi, b.hi)]
+        return [(truncate_mantissa(a, _SRCB_HI_BITS), b.hi)]
     raise ValueError(f"ttnn: unsupported math fidelity {fidelity!r}")
 
 
@@ -147,7 +152,7 @@ def device_matmul(a: torch.Tensor, b: In1Operand, precision: MatmulPrecision) ->
     if precision.fp32_dest_acc:
         return fidelity_matmul(a, b, precision.fidelity)
     # bf16 destination: the running sum is rounded to bf16 after every 32-wide K tile.
-    batch = torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
     terms = [(_as_batched(x, batch), _as_batched(y, batch)) for x, y in phase_terms(a, b, precision.fidelity)]
     k = a.shape[-1]
     acc = torch.zeros(terms[0][0].shape[0], a.shape[-2], b.full.shape[-1], dtype=torch.float32, device=a.device)

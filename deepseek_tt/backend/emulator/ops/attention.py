@@ -84,21 +84,29 @@ def _prefill_attention(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                        is_causal: bool, scale: float | None) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v over [n, b, h, s, d] stacks, in query blocks."""
     heads = q.shape[-3]
-    k, v = _repeat_kv(k, heads, op), _repeat_kv(v, heads, op)
+    shared = k.shape[-3] == 1 and v.shape[-3] == 1 and heads > 1  # MLA: one latent KV head for all query heads
+    if shared:  # head by head against it: the products of a per-head copy, without the copy (see _user_attention)
+        k, v = k.squeeze(-3), v.squeeze(-3)
+
+        def product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.matmul(x[..., h, :, :], y) for h in range(heads)], -3)
+    else:
+        k, v = _repeat_kv(k, heads, op), _repeat_kv(v, heads, op)
+        product = torch.matmul
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     s_q, s_k = q.shape[-2], k.shape[-2]
     mask = compute_dtype(data(attn_mask)) if attn_mask is not None else None
     outputs = []
     for start in range(0, s_q, _Q_BLOCK):
         stop = min(s_q, start + _Q_BLOCK)
-        scores = torch.matmul(q[..., start:stop, :], k.transpose(-1, -2)) * scale
+        scores = product(q[..., start:stop, :], k.transpose(-1, -2)) * scale
         if is_causal:
             qpos = torch.arange(start, stop, device=q.device).unsqueeze(1) + (s_k - s_q)
             allowed = torch.arange(s_k, device=q.device).unsqueeze(0) <= qpos
             scores = scores.masked_fill(~allowed, float("-inf"))
         if mask is not None:
             scores = scores + mask[..., start:stop, :s_k]
-        outputs.append(torch.matmul(torch.softmax(scores, dim=-1), v))
+        outputs.append(product(torch.softmax(scores, dim=-1), v))
     return torch.cat(outputs, dim=-2)
 
 
@@ -172,22 +180,48 @@ def _positions(t: Any, cur_pos: Any, batch: int, n: int, device: torch.device, o
 def _decode_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
                       scale: float | None, is_causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
     """q [n, 1, b, nh, d]; keys/values [n, b, nkv, L, d]; pos [n, b] -> [n, 1, b, nh, dv]."""
+    if is_causal and mask is None:
+        # Skipped users (position -1) output zeros whatever their scores: compute the others only. Every
+        # user's product is its own batch entry, so the active users' values are those of the full batch.
+        active = pos >= 0
+        if not bool(active.all()):
+            out = q.new_zeros(*pos.shape, q.shape[-2], values.shape[-1])
+            if bool(active.any()):
+                sel = active.nonzero(as_tuple=True)
+                out[sel] = _user_attention(op, q[:, 0][sel], keys[sel], values[sel], pos[sel], scale, True, None)
+            return out.unsqueeze(1)
+    out = _user_attention(op, q[:, 0], keys, values, pos, scale, is_causal, mask)
+    if is_causal:
+        out = out.masked_fill((pos < 0)[..., None, None], 0.0)
+    return out.unsqueeze(1)
+
+
+def _user_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
+                    scale: float | None, is_causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
+    """q [..., nh, d]; keys/values [..., nkv, L, d]; pos [...] -> [..., nh, dv] (no zeroing of skipped users)."""
     heads = q.shape[-2]
-    qh = q[:, 0].unsqueeze(-2)  # [n, b, nh, 1, d]
-    keys, values = _repeat_kv(keys, heads, op), _repeat_kv(values, heads, op)
+    qh = q.unsqueeze(-2)  # [..., nh, 1, d]
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    scores = torch.matmul(qh, keys.transpose(-1, -2)) * scale  # [n, b, nh, 1, L]
+    shared = keys.shape[-3] == 1 and heads > 1  # MLA: one latent KV head for every query head
+    if shared:
+        # Head by head against the one KV head: the same [1, d] x [d, L] products as over a copy of the
+        # cache repeated per head (a batched product's entries are computed independently), without the copy.
+        keys, values = keys.squeeze(-3), values.squeeze(-3)
+        scores = torch.stack([torch.matmul(qh[..., h, :, :], keys.transpose(-1, -2)) for h in range(heads)], -3)
+        scores = scores * scale
+    else:
+        keys, values = _repeat_kv(keys, heads, op), _repeat_kv(values, heads, op)
+        scores = torch.matmul(qh, keys.transpose(-1, -2)) * scale  # [..., nh, 1, L]
     length = keys.shape[-2]
     if is_causal:
-        allowed = torch.arange(length, device=q.device).view(1, 1, length) <= pos.unsqueeze(-1)  # [n, b, L]
-        scores = scores.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
+        allowed = torch.arange(length, device=q.device) <= pos.unsqueeze(-1)  # [..., L]
+        scores = scores.masked_fill(~allowed[..., None, None, :], float("-inf"))
     if mask is not None:
         scores = scores + mask
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-    out = torch.matmul(probs, values).squeeze(-2)  # [n, b, nh, dv]
-    if is_causal:
-        out = out.masked_fill((pos < 0)[:, :, None, None], 0.0)
-    return out.unsqueeze(1)
+    if shared:
+        return torch.stack([torch.matmul(probs[..., h, :, :], values) for h in range(heads)], -3).squeeze(-2)
+    return torch.matmul(probs, values).squeeze(-2)  # [..., nh, dv]
 
 
 def _paged_view(cache: torch.Tensor, page_table: torch.Tensor, length: int) -> torch.Tensor:
@@ -233,6 +267,19 @@ def _decode(op: str, q_t: Any, k_t: Any, v_t: Any, head_dim_v: Any, page_table_t
         capacity = pt.shape[-1] * k.shape[-2]
         if length > capacity:
             raise RuntimeError(f"{op}: position {length - 1} is beyond the page table's capacity of {capacity}")
+        if is_causal and attn_mask is None:
+            # Users at position -1 on every device output zeros: gather the cache rows of the others only.
+            users = (pos >= 0).any(dim=0).nonzero().flatten()
+            if users.numel() < batch:
+                if v_t is None and (head_dim_v is None or not 0 < int(head_dim_v) <= k.shape[-1]):
+                    raise RuntimeError(f"{op}: head_dim_v must be in (0, {k.shape[-1]}], got {head_dim_v}")
+                out = q.new_zeros(n, 1, batch, q.shape[-2], data(v_t).shape[-1] if v_t is not None else int(head_dim_v))
+                if users.numel():
+                    sub_k = compute_dtype(_paged_view(k, pt[:, users], length))
+                    sub_v = (compute_dtype(_paged_view(data(v_t), pt[:, users], length)) if v_t is not None
+                             else sub_k[..., : int(head_dim_v)])
+                    out[:, :, users] = _decode_attention(op, q[:, :, users], sub_k, sub_v, pos[:, users], scale, True, None)
+                return make(out, q_t, memory_config=memory_config)
         keys = compute_dtype(_paged_view(k, pt, length))
         values = compute_dtype(_paged_view(data(v_t), pt, length)) if v_t is not None else None
     else:

@@ -6,18 +6,19 @@ from typing import Any, Sequence
 
 import torch
 
+from .. import numerics
 from .. import types as T
 from ._common import as_int_list, data, device_of, tensor_cls
 from .trace import device_op
 
 
-def _create(values: torch.Tensor, dtype: Any, layout: Any, device: Any, memory_config: Any) -> Any:
+def _create(values: torch.Tensor, dtype: Any, layout: Any, device: Any, memory_config: Any, rounded: bool = False) -> Any:
     shards = device.get_num_devices() if device is not None else 1
     target = device.torch_device if device is not None else torch.device("cpu")
     stacked = values.to(target).unsqueeze(0).expand(shards, *values.shape)
     return tensor_cls().from_stacked(
         stacked.contiguous(), dtype=dtype, layout=layout, device=device,
-        memory_config=memory_config if memory_config is not None else T.DRAM_MEMORY_CONFIG,
+        memory_config=memory_config if memory_config is not None else T.DRAM_MEMORY_CONFIG, rounded=rounded,
     )
 
 
@@ -27,6 +28,11 @@ def full(shape: Sequence[int], fill_value: float, dtype: Any = None, layout: Any
     """``ttnn.full``: every device of ``device`` gets a ``shape`` tensor of ``fill_value``."""
     dtype = dtype or T.DataType.BFLOAT16
     layout = layout or T.Layout.ROW_MAJOR
+    if dtype in T.BLOCK_FLOAT_DTYPES:
+        # Every block of a constant holds the same value: round one block, not the whole tensor.
+        value = numerics.round_to_dtype(torch.full((T.FACE_SIZE,), float(fill_value)), dtype)[0]
+        return _create(torch.full(as_int_list(shape), value.item(), dtype=value.dtype), dtype, layout, device,
+                       memory_config, rounded=True)
     return _create(torch.full(as_int_list(shape), float(fill_value)), dtype, layout, device, memory_config)
 
 

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import torch
 
 from .. import types as T
-from ._common import as_int_list, compute_dtype, data, device_of, is_tensor, make, norm_dim, same_mesh
+from ._common import as_int_list, compute_dtype, data, device_of, is_tensor, make, make_deferred, norm_dim, same_mesh
+from .deferred import is_deferred
 from .trace import device_op
 
 
@@ -39,7 +40,7 @@ def reshape(input_tensor: Any, shape: Any, *, memory_config: Any = None, pad_val
             reshape_tile_mode: Any = TileReshapeMapMode.CACHE, sub_core_grids: Any = None,
             skip_padding_fill: bool = False) -> Any:
     """``ttnn.reshape`` of the per-device shape (one -1 allowed)."""
-    x = data(input_tensor)
+    x = input_tensor._stacked if is_tensor(input_tensor) else data(input_tensor)
     new = as_int_list(shape)
     if new.count(-1) > 1:
         raise RuntimeError("ttnn.reshape: at most one dimension may be -1")
@@ -54,6 +55,11 @@ def reshape(input_tensor: Any, shape: Any, *, memory_config: Any = None, pad_val
             f"ttnn.reshape: the new shape {tuple(new)} has {math.prod(new)} elements, the tensor "
             f"{tuple(x.shape[1:])} has {volume}"
         )
+    if is_deferred(x):
+        view = x.reshaped((x.shape[0], *new))
+        if view is not None:
+            return make_deferred(view, input_tensor, memory_config=memory_config)
+        x = data(input_tensor)
     return make(x.reshape(x.shape[0], *new), input_tensor, memory_config=memory_config)
 
 
@@ -234,6 +240,10 @@ def tensor_with(tensor: Any, *, dtype: Any = None, layout: Any = None, memory_co
     """A copy of ``tensor`` with some attributes changed (values re-rounded to the dtype)."""
     from ._common import tensor_cls
 
+    stored = tensor._stacked
+    if is_deferred(stored) and (dtype is None or dtype == tensor.dtype):  # values unchanged: still deferred
+        return make_deferred(stored, tensor, dtype=tensor.dtype, layout=layout or tensor.layout,
+                             memory_config=memory_config)
     return tensor_cls().from_stacked(
         data(tensor),
         dtype=dtype or tensor.dtype,

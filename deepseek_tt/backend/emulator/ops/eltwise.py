@@ -15,7 +15,9 @@ from typing import Any, Callable
 import torch
 
 from . import _activations as activations
-from ._common import compute_dtype, data, is_tensor, make, norm_dim, same_mesh, stack_broadcast
+from .. import numerics
+from ._common import broadcast_shapes, compute_dtype, data, is_tensor, make, make_deferred, norm_dim, same_mesh, stack_broadcast
+from .deferred import DeferredRows
 from .trace import device_op
 
 
@@ -26,7 +28,7 @@ def _align(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:])
     a, b = stack_broadcast(a, b)
     try:
-        torch.broadcast_shapes(a.shape, b.shape)
+        broadcast_shapes(a.shape, b.shape)
     except RuntimeError as exc:
         raise RuntimeError(
             f"ttnn binary op: shapes {tuple(a.shape[1:])} and {tuple(b.shape[1:])} are not broadcastable"
@@ -51,6 +53,11 @@ def _binary(
         raise TypeError(f"ttnn.{name}: at least one input must be a ttnn.Tensor")
     same_mesh(f"ttnn.{name}", *tensors)
     like = tensors[0]
+    if len(tensors) == 2 and output_tensor is None:
+        deferred = _deferred_binary(fn, input_tensor_a, input_tensor_b, dtype, memory_config, activations_after,
+                                    a_activations, b_activations)
+        if deferred is not None:
+            return deferred
     a = compute_dtype(data(input_tensor_a)) if is_tensor(input_tensor_a) else float(input_tensor_a)
     b = compute_dtype(data(input_tensor_b)) if is_tensor(input_tensor_b) else float(input_tensor_b)
     if isinstance(a, torch.Tensor):
@@ -64,6 +71,30 @@ def _binary(
         raise TypeError(f"ttnn.{name}: at least one input must be a ttnn.Tensor")
     result = make(out, like, dtype=dtype, memory_config=memory_config)
     return _into(result, output_tensor)
+
+
+def _deferred_binary(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], input_tensor_a: Any, input_tensor_b: Any,
+                     dtype: Any, memory_config: Any, activations_after: Any, a_activations: Any,
+                     b_activations: Any) -> Any:
+    """Two deferred operands of the same rows and shape (deferred.py): the result deferred too, else None."""
+    a_store, b_store = input_tensor_a._storage, input_tensor_b._storage
+    if type(a_store) is not DeferredRows or type(b_store) is not DeferredRows or a_store.shape != b_store.shape:
+        return None
+    if not a_store.same_rows(b_store):
+        return None
+    out_dtype = dtype if dtype is not None else input_tensor_a.dtype
+
+    def apply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a = activations.apply_all(compute_dtype(a), a_activations)
+        b = activations.apply_all(compute_dtype(b), b_activations)
+        return numerics.round_to_dtype(activations.apply_all(fn(a, b), activations_after), out_dtype)
+
+    values = DeferredRows.create(
+        a_store.shape, numerics.storage_torch_dtype(out_dtype), a_store.groups, a_store.group_rows,
+        lambda: apply(a_store.full(), b_store.full()),
+        lambda groups_idx, sel: apply(a_store.rows(groups_idx, sel), b_store.rows(groups_idx, sel)), a_store.device,
+    )
+    return make_deferred(values, input_tensor_a, dtype=out_dtype, memory_config=memory_config)
 
 
 def _into(result: Any, output_tensor: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,9 @@ import torch
 
 from .. import types as T
 from . import _activations as activations
-from ._common import compute_dtype, data, make, require_device, same_mesh, stack_broadcast
+from .. import numerics
+from ._common import broadcast_shapes, compute_dtype, data, make, make_deferred, require_device, same_mesh, stack_broadcast
+from .deferred import DeferredRows, gather_rows, is_deferred
 from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1
 from .trace import device_op
 
@@ -77,6 +80,8 @@ def validate_program_config(cfg: Any, op: str, batch: int, m: int, k: int, n: in
                                f"{grid.x}x{grid.y} (transpose_mcast={cfg.transpose_mcast})")
 
 
+#: Per-batch-weight (expert) products deferred to the rows that are read (deferred.py); 0 turns it off.
+DEFER_EXPERT_ROWS = os.environ.get("DEEPSEEK_TT_EMULATOR_DEFER_ROWS", "1") != "0"
 #: Bytes per weight value of a prepared in1 operand and its temporaries (fp32 ``full``, ``hi`` and ``lo``).
 _IN1_BYTES_PER_VALUE = 12
 #: Weights whose prepared operand would exceed this are multiplied in column slices (not cached).
@@ -114,7 +119,7 @@ def _device_matmul_broadcast(op: str, a: torch.Tensor, b: In1Operand, precision:
         if b.full.shape[0] == 1:
             b = In1Operand(b.full.expand(a.shape[0], *b.full.shape[1:]), b.hi.expand(a.shape[0], *b.hi.shape[1:]))
     try:
-        torch.broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
+        broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
     except RuntimeError as exc:
         raise RuntimeError(
             f"{op}: batch dims of input_tensor_a {tuple(a.shape[1:-2])} and input_tensor_b {tuple(b.full.shape[1:-2])} "
@@ -136,11 +141,20 @@ def _matmul(
     program_config: Any,
     activation: Any,
     compute_kernel_config: Any,
+    defer: bool = True,
 ) -> Any:
     _check_operand(input_tensor_a, "input_tensor_a", op)
     _check_operand(input_tensor_b, "input_tensor_b", op)
     same_mesh(op, input_tensor_a, input_tensor_b, bias)
     fused = _check_program_config(program_config, op)
+    if defer and DEFER_EXPERT_ROWS and bias is None and not transpose_a:
+        deferred = _deferred_expert_matmul(
+            op, input_tensor_a, input_tensor_b, transpose_b=transpose_b, memory_config=memory_config, dtype=dtype,
+            program_config=program_config, fused=fused, activation=activation,
+            compute_kernel_config=compute_kernel_config,
+        )
+        if deferred is not None:
+            return deferred
     a = compute_dtype(data(input_tensor_a))
     b_storage = data(input_tensor_b)
     if a.dim() < 2 or b_storage.dim() < 2:
@@ -189,6 +203,63 @@ def _matmul(
         layout=T.Layout.TILE,
         memory_config=memory_config or T.DRAM_MEMORY_CONFIG,
     )
+
+
+def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *, transpose_b: bool, memory_config: Any,
+                            dtype: Any, program_config: Any, fused: Any, activation: Any,
+                            compute_kernel_config: Any) -> Any:
+    """A product of per-batch weights (experts: ``[.., E, T, K] x [.., E, K, N]``, same batch dims) as deferred
+    rows (deferred.py), or None for any other product."""
+    a_store = input_tensor_a._stacked
+    b_storage = data(input_tensor_b)
+    if b_storage.dim() < 4 or a_store.dim() != b_storage.dim():
+        return None
+    batch = tuple(b_storage.shape[1:-2])
+    groups = math.prod(batch)
+    if groups < 2 or tuple(a_store.shape[1:-2]) != batch or a_store.shape[0] != b_storage.shape[0]:
+        return None
+    if b_storage.numel() * _IN1_BYTES_PER_VALUE > _CHUNK_BYTES:
+        return None
+    k, n_out = (b_storage.shape[-1], b_storage.shape[-2]) if transpose_b else (b_storage.shape[-2], b_storage.shape[-1])
+    if a_store.shape[-1] != k:
+        return None  # the dense path reports the mismatch
+    if is_deferred(a_store) and a_store.groups != groups:
+        return None
+    precision = matmul_precision(compute_kernel_config)
+    rows = a_store.shape[-2]
+    validate_program_config(program_config, op, groups, rows, k, n_out, precision.fp32_dest_acc)
+    out_dtype = dtype or input_tensor_a.dtype
+    rank = b_storage.dim()
+
+    def operand() -> In1Operand:
+        return operand_cache.get(b_storage, (bool(transpose_b), rank), lambda: _prepare_in1(b_storage, transpose_b, rank))
+
+    def finish(out: torch.Tensor) -> torch.Tensor:
+        out = activations.apply(activations.apply(out, fused), activation)
+        return numerics.round_to_dtype(out, out_dtype)
+
+    def full() -> torch.Tensor:
+        a = compute_dtype(a_store.full() if is_deferred(a_store) else a_store)
+        return finish(_device_matmul_broadcast(op, a, operand(), precision))
+
+    def some_rows(groups_idx: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        if is_deferred(a_store):
+            a = a_store.rows(groups_idx, sel)
+        else:
+            a = gather_rows(a_store, groups, groups_idx, sel)
+        b = operand()
+        n = b.full.shape[0]
+        full_b, hi_b = b.full.reshape(n, groups, k, n_out), b.hi.reshape(n, groups, k, n_out)
+        a = compute_dtype(a)
+        # Group by group against views of the cached weights (no copy of the selected experts' weights).
+        outs = [_device_matmul_broadcast(op, a[:, i], In1Operand(full_b[:, g], hi_b[:, g]), precision)
+                for i, g in enumerate(groups_idx.tolist())]
+        return finish(torch.stack(outs, dim=1))
+
+    values = DeferredRows.create((*a_store.shape[:-1], n_out), numerics.storage_torch_dtype(out_dtype), groups, rows,
+                                 full, some_rows, b_storage.device)
+    return make_deferred(values, input_tensor_a, dtype=out_dtype, layout=T.Layout.TILE,
+                         memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
 
 
 @device_op

@@ -14,6 +14,7 @@ import torch
 from .. import types as T
 from ._common import compute_dtype, data, make, require_device, same_mesh
 from .collectives import group_gather, groups
+from .deferred import DeferredRows, is_deferred, row_selection, scatter_rows
 from .trace import device_op
 
 
@@ -98,7 +99,9 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
     op = "ttnn.all_to_all_combine"
     require_device(input_tensor, op)
     same_mesh(op, input_tensor, expert_metadata_tensor, expert_mapping_tensor)
-    x = _rank4(input_tensor, "input_tensor", op)
+    x = input_tensor._stacked  # deferred expert outputs (deferred.py) are evaluated for the rows read only
+    if not is_deferred(x) or x.dim() != 5:
+        x = _rank4(input_tensor, "input_tensor", op)
     meta = _rank4(expert_metadata_tensor, "expert_metadata_tensor", op).long()
     n = x.shape[0]
     table = _mapping(expert_mapping_tensor, n, op)
@@ -145,6 +148,8 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
         expert_row = torch.zeros_like(src)
     else:
         expert_row = local_index[meta_mine]
+    if is_deferred(x):
+        x = _read_rows(x, valid, src, expert_row, b_idx, s_idx)
     values = x[src, expert_row, b_idx, s_idx]  # [n, b, s, K, H]
     valid = valid.permute(0, 3, 1, 2).unsqueeze(-1)  # [n, K, b, s, 1]
     values = values.permute(0, 3, 1, 2, 4)  # [n, K, b, s, H]
@@ -157,6 +162,24 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
         return output_tensor
     out = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=device))
     return make(out, input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
+
+
+def _read_rows(x: DeferredRows, valid: torch.Tensor, *index: torch.Tensor) -> torch.Tensor:
+    """Dense ``[n, E, B, S, H]`` values of deferred ``x`` holding the rows that valid slots read (``x[index]``
+    where ``valid``), zero elsewhere (the other rows are never read)."""
+    n, groups, bdim, sdim, width = x.shape
+    if (x.groups, x.group_rows) != (groups, bdim * sdim):
+        return x.full()
+    src, expert_row, b_idx, s_idx = torch.broadcast_tensors(*index)
+    needed = torch.zeros(n, groups, bdim * sdim, dtype=torch.bool)
+    needed[src[valid].cpu(), expert_row[valid].cpu(), (b_idx * sdim + s_idx)[valid].cpu()] = True
+    buckets = row_selection(needed)
+    if buckets is None:
+        return x.full()
+    dense = torch.zeros(n, groups, bdim * sdim, width, dtype=x.dtype, device=x.device)
+    for groups_idx, sel in buckets:
+        scatter_rows(dense, groups, groups_idx, sel, x.rows(groups_idx, sel))
+    return dense.reshape(x.shape)
 
 
 @device_op

@@ -150,7 +150,7 @@ def _lookup(mesh_device: Any, trace_id: Any, op: str) -> _Trace:
 def _move_into(target: Any, fresh: Any) -> None:
     if target is fresh:
         return
-    if target.is_allocated() and tuple(target._data.shape) != tuple(fresh._data.shape):
+    if target.is_allocated() and tuple(target.shape) != tuple(fresh.shape):
         raise TraceError("execute_trace: a replayed op produced a different shape than at capture time")
     target.__dict__.update(fresh.__dict__)
 
