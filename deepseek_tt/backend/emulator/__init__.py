@@ -67,7 +67,7 @@ core = SimpleNamespace(divup=_divup, roundup=_roundup)
 def _load_ops() -> None:
     """Import the op modules in ``ops/`` and export what they declare.
 
-    Convention (docs/ARCHITECTURE.md): a module's ``__all__`` names become ``ttnn.<name>``; its optional
+    Convention: a module's ``__all__`` names become ``ttnn.<name>``; its optional
     dicts ``TRANSFORMER_OPS`` / ``EXPERIMENTAL_OPS`` (name -> function) fill ``ttnn.transformer`` /
     ``ttnn.experimental``. Modules whose name starts with ``_`` are helpers and export nothing.
     """

@@ -1,6 +1,6 @@
 """Attention ops: rotary embedding (llama/interleaved form), prefill SDPA and FlashMLA prefill, and the
 (paged) decode SDPA / FlashMLA decode. Math in fp32 on the stored inputs; outputs rounded to the
-query's dtype. Shapes and argument names follow ttnn 0.81 (see docs/ARCHITECTURE.md)."""
+query's dtype. Shapes and argument names follow ttnn 0.81."""
 
 from __future__ import annotations
 

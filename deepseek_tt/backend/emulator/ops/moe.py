@@ -1,4 +1,4 @@
-"""MoE all-to-all: ``ttnn.all_to_all_dispatch`` and ``ttnn.all_to_all_combine`` (see ARCHITECTURE.md).
+"""MoE all-to-all: ``ttnn.all_to_all_dispatch`` and ``ttnn.all_to_all_combine``, with ttnn 0.81 signatures.
 
 Dispatch group: the devices along ``cluster_axis`` that share the other mesh coordinate (the whole mesh
 when None). ``expert_mapping_tensor`` is ``[1, 1, E, D]`` per device (replicated), one-hot: row e has a
