@@ -382,8 +382,8 @@ BUGS: tuple[Bug, ...] = (
         (
             Edit(
                 EXPERTS,
-                "chunk[device // cols, (device % cols) * size + j] = w.to(torch.float32).T",
-                "chunk[device % rows, (device // rows) * size + j] = w.to(torch.float32).T",
+                'f"{device * per_device + first + j}.{hf_name}.weight"',
+                'f"{((device % cols) * rows + device // cols) * per_device + first + j}.{hf_name}.weight"',
             ),
         ),
     ),
