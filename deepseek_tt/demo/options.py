@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek_tt.demo.errors import DemoInputError
+from deepseek_tt.runtime.model_config import DEFAULT_MAX_SEQ_LEN
 
 GENERATOR_CHOICES = ("bp", "pp")
 SINGLE_LAYER_CHOICES = ("mlp", "moe")
@@ -50,7 +51,7 @@ class DemoOptions:
     top_p: float | None = None
     seed: int = 0
     random_weights_preset: str = "full"
-    max_seq_len: int = 4096
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     recalculate_weights: bool = False
     progress: bool = True
     #: The files the prompts came from (``output_path`` may not be one of them).

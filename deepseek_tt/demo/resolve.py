@@ -115,7 +115,7 @@ def _check_tt_fit(model: ModelChoice, mesh: tuple[int, int]) -> None:
 
 def _cache_entry_valid(model: ModelChoice, mesh: tuple[int, int], cache: Path, dtype_policy: str) -> bool:
     """Whether the weight cache already holds these weights (then it need not be writable)."""
-    from deepseek_tt.runtime.tt_model import RANDOM_WEIGHTS_SEED
+    from deepseek_tt.runtime.model_config import RANDOM_WEIGHTS_SEED
     from deepseek_tt.weights.convert import model_weight_cache
 
     if cache.exists() and not cache.is_dir():

@@ -15,6 +15,11 @@ ModelT = TypeVar("ModelT")
 
 from deepseek_tt.config.environment import CACHE_DIR_ENV
 
+#: Default longest sequence (prompt + generation) a runtime model is built for.
+DEFAULT_MAX_SEQ_LEN = 4096
+#: Seed of ``random_weights=True`` models (the same values on the TT and the reference side).
+RANDOM_WEIGHTS_SEED = 0
+
 
 def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str | Path | None, random_weights: bool,
                         hf_config: Any = None) -> Any:

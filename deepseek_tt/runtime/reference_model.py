@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, DynamicCache
 
+from deepseek_tt.runtime.model_config import DEFAULT_MAX_SEQ_LEN, RANDOM_WEIGHTS_SEED
+
 DEFAULT_USERS_PER_ROW = 32
-DEFAULT_MAX_SEQ_LEN = 4096
-RANDOM_WEIGHTS_SEED = 0
 
 
 def _load_pretrained(model_path: Path, dtype: torch.dtype) -> DeepseekV3ForCausalLM:

@@ -35,15 +35,13 @@ from deepseek_tt.modules.forward_context import ForwardContext, StageObserver
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
+from deepseek_tt.runtime.model_config import DEFAULT_MAX_SEQ_LEN, RANDOM_WEIGHTS_SEED, load_through_cache, resolve_load_config
 from deepseek_tt.runtime.token_ids import check_token_ids
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_USERS_PER_ROW = kv_cache.USERS_PER_ROW
-DEFAULT_MAX_SEQ_LEN = 4096
-RANDOM_WEIGHTS_SEED = 0
 
 
 def _round_up(value: int, multiple: int) -> int:
