@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from suites.accuracy.matrix import Case, run_for, tensor_digest
+from suites.demo.conftest import run_cli, write_prompts  # noqa: F401  (run_cli: the demo suite's in-process CLI fixture)
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.quick]
 
@@ -97,7 +98,6 @@ def embedded_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
 
 
 def _demo_tokens(run_cli, tmp_path: Path) -> dict[str, list[list[int]]]:
-    from suites.demo.conftest import write_prompts
 
     model_dir = _embedded_model_dir()
     prompts = write_prompts(tmp_path / "prompts.json", list(PROMPTS))
@@ -131,20 +131,6 @@ def emulated_mesh_1x1():
     device = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
     yield device
     ttnn.close_mesh_device(device)
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]):
-    from suites.demo.conftest import CliResult
-    from deepseek_tt.demo.cli import main
-
-    def run(*argv: Any, runtime: str) -> CliResult:
-        capsys.readouterr()
-        code = main([str(a) for a in argv] + ["--no-progress", "--runtime", runtime])
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run
 
 
 def test_outputs_bit_identical_to_the_recorded_golden(embedded_outputs, run_cli, tmp_path, request, record_result):
