@@ -9,6 +9,7 @@ reference, ``galaxy-tiny`` for the TT-NN model (whose rotary op needs head dims 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -88,6 +89,15 @@ class ModelChoice:
     @property
     def random_weights(self) -> bool:
         return self.path is None
+
+    @functools.cached_property
+    def weights(self) -> Any:
+        """The ``weights.convert.WeightSource`` of this model (one per run: the demo's cache check and the
+        loader share its checkpoint identity)."""
+        from deepseek_tt.runtime.model_config import RANDOM_WEIGHTS_SEED
+        from deepseek_tt.weights.convert import WeightSource
+
+        return WeightSource.of(self.path, self.random_weights, RANDOM_WEIGHTS_SEED)
 
     @property
     def flag(self) -> str:

@@ -47,6 +47,8 @@ class ResolvedRun:
     #: ``(text, token ids)`` per prompt, or None with teacher forcing (the prompt is the reference's).
     token_prompts: list[tuple[str, list[int]]] | None
     reference: Any = None  # deepseek_tt.accuracy.refpt reference, with --token-accuracy
+    #: The TT model split over the mesh rows (``--generator pp``; teacher forcing always runs batched).
+    pipelined: bool = False
 
 
 def _sampling(o: DemoOptions) -> Any:
@@ -113,16 +115,21 @@ def _check_tt_fit(model: ModelChoice, mesh: tuple[int, int]) -> None:
         raise DemoInputError(f"--mesh-shape {format_mesh_shape(mesh)}: {misfit}")
 
 
-def _cache_entry_valid(model: ModelChoice, mesh: tuple[int, int], cache: Path, dtype_policy: str) -> bool:
-    """Whether the weight cache already holds these weights (then it need not be writable)."""
-    from deepseek_tt.runtime.model_config import RANDOM_WEIGHTS_SEED
-    from deepseek_tt.weights.convert import model_weight_cache
-
+def _cache_entry_valid(model: ModelChoice, mesh: tuple[int, int], cache: Path, dtype_policy: str, pipelined: bool) -> bool:
+    """Whether the weight cache already holds the entry the run will load (then it need not be writable)."""
     if cache.exists() and not cache.is_dir():
         return False
-    source = {"random_seed": RANDOM_WEIGHTS_SEED} if model.random_weights else {"model_path": model.path}
+    layout = None
+    if pipelined:
+        from deepseek_tt.modules.pipeline import PipelineConfigError
+        from deepseek_tt.runtime.pipelined_model import pipeline_layout
+
+        try:
+            layout = pipeline_layout(model.hf_config, mesh[0])
+        except PipelineConfigError:
+            return False  # the load names the problem
     try:
-        return model_weight_cache(model.hf_config, mesh, cache, dtype_policy=dtype_policy, **source).check(verify_checksums=False)[0]
+        return model.weights.cache(model.hf_config, mesh, cache, dtype_policy, layout=layout).check(verify_checksums=False)[0]
     except OSError:
         return False
 
@@ -202,17 +209,20 @@ def resolve(options: DemoOptions) -> ResolvedRun:
     model = choose_model(o.model_path, cache, runtime, o.random_weights, o.random_weights_preset)
     if runtime == "tt":
         _check_tt_fit(model, mesh)
-    needs_write = runtime == "tt" and (o.recalculate_weights or not _cache_entry_valid(model, mesh, cache, o.dtype_policy))
-    check_cache_dir(cache, cache_dir_flag(o.cache_dir), needs_write=needs_write)
     vocab_size = int(model.hf_config.vocab_size)
     reference = _reference(o, vocab_size)
+    pipelined = runtime == "tt" and o.generator == "pp" and reference is None  # teacher forcing runs bp
+    needs_write = runtime == "tt" and (
+        o.recalculate_weights or not _cache_entry_valid(model, mesh, cache, o.dtype_policy, pipelined))
+    check_cache_dir(cache, cache_dir_flag(o.cache_dir), needs_write=needs_write)
     codec = _codec(model)
     hf_context = getattr(model.hf_config, "max_position_embeddings", o.max_seq_len) or o.max_seq_len
     context = min(int(o.max_seq_len), int(hf_context))
     if reference is not None and reference.length > context:
         raise DemoInputError(f"--reference-file {reference.path}: {reference.length} tokens exceed the model's context of {context} tokens")
     token_prompts = None if reference is not None else encode_prompts(prompts, codec, vocab_size, context)
-    return ResolvedRun(o, sampling, mesh, backend, runtime, cache, model, codec, output_path, token_prompts, reference)
+    return ResolvedRun(o, sampling, mesh, backend, runtime, cache, model, codec, output_path, token_prompts, reference,
+                       pipelined)
 
 
 __all__ = ["ResolvedRun", "encode_prompts", "resolve"]

@@ -86,7 +86,7 @@ def _load(run: ResolvedRun, mesh_device: Any) -> Any:
             max_seq_len=o.max_seq_len,
             recalculate_weights=o.recalculate_weights,
             progress=o.progress,
-            pipelined=o.generator == "pp" and run.reference is None,
+            pipelined=run.pipelined,
         )
     except PipelineConfigError as exc:
         raise DemoInputError(f"--generator pp: {exc}") from None

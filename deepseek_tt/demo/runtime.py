@@ -63,11 +63,11 @@ def load_model(
     if runtime == "tt" and pipelined:
         from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
 
-        return PipelinedTtModel.load(model.path, mesh_device, cache_dir, **common)
+        return PipelinedTtModel.load(model.path, mesh_device, cache_dir, **common, weight_source=model.weights)
     if runtime == "tt":
         from deepseek_tt.runtime.tt_model import TtModel
 
-        return TtModel.load(model.path, mesh_device, cache_dir, **common)
+        return TtModel.load(model.path, mesh_device, cache_dir, **common, weight_source=model.weights)
     from deepseek_tt.runtime.reference_model import ReferenceModel
 
     import torch

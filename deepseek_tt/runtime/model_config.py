@@ -1,5 +1,5 @@
 """What ``TtModel.load`` and ``PipelinedTtModel.load`` share: the Hugging Face config they load with
-(:func:`resolve_load_config`) and the weight-cache load with per-file checksum verification and the rebuild
+(:func:`resolve_load_config`), the source of the weights (:func:`resolve_weight_source`) and the weight-cache load with per-file checksum verification and the rebuild
 of a corrupt entry (:func:`load_through_cache`)."""
 
 from __future__ import annotations
@@ -39,6 +39,20 @@ def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str 
     if cache_dir is None:
         raise ValueError(f"{who}: cache_dir is required (--cache-dir or ${CACHE_DIR_ENV})")
     return hf_config
+
+
+def resolve_weight_source(who: str, model_path: str | Path | None, random_weights: bool, seed: int,
+                          weight_source: Any = None) -> Any:
+    """The ``WeightSource`` a ``load`` call names: ``weight_source`` when the caller resolved it already (its
+    checkpoint identity is then reused, not read again), which must name the same weights; else a new one."""
+    from deepseek_tt.weights.convert import WeightSource
+
+    named = WeightSource.of(model_path, random_weights, seed)
+    if weight_source is None:
+        return named
+    if weight_source != named:
+        raise ValueError(f"{who}: weight_source {weight_source} does not name the weights of the other arguments ({named})")
+    return weight_source
 
 
 def load_through_cache(

@@ -32,7 +32,7 @@ from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_page_tables, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config
+from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config, resolve_weight_source
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
 from deepseek_tt.runtime.token_ids import check_token_ids
 from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, _round_up
@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 #: cache-entry identity of the pipelined weight layout (converted per stage submesh)
 PIPELINE_LAYOUT = "row-pipeline-v1"
+
+
+def pipeline_layout(hf_config: Any, rows: int) -> dict[str, Any]:
+    """What tells a pipelined weight-cache entry apart from the batched model's: the layout and each stage's
+    layers (``PipelineConfigError`` when the layers cannot be split over ``rows`` stages)."""
+    stages = assign_stages(int(hf_config.num_hidden_layers), rows)
+    return {"layout": PIPELINE_LAYOUT, "stages": [[s.start, s.stop] for s in stages]}
 
 
 def external_kv_cache_refused(what: str) -> ValueError:
@@ -134,32 +141,19 @@ class PipelinedTtModel:
         hf_config: Any = None,
         seed: int = RANDOM_WEIGHTS_SEED,
         progress: bool = True,
+        weight_source: Any = None,
     ) -> "PipelinedTtModel":
         """As ``TtModel.load``; the stage layout is checked before any weight is read."""
-        from deepseek_tt.weights.cache import WeightCache, checkpoint_identity
-        from deepseek_tt.weights.convert import RandomStateDict, random_generator_identity
-        from deepseek_tt.weights.lazy_state_dict import LazyStateDict
-
         hf_config = resolve_load_config("PipelinedTtModel.load", model_path, cache_dir, random_weights, hf_config)
         rows = mesh_shape(mesh_device)[0]
-        stages = assign_stages(int(hf_config.num_hidden_layers), rows)
+        layout = pipeline_layout(hf_config, rows)  # checks the stage split
         policy = get_dtype_policy(dtype_policy)
-        if random_weights:
-            identity: dict[str, Any] = {"random": {"seed": int(seed), "generator": random_generator_identity()}}
-
-            def source() -> Any:
-                return RandomStateDict(hf_config, int(seed))
-        else:
-            identity = checkpoint_identity(Path(model_path))  # type: ignore[arg-type]
-
-            def source() -> Any:
-                return LazyStateDict(model_path, dequantize=True, dtype=torch.float32)
-
-        identity = {**identity, "layout": PIPELINE_LAYOUT, "stages": [[s.start, s.stop] for s in stages]}
-        cache = WeightCache(Path(cache_dir), hf_config, policy, mesh_shape(mesh_device), identity)
+        source = resolve_weight_source("PipelinedTtModel.load", model_path, random_weights, seed, weight_source)
+        cache = source.cache(hf_config, mesh_shape(mesh_device), Path(cache_dir), policy, layout=layout)
 
         def convert(out_dir: Path) -> dict[str, Any]:
-            return PipelinedModel.convert_weights(hf_config, source(), out_dir, mesh_device, dtype_policy=policy, progress=progress)
+            return PipelinedModel.convert_weights(hf_config, source.state_dict(hf_config), out_dir, mesh_device,
+                                                  dtype_policy=policy, progress=progress)
 
         def load_or_convert(recalculate: bool, reason: str | None) -> Any:
             return cache.load_or_convert(convert, recalculate=recalculate, verify_checksums=False, reason=reason)  # the loads verify
@@ -311,4 +305,4 @@ class PipelinedTtModel:
         raise external_kv_cache_refused("allocate_kv_cache (an external paged KV cache)")
 
 
-__all__ = ["PIPELINE_LAYOUT", "PipelineItem", "PipelinedTtModel", "external_kv_cache_refused"]
+__all__ = ["PIPELINE_LAYOUT", "pipeline_layout", "PipelineItem", "PipelinedTtModel", "external_kv_cache_refused"]

@@ -35,7 +35,13 @@ from deepseek_tt.modules.forward_context import ForwardContext, StageObserver
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import DEFAULT_MAX_SEQ_LEN, RANDOM_WEIGHTS_SEED, load_through_cache, resolve_load_config
+from deepseek_tt.runtime.model_config import (
+    DEFAULT_MAX_SEQ_LEN,
+    RANDOM_WEIGHTS_SEED,
+    load_through_cache,
+    resolve_load_config,
+    resolve_weight_source,
+)
 from deepseek_tt.runtime.token_ids import check_token_ids
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
@@ -109,14 +115,15 @@ class TtModel:
         hf_config: Any = None,
         seed: int = RANDOM_WEIGHTS_SEED,
         progress: bool = True,
+        weight_source: Any = None,
     ) -> "TtModel":
         """Load ``model_path`` (an HF model directory, fp8 or bf16) through the weight cache, or build
         random weights (``random_weights=True``) for ``hf_config`` (else ``model_path``'s config, else the
-        ``full`` preset cut to one dense layer)."""
+        ``full`` preset cut to one dense layer). ``weight_source``: a ``weights.convert.WeightSource`` of the
+        same weights resolved by the caller (its checkpoint identity is reused)."""
         hf_config = resolve_load_config("TtModel.load", model_path, cache_dir, random_weights, hf_config)
         convert_args = dict(
-            model_path=None if random_weights else Path(model_path),  # type: ignore[arg-type]
-            random_seed=seed if random_weights else None,
+            source=resolve_weight_source("TtModel.load", model_path, random_weights, seed, weight_source),
             dtype_policy=dtype_policy,
             progress=progress,
             verify_checksums=False,  # every file is verified as it is loaded (weight_loads)

@@ -10,7 +10,7 @@ at a time, so the whole model is never in host memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,23 +72,34 @@ def random_generator_identity() -> str:
 @dataclass(frozen=True)
 class WeightSource:
     """Where a model's weights come from: a checkpoint directory (``model_path``) or deterministic random
-    weights (``random_seed``), exactly one of them. Resolved once; the cache's fingerprint
-    (:meth:`identity`) and the converter's input (:meth:`state_dict`) both come from it."""
+    weights (``random_seed``), exactly one of them. Resolved once: the cache's fingerprint
+    (:meth:`identity`, computed on first use and kept) and the converter's input (:meth:`state_dict`) both
+    come from it, so a caller that checks the cache and then loads reads the checkpoint's headers once."""
 
     model_path: Path | None = None
     random_seed: int | None = None
+    _identity: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.model_path is None) == (self.random_seed is None):
-            raise ValueError("model_weight_cache: give exactly one of model_path or random_seed")
+            raise ValueError("WeightSource: give exactly one of model_path or random_seed")
         if self.model_path is not None:
             object.__setattr__(self, "model_path", Path(self.model_path))
 
+    @classmethod
+    def of(cls, model_path: str | Path | None, random_weights: bool, seed: int) -> "WeightSource":
+        """The source a runtime's ``load(model_path, ..., random_weights, seed)`` names."""
+        return cls(random_seed=int(seed)) if random_weights else cls(model_path=Path(model_path))  # type: ignore[arg-type]
+
     def identity(self) -> dict[str, Any]:
         """The weights' part of the cache fingerprint (checkpoint file headers, or seed and generator)."""
-        if self.model_path is not None:
-            return checkpoint_identity(self.model_path)
-        return {"random": {"seed": int(self.random_seed), "generator": random_generator_identity()}}  # type: ignore[arg-type]
+        if self._identity is None:
+            if self.model_path is not None:
+                identity = checkpoint_identity(self.model_path)
+            else:
+                identity = {"random": {"seed": int(self.random_seed), "generator": random_generator_identity()}}  # type: ignore[arg-type]
+            object.__setattr__(self, "_identity", identity)
+        return self._identity  # type: ignore[return-value]
 
     def state_dict(self, hf_config: Any) -> Mapping[str, torch.Tensor]:
         """The lazy official-key state dict of these weights."""
@@ -96,19 +107,12 @@ class WeightSource:
             return LazyStateDict(self.model_path, dequantize=True, dtype=torch.float32)
         return RandomStateDict(hf_config, int(self.random_seed))  # type: ignore[arg-type]
 
-
-def model_weight_cache(
-    hf_config: Any,
-    mesh: tuple[int, int],
-    cache_dir: Path,
-    *,
-    model_path: Path | None = None,
-    random_seed: int | None = None,
-    dtype_policy: DtypePolicy | str | None = None,
-) -> WeightCache:
-    """The cache entry of these weights (nothing is read but the checkpoint's file headers)."""
-    source = WeightSource(model_path, random_seed)
-    return WeightCache(cache_dir, hf_config, get_dtype_policy(dtype_policy), mesh, source.identity())
+    def cache(self, hf_config: Any, mesh: tuple[int, int], cache_dir: Path, dtype_policy: DtypePolicy | str | None = None,
+              layout: Mapping[str, Any] | None = None) -> WeightCache:
+        """The cache entry of these weights for ``hf_config``, ``mesh`` and the dtype policy; ``layout``: what
+        else tells the entry apart (the pipelined model's stage split). Reads nothing but checkpoint headers."""
+        identity = {**self.identity(), **(layout or {})}
+        return WeightCache(Path(cache_dir), hf_config, get_dtype_policy(dtype_policy), tuple(mesh), identity)
 
 
 def load_or_convert_model_weights(
@@ -118,6 +122,7 @@ def load_or_convert_model_weights(
     *,
     model_path: Path | None = None,
     random_seed: int | None = None,
+    source: WeightSource | None = None,
     dtype_policy: DtypePolicy | str | None = None,
     recalculate: bool = False,
     progress: bool = True,
@@ -126,15 +131,19 @@ def load_or_convert_model_weights(
 ) -> CacheResult:
     """The model's weight config from the cache, converting (and caching) it when needed.
 
-    Exactly one source: ``model_path`` (a checkpoint directory) or ``random_seed`` (random weights).
+    Exactly one source: ``model_path`` (a checkpoint directory), ``random_seed`` (random weights) or
+    ``source`` (either, resolved already).
     The returned weight config has paths relative to ``result.entry_dir``. ``verify_checksums=False``
     skips the up-front checksum pass (for callers that load through ``result.verified_loads()``).
     """
     from deepseek_tt.modules.model import Model
 
     policy = get_dtype_policy(dtype_policy)
-    source = WeightSource(model_path, random_seed)
-    cache = WeightCache(cache_dir, hf_config, policy, mesh_shape(mesh_device), source.identity())
+    if source is None:
+        source = WeightSource(model_path, random_seed)
+    elif model_path is not None or random_seed is not None:
+        raise ValueError("load_or_convert_model_weights: give source or model_path / random_seed, not both")
+    cache = source.cache(hf_config, mesh_shape(mesh_device), cache_dir, policy)
 
     def convert(out_dir: Path) -> dict[str, Any]:
         return Model.convert_weights(hf_config, source.state_dict(hf_config), out_dir, mesh_device, dtype_policy=policy, progress=progress)

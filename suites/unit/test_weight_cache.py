@@ -293,3 +293,20 @@ def test_verified_loads_catch_a_flipped_byte_at_any_size(dense_config, mesh, tmp
     with pytest.raises(cache_module.CorruptCacheFileError, match=victim.name):
         create_run_config(model_config, again.weight_config, {"mesh_device": mesh}, weight_root=again.entry_dir, loaded=loads)
     assert 0 < loads.verified_files < len(again.checksums) + 1
+
+
+def test_weight_source_reads_the_identity_once_and_refuses_other_weights(tmp_path, monkeypatch):
+    from deepseek_tt.runtime.model_config import resolve_weight_source
+    from deepseek_tt.weights import convert as convert_module
+    from deepseek_tt.weights.convert import WeightSource
+
+    _write_safetensors(tmp_path / "model.safetensors", 1 << 10)
+    calls = []
+    monkeypatch.setattr(convert_module, "checkpoint_identity", lambda path: calls.append(path) or {"checkpoint": {}})
+    source = WeightSource.of(tmp_path, random_weights=False, seed=0)
+    assert source.identity() is source.identity() and len(calls) == 1
+    assert resolve_weight_source("load", tmp_path, False, 0, source) is source
+    with pytest.raises(ValueError, match="does not name the weights"):
+        resolve_weight_source("load", None, True, 0, source)
+    with pytest.raises(ValueError, match="exactly one of model_path or random_seed"):
+        WeightSource()
