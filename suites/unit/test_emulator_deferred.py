@@ -3,7 +3,7 @@
 The MoE expert chain (dispatch, repeat, batched expert linears, SiLU-mul, combine) runs twice: with the
 deferral on (combine evaluates only the rows it reads, group by group) and off (the dense products); the
 combined outputs must agree bit for bit, on one device and on a mesh, for routing that leaves experts idle,
-loads some heavily (several tile-height buckets) and for a decode batch where most slots share one token.
+loads some heavily (buckets of several row-granule sizes) and for a decode batch where most slots share one token.
 Reading a deferred tensor any other way (``to_torch``, another op) gives the dense values.
 """
 
@@ -115,3 +115,19 @@ def test_other_ops_read_deferred_values_whole(monkeypatch) -> None:
     assert torch.equal(results[False][1], results[True][1]), "to_torch of a deferred tensor gave other values"
     expected = a_values @ w_values  # and the values are the product (LoFi: a few percent off)
     assert torch.allclose(results[True][1].float(), expected, rtol=0.1, atol=0.5)
+
+
+def test_row_granule_is_probed_and_falls_back_to_the_tile_height(monkeypatch) -> None:
+    from deepseek_tt.backend.emulator.ops import deferred
+
+    assert deferred.row_granule() in (*deferred._GRANULE_CANDIDATES, deferred.TILE)
+    deferred._row_granule.cache_clear()
+    monkeypatch.setattr(deferred, "_granule_holds", lambda granule: False)  # a CPU where no smaller granule holds
+    try:
+        assert deferred.row_granule() == deferred.TILE
+        needed = torch.zeros(1, 4, 128, dtype=torch.bool)
+        needed[0, 1, :5] = True
+        [(groups_idx, sel)] = deferred.row_selection(needed)
+        assert groups_idx.tolist() == [1] and sel.shape == (1, 1, deferred.TILE)
+    finally:
+        deferred._row_granule.cache_clear()

@@ -85,11 +85,15 @@ def _prefill_attention(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     """softmax(q k^T * scale + mask) v over [n, b, h, s, d] stacks, in query blocks."""
     heads = q.shape[-3]
     shared = k.shape[-3] == 1 and v.shape[-3] == 1 and heads > 1  # MLA: one latent KV head for all query heads
-    if shared:  # head by head against it: the products of a per-head copy, without the copy (see _user_attention)
+    if shared:
+        # Every head's query rows stacked into one product with the one KV head: the rows of a per-head
+        # product over a copy of the KV head, without the copy (a product's rows do not depend on the row
+        # count here: query blocks are tile multiples, see ops/deferred.py on row granules).
         k, v = k.squeeze(-3), v.squeeze(-3)
 
         def product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return torch.stack([torch.matmul(x[..., h, :, :], y) for h in range(heads)], -3)
+            stacked = x.reshape(*x.shape[:-3], x.shape[-3] * x.shape[-2], x.shape[-1])
+            return torch.matmul(stacked, y).reshape(*x.shape[:-1], y.shape[-1])
     else:
         k, v = _repeat_kv(k, heads, op), _repeat_kv(v, heads, op)
         product = torch.matmul
