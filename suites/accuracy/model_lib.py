@@ -151,3 +151,35 @@ def block_forward(block: torch.nn.Module, rotary: torch.nn.Module, x: torch.Tens
     out = out[0] if isinstance(out, tuple) else out
     kvpe = reference_kvpe(block.self_attn, rotary, block.input_layernorm(x))
     return out[0], kvpe
+
+
+def facade_prefill_then_decode(tt: Any, model: DeepseekV3ForCausalLM, steps: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Two users of a runtime facade (``TtModel`` / ``PipelinedTtModel``), the first and the last slot, prefilled
+    (37 and 64 tokens) and then decoded ``steps`` teacher-forced tokens; the other slots empty (-1).
+
+    Returns ``{"prefill": (reference, tt), "decode": (reference, tt)}``: logits of every prompt position, and
+    of each decode step (the step at position ``len(prompt) + k`` predicts what the reference predicts there).
+    """
+    generator = torch.Generator().manual_seed(5)
+    last_user = tt.max_batch_size - 1  # the last mesh row and column (pp: the last micro-batch)
+    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator),
+               last_user: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
+    continuations = {u: torch.randint(0, tt.vocab_size, (steps,), generator=generator) for u in prompts}
+    with torch.no_grad():
+        reference = {u: model(input_ids=torch.cat([p, continuations[u]])[None]).logits[0] for u, p in prompts.items()}
+    prefill_out = {u: tt.prefill(p, u) for u, p in prompts.items()}
+    decode_out: dict[int, list[torch.Tensor]] = {u: [] for u in prompts}
+    for step in range(steps):
+        tokens = torch.zeros(tt.max_batch_size, dtype=torch.long)
+        positions = torch.full((tt.max_batch_size,), -1, dtype=torch.long)
+        for user, prompt in prompts.items():
+            tokens[user], positions[user] = continuations[user][step], len(prompt) + step
+        out = tt.decode(tokens, positions)
+        assert out.shape == (tt.max_batch_size, tt.vocab_size), f"decode logits {tuple(out.shape)}"
+        for user in prompts:
+            decode_out[user].append(out[user])
+    return {
+        "prefill": (torch.cat([reference[u][: len(p)] for u, p in prompts.items()]), torch.cat([prefill_out[u] for u in prompts])),
+        "decode": (torch.cat([reference[u][len(p):] for u, p in prompts.items()]),
+                   torch.cat([torch.stack(decode_out[u]) for u in prompts])),
+    }

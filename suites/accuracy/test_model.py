@@ -31,7 +31,7 @@ from deepseek_tt.modules.model import Model
 from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.runtime.tt_model import TtModel
 from reference_models.reference import get_layer, get_rotary_embedding, official_state_dict
-from suites.accuracy.model_lib import SEED, decode_users, mesh_name, reference_kvpe, reference_model
+from suites.accuracy.model_lib import SEED, decode_users, facade_prefill_then_decode, mesh_name, reference_kvpe, reference_model
 
 pytestmark = pytest.mark.accuracy
 
@@ -162,34 +162,13 @@ def test_tt_model_facade_prefill_then_decode(mesh_device, tmp_path, record_resul
     model = reference_model()
     tt = TtModel.load(None, mesh_device, tmp_path / "cache", random_weights=True, hf_config=model.config, seed=SEED, max_seq_len=128, progress=False)
     assert tt.max_batch_size == decode_users(mesh_device) and tt.vocab_size == model.config.vocab_size
-    generator = torch.Generator().manual_seed(5)
-    last_user = tt.max_batch_size - 1  # last row (and last column) of the mesh
-    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator), last_user: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
-    steps = 3
-    continuations = {u: torch.randint(0, tt.vocab_size, (steps,), generator=generator) for u in prompts}
-    with torch.no_grad():
-        reference = {u: model(input_ids=torch.cat([p, continuations[u]])[None]).logits[0] for u, p in prompts.items()}
-    prefill_out = {u: tt.prefill(p, u) for u, p in prompts.items()}
-    decode_out: dict[int, list[torch.Tensor]] = {u: [] for u in prompts}
-    for step in range(steps):
-        tokens = torch.zeros(tt.max_batch_size, dtype=torch.long)
-        positions = torch.full((tt.max_batch_size,), -1, dtype=torch.long)
-        for user, prompt in prompts.items():
-            tokens[user], positions[user] = continuations[user][step], len(prompt) + step
-        out = tt.decode(tokens, positions)
-        assert out.shape == (tt.max_batch_size, tt.vocab_size)
-        for user in prompts:
-            decode_out[user].append(out[user])
-    # The decode step at position len(prompt) + k predicts what the reference predicts there.
+    logits = facade_prefill_then_decode(tt, model, steps=3)
     mesh = mesh_name(mesh_device)
     failures = []
-    for mode, expected, actual in (
-        ("prefill", torch.cat([reference[u][: len(p)] for u, p in prompts.items()]), torch.cat([prefill_out[u] for u in prompts])),
-        ("decode", torch.cat([reference[u][len(p) :] for u, p in prompts.items()]), torch.cat([torch.stack(decode_out[u]) for u in prompts])),
-    ):
+    for mode, (expected, actual) in logits.items():
         try:  # both modes recorded before either fails; top-1 on the prefill's 101 positions (decode has 6: too few)
             check_against_reference("tt_model", mode, "default", expected, actual, record_result, logits=mode == "prefill", threshold_module="model",
-                                    what=f"TtModel {mode} logits", batch=len(prompts), mesh=mesh)
+                                    what=f"TtModel {mode} logits", batch=2, mesh=mesh)
         except AssertionError as exc:
             failures.append(str(exc))
     assert not failures, "\n".join(failures)

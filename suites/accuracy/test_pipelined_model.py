@@ -20,7 +20,7 @@ from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.generator import make_generator
 from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
 from deepseek_tt.runtime.tt_model import TtModel
-from suites.accuracy.model_lib import SEED, mesh_name, reference_model
+from suites.accuracy.model_lib import SEED, facade_prefill_then_decode, mesh_name, reference_model
 
 pytestmark = pytest.mark.accuracy
 
@@ -35,27 +35,8 @@ def test_pipelined_prefill_then_decode_meets_model_thresholds(mesh_device, tmp_p
     tt = PipelinedTtModel.load(None, mesh_device, tmp_path / "cache", random_weights=True, hf_config=model.config, seed=SEED,
                                max_seq_len=128, progress=False)
     assert tt.num_stages == 4 and [len(r) for r in tt.stage_layers] == [1, 1, 1, 1]
-    generator = torch.Generator().manual_seed(5)
-    last_user = tt.max_batch_size - 1  # the last micro-batch
-    prompts = {0: torch.randint(0, tt.vocab_size, (37,), generator=generator), last_user: torch.randint(0, tt.vocab_size, (64,), generator=generator)}
-    steps = 2
-    continuations = {u: torch.randint(0, tt.vocab_size, (steps,), generator=generator) for u in prompts}
-    with torch.no_grad():
-        reference = {u: model(input_ids=torch.cat([p, continuations[u]])[None]).logits[0] for u, p in prompts.items()}
-    prefill_out = {u: tt.prefill(p, u) for u, p in prompts.items()}
-    decode_out: dict[int, list[torch.Tensor]] = {u: [] for u in prompts}
-    for step in range(steps):
-        tokens = torch.zeros(tt.max_batch_size, dtype=torch.long)
-        positions = torch.full((tt.max_batch_size,), -1, dtype=torch.long)
-        for user, prompt in prompts.items():
-            tokens[user], positions[user] = continuations[user][step], len(prompt) + step
-        out = tt.decode(tokens, positions)
-        for user in prompts:
-            decode_out[user].append(out[user])
-    prefill_pcc = pcc(torch.cat([reference[u][: len(p)] for u, p in prompts.items()]), torch.cat([prefill_out[u] for u in prompts]))
-    decode_pcc = pcc(
-        torch.cat([reference[u][len(p) :] for u, p in prompts.items()]), torch.cat([torch.stack(decode_out[u]) for u in prompts])
-    )
+    logits = facade_prefill_then_decode(tt, model, steps=2)
+    prefill_pcc, decode_pcc = (pcc(*logits[mode]) for mode in ("prefill", "decode"))
     mesh = mesh_name(mesh_device)
     for mode, value in (("prefill", prefill_pcc), ("decode", decode_pcc)):
         record_result(module="pipelined_model", mode=mode, metric="logits_pcc", value=value, threshold=pcc_threshold("model", mode), mesh=mesh)
