@@ -26,7 +26,7 @@ class System:
     name: str
     mesh: tuple[int, int]
     cores_per_chip: int
-    dram_gb_s_per_chip: float  # achievable DRAM bandwidth of one chip
+    dram_gb_s_per_chip: float  # nominal DRAM bandwidth of one chip (about 93% is achieved; see docs/HARDWARE.md)
     eth_gb_s_per_link: float = 12.5  # one direction of one 100 GbE link
     links_per_neighbour: int = 4  # Ethernet links between two mesh neighbours used by collectives
     dram_gb_per_chip: float = 12.0

@@ -176,7 +176,7 @@ def _matmul(
     a = a.reshape(a.shape[0], *([1] * (rank - a.dim())), *a.shape[1:])
 
     precision = matmul_precision(compute_kernel_config)
-    batch = int(torch.tensor(a.shape[1:-2]).prod().item()) if a.dim() > 3 else 1
+    batch = math.prod(a.shape[1:-2]) if a.dim() > 3 else 1
     validate_program_config(program_config, op, batch, a.shape[-2], a.shape[-1], b_shape[-1], precision.fp32_dest_acc)
     if b_storage.numel() * _IN1_BYTES_PER_VALUE > _CHUNK_BYTES and b_storage.dim() > 2:
         # A weight too large to prepare whole (e.g. a full-dims LM head): output columns in slices.
