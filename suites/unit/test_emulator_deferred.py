@@ -118,16 +118,16 @@ def test_other_ops_read_deferred_values_whole(monkeypatch) -> None:
 
 
 def test_row_granule_is_probed_and_falls_back_to_the_tile_height(monkeypatch) -> None:
-    from deepseek_tt.backend.emulator.ops import deferred
+    from deepseek_tt.backend.emulator.ops import _kernel_probe, deferred
 
-    assert deferred.row_granule() in (*deferred._GRANULE_CANDIDATES, deferred.TILE)
-    deferred._row_granule.cache_clear()
-    monkeypatch.setattr(deferred, "_granule_holds", lambda granule: False)  # a CPU where no smaller granule holds
+    assert _kernel_probe.row_granule() in (*_kernel_probe.GRANULE_CANDIDATES, _kernel_probe.TILE)
+    _kernel_probe._row_granule.cache_clear()
+    monkeypatch.setattr(_kernel_probe, "granule_holds", lambda granule: False)  # a CPU where no smaller granule holds
     try:
-        assert deferred.row_granule() == deferred.TILE
+        assert _kernel_probe.row_granule() == _kernel_probe.TILE
         needed = torch.zeros(1, 4, 128, dtype=torch.bool)
         needed[0, 1, :5] = True
         [(groups_idx, sel)] = deferred.row_selection(needed)
-        assert groups_idx.tolist() == [1] and sel.shape == (1, 1, deferred.TILE)
+        assert groups_idx.tolist() == [1] and sel.shape == (1, 1, _kernel_probe.TILE)
     finally:
-        deferred._row_granule.cache_clear()
+        _kernel_probe._row_granule.cache_clear()

@@ -23,6 +23,7 @@ import torch
 
 from .. import types as T
 from ._common import broadcast_shapes
+from ._kernel_probe import row_granule
 
 TILE = T.TILE_SIZE
 _SRC_MANTISSA_BITS = 10
@@ -62,19 +63,38 @@ def _split(x: torch.Tensor, hi_bits: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 @dataclass(frozen=True)
 class In1Operand:
-    """in1 (srcA) split for the fidelity phases: ``full`` (TF32) and ``hi`` (top 5 significant bits)."""
+    """in1 (srcA) split for the fidelity phases: ``full`` (TF32) and ``hi`` (top 5 significant bits), both
+    ``[..., K, N]``; ``column_major``: views of ``[..., N, K]`` storage (see ``_kernel_probe``)."""
 
     full: torch.Tensor
     hi: torch.Tensor
+    column_major: bool = False
 
     @property
     def lo(self) -> torch.Tensor:
         return self.full - self.hi
 
+    def expand_devices(self, devices: int) -> "In1Operand":
+        """The operand broadcast to ``devices`` devices (its leading dim)."""
+        return In1Operand(self.full.expand(devices, *self.full.shape[1:]), self.hi.expand(devices, *self.hi.shape[1:]),
+                          self.column_major)
+
+    def row_major(self) -> "In1Operand":
+        """The same values in row-major storage."""
+        if not self.column_major:
+            return self
+        return In1Operand(self.full.contiguous(), self.hi.contiguous())
+
 
 def split_in1(b: torch.Tensor) -> In1Operand:
     full, hi, _ = _split(b, _SRCA_HI_BITS)
     return In1Operand(full, hi)
+
+
+def split_in1_column_major(b_t: torch.Tensor) -> In1Operand:
+    """The operand of the weight whose transpose ``b_t`` [..., N, K] is given, kept column-major."""
+    split = split_in1(b_t.contiguous())
+    return In1Operand(split.full.transpose(-1, -2), split.hi.transpose(-1, -2), column_major=True)
 
 
 class OperandCache:
@@ -149,6 +169,8 @@ def _as_batched(x: torch.Tensor, batch: torch.Size) -> torch.Tensor:
 
 def device_matmul(a: torch.Tensor, b: In1Operand, precision: MatmulPrecision) -> torch.Tensor:
     """fp32 result of ``a @ b`` (broadcasting batch dims) under the precision model."""
+    if b.column_major and a.shape[-2] % row_granule():
+        b = b.row_major()  # a column-major weight gives the row-major bits for a multiple of the granule only
     if precision.fp32_dest_acc:
         return fidelity_matmul(a, b, precision.fidelity)
     # bf16 destination: the running sum is rounded to bf16 after every 32-wide K tile.

@@ -16,29 +16,17 @@ each, and returns ``[n, G', M, W]``. Its products are the dense ones restricted 
 entries (experts) are independent products, and ``M`` is a multiple of the row granule, so each row comes
 out of the CPU's matrix kernel with the bits it has in the dense product.
 
-The row granule is a fact about the machine, not the model: BLAS kernels handle a few leftover rows (and,
-with several threads, each thread's share of rows) with other code paths, which may sum in another order.
-:func:`row_granule` finds the smallest granule for which every multiple gives the dense bits, by probing
-the emulator's own matmul on this CPU at the current thread count (once per thread count), and falls back
-to the tile height. ``test_emulator_deferred.py`` checks the bits against the dense evaluation end to end.
+The row granule is a fact about the machine, probed by ``_kernel_probe.row_granule``;
+``test_emulator_deferred.py`` checks the bits against the dense evaluation end to end.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
 
-from .. import types as T
-
-TILE = T.TILE_SIZE
-#: Row granules tried by :func:`row_granule`, smallest first (the tile height is the fallback).
-_GRANULE_CANDIDATES = (4, 8, 16)
-#: (K, N) of the probe products: a small and two expert-sized weights.
-_PROBE_SHAPES = ((64, 96), (256, 1024), (1024, 256))
-#: Rows of the probe's dense product (a multiple of the tile height, as every dense product here).
-_PROBE_ROWS = 96
+from ._kernel_probe import row_granule
 
 #: Above this fraction of all rows, evaluating the whole tensor (one batched product) is cheaper than
 #: group-by-group products of the rows read.
@@ -132,41 +120,11 @@ def scatter_rows(dense: torch.Tensor, groups: int, groups_idx: torch.Tensor, sel
         flat_dense.scatter_(1, flat.unsqueeze(-1).expand(*flat.shape, width), flat_rows)
 
 
-def _granule_holds(granule: int) -> bool:
-    """Whether products of every multiple of ``granule`` rows (up to 64, at a few offsets) have the bits of the
-    same rows of a ``_PROBE_ROWS``-row product, under both accumulation modes of the precision model."""
-    from ._precision import MatmulPrecision, device_matmul, split_in1
-
-    generator = torch.Generator().manual_seed(granule)
-    precisions = (MatmulPrecision(T.MathFidelity.HiFi2, True), MatmulPrecision(T.MathFidelity.LoFi, False))
-    for k, n in _PROBE_SHAPES:
-        a = torch.randn(2, _PROBE_ROWS, k, generator=generator)
-        b = split_in1(torch.randn(2, k, n, generator=generator) / k**0.5)
-        for precision in precisions:
-            dense = device_matmul(a, b, precision)
-            for m in range(granule, 65, granule):
-                for start in (0, 3, _PROBE_ROWS - m):
-                    if not torch.equal(device_matmul(a[:, start : start + m], b, precision), dense[:, start : start + m]):
-                        return False
-    return True
-
-
-@functools.lru_cache(maxsize=None)
-def _row_granule(threads: int) -> int:
-    return next((g for g in _GRANULE_CANDIDATES if _granule_holds(g)), TILE)
-
-
-def row_granule() -> int:
-    """Rows per deferred product are rounded up to a multiple of this (probed for the current torch thread
-    count, see the module docstring): 4 on the machines measured, the tile height where nothing smaller holds."""
-    return _row_granule(torch.get_num_threads())
-
-
 def row_selection(needed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """``(groups_idx, sel)`` buckets covering the rows ``needed`` [n, groups, rows] (bool), or None when they
     would be more than ``DENSE_FRACTION`` of all rows (the whole tensor is then cheaper). Groups no device
     needs are left out; the others are bucketed by ``M``, the most rows any device needs of the group rounded
-    up to a multiple of :func:`row_granule`, and take ``M`` rows each (the needed ones, ascending, then the
+    up to a multiple of the row granule, and take ``M`` rows each (the needed ones, ascending, then the
     first again as padding)."""
     n, groups, rows = needed.shape
     granule = row_granule()

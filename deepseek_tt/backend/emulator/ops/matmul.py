@@ -14,7 +14,8 @@ from . import _activations as activations
 from .. import numerics
 from ._common import broadcast_shapes, compute_dtype, data, make, make_deferred, require_device, same_mesh, stack_broadcast
 from .deferred import DeferredRows, gather_rows, is_deferred
-from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1
+from ._kernel_probe import column_major_weights_exact
+from ._precision import In1Operand, device_matmul, matmul_precision, operand_cache, split_in1, split_in1_column_major
 from .trace import device_op
 
 TILE = T.TILE_SIZE
@@ -89,10 +90,14 @@ _CHUNK_BYTES = int(os.environ.get("DEEPSEEK_TT_EMULATOR_MATMUL_CHUNK_MB", "512")
 
 
 def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Operand:
-    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases."""
+    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases. A dense weight (no batch
+    entries) is kept column-major where that is exact on this machine (``_kernel_probe``): faster to multiply."""
     b = compute_dtype(b_storage)
     if b.dim() == 2:
         b = b.unsqueeze(-1)
+    if math.prod(b.shape[1:-2]) == 1 and column_major_weights_exact():
+        b_t = b if transpose_b else b.transpose(-1, -2)
+        return split_in1_column_major(b_t.reshape(b_t.shape[0], *([1] * (rank - b_t.dim())), *b_t.shape[1:]))
     if transpose_b:
         b = b.transpose(-1, -2)
     b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:]).contiguous()
@@ -117,7 +122,7 @@ def _device_matmul_broadcast(op: str, a: torch.Tensor, b: In1Operand, precision:
     if a.shape[0] != b.full.shape[0]:
         a, _ = stack_broadcast(a, b.full)
         if b.full.shape[0] == 1:
-            b = In1Operand(b.full.expand(a.shape[0], *b.full.shape[1:]), b.hi.expand(a.shape[0], *b.hi.shape[1:]))
+            b = b.expand_devices(a.shape[0])
     try:
         broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
     except RuntimeError as exc:

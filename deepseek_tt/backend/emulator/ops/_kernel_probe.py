@@ -1,0 +1,100 @@
+"""What the CPU's matrix kernel guarantees about the bits of a product, probed on this machine.
+
+The emulator computes a matmul's rows and weights in whatever arrangement is fastest only where that
+cannot change a bit. Two such facts depend on the BLAS build, the CPU and the thread count, so they are
+measured here, once per torch thread count, with the emulator's own precision model:
+
+* **Row granule** (:func:`row_granule`). A row's result does not depend on how many rows the product has,
+  as long as that count is a multiple of the granule: kernels handle a few leftover rows (and, with
+  several threads, each thread's share of rows) with other code paths that may sum in another order.
+  Measured: 4 with one or two threads (1-3 rows differ; with two threads so do 5-7 and 9-11).
+* **Column-major weights** (:func:`column_major_weights_exact`). A weight kept transposed in memory (the
+  layout ``nn.Linear`` uses, faster for the kernels measured) gives the bits of the row-major one for a
+  multiple of the granule rows. Other row counts are multiplied with a row-major copy.
+
+Where a probe fails, the emulator falls back to the tile height (granule) and row-major weights.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .. import types as T
+
+TILE = T.TILE_SIZE
+#: Row granules tried, smallest first (the tile height is the fallback).
+GRANULE_CANDIDATES = (4, 8, 16)
+#: (K, N) of the probe products: a small weight and expert-sized ones (the kernel paths depend on the row
+#: count, not on these sizes, in every build measured; the end-to-end tests cover the model's own shapes).
+_PROBE_SHAPES = ((64, 96), (256, 512), (512, 256))
+#: Rows of the probe's reference product (a multiple of the tile height, as every dense product here).
+_PROBE_ROWS = 96
+#: Row counts probed: the multiples of the granule up to this.
+_PROBE_MAX_ROWS = 48
+
+
+def _precisions() -> tuple:
+    from ._precision import MatmulPrecision
+
+    return (MatmulPrecision(T.MathFidelity.HiFi2, True), MatmulPrecision(T.MathFidelity.LoFi, False))
+
+
+def _probe_operands(k: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(2, _PROBE_ROWS, k, generator=generator), torch.randn(2, k, n, generator=generator) / k**0.5
+
+
+def granule_holds(granule: int) -> bool:
+    """Whether products of every multiple of ``granule`` rows (up to ``_PROBE_MAX_ROWS``, at a few offsets) have the bits of
+    the same rows of a ``_PROBE_ROWS``-row product, under both accumulation modes of the precision model."""
+    from ._precision import device_matmul, split_in1
+
+    for k, n in _PROBE_SHAPES:
+        a, w = _probe_operands(k, n, granule)
+        b = split_in1(w)
+        for precision in _precisions():
+            dense = device_matmul(a, b, precision)
+            for m in range(granule, _PROBE_MAX_ROWS + 1, granule):
+                for start in (0, 3, _PROBE_ROWS - m):
+                    if not torch.equal(device_matmul(a[:, start : start + m], b, precision), dense[:, start : start + m]):
+                        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _row_granule(threads: int) -> int:
+    return next((g for g in GRANULE_CANDIDATES if granule_holds(g)), TILE)
+
+
+def row_granule() -> int:
+    """The row granule for the current torch thread count (see the module docstring)."""
+    return _row_granule(torch.get_num_threads())
+
+
+def column_major_holds(granule: int) -> bool:
+    """Whether a column-major copy of the weight gives the row-major product's bits for every multiple of
+    ``granule`` rows up to ``_PROBE_MAX_ROWS`` and for the whole probe, under both accumulation modes."""
+    from ._precision import In1Operand, device_matmul, split_in1
+
+    for k, n in _PROBE_SHAPES:
+        a, w = _probe_operands(k, n, granule + 1)
+        rows_major = split_in1(w)
+        cols = split_in1(w.transpose(-1, -2).contiguous())
+        cols_major = In1Operand(cols.full.transpose(-1, -2), cols.hi.transpose(-1, -2))
+        for precision in _precisions():
+            for m in [*range(granule, _PROBE_MAX_ROWS + 1, granule), _PROBE_ROWS]:
+                if not torch.equal(device_matmul(a[:, :m], rows_major, precision), device_matmul(a[:, :m], cols_major, precision)):
+                    return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _column_major_weights_exact(threads: int) -> bool:
+    return column_major_holds(_row_granule(threads))
+
+
+def column_major_weights_exact() -> bool:
+    """Whether the emulator may keep dense weights column-major (see the module docstring)."""
+    return _column_major_weights_exact(torch.get_num_threads())
