@@ -3,10 +3,11 @@ and recording (``benchmark.extra_info`` + result rows).
 
 Timing follows the anchor: the first (compile) step is a warm-up round and never counted; a step's time
 is the fastest of the measured rounds (on a shared machine the least disturbed one; pytest-benchmark's
-JSON keeps every round's statistics as well). The TT-NN side is timed by pytest-benchmark
-(``benchmark.pedantic`` with warm-up rounds); the transformers reference of the same module is timed in
-the same test by :func:`time_rounds` with the same rounds, so the two figures come from the same
-machine at the same moment and their ratio is what the report compares across runs.
+JSON keeps every round's statistics as well). :func:`benchmark_side_by_side` interleaves the two sides:
+every round times one reference step (transformers, the same module and config) and then one TT-NN step
+(timed by pytest-benchmark, ``benchmark.pedantic``), so both figures come from the same machine at the
+same moments and their ratio, which the report compares across runs, is not skewed by load that comes
+and goes between them.
 
 Statistic names are those of :class:`deepseek_tt.generator.statistics.GenerationStatistics`:
 ``ttft_s``, ``prefill_tokens_per_s``, ``decode_tokens_per_s_per_user``, ``decode_tokens_per_s``; the
@@ -29,7 +30,7 @@ from deepseek_tt.perf.roofline import estimate
 from reports.ingest import higher_is_better
 
 #: Measured rounds after the warm-up round(s): (quick selection, nightly selection).
-ROUNDS = {"quick": 3, "full": 5}
+ROUNDS = {"quick": 5, "full": 7}
 WARMUP_ROUNDS = 1
 #: Prefill lengths: the quick selection runs the first.
 PREFILL_LENGTHS = (128, 512)
@@ -38,31 +39,31 @@ USERS_PER_ROW = (1, 32)
 DECODE_CONTEXT = 128
 
 
-def time_rounds(fn: Callable[[], Any], rounds: int, warmup: int = WARMUP_ROUNDS) -> list[float]:
-    """Seconds of each of ``rounds`` calls of ``fn`` after ``warmup`` uncounted calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+def _seconds(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
-def benchmark_tt(benchmark: Any, fn: Callable[[], Any], rounds: int) -> float:
-    """Seconds of the fastest call of ``fn`` measured by pytest-benchmark (warm-up rounds excluded); with
-    ``--benchmark-disable`` (no stats) it is timed here the same way."""
-    benchmark.pedantic(fn, rounds=rounds, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+def benchmark_side_by_side(benchmark: Any, tt_fn: Callable[[], Any], reference_fn: Callable[[], Any],
+                           rounds: int) -> tuple[float, float]:
+    """``(TT seconds, reference seconds)``, each the fastest of ``rounds`` measured calls, interleaved: each
+    round calls the reference (timed here, in the round's untimed setup) and then ``tt_fn`` (timed by
+    pytest-benchmark). Warm-up rounds (both sides) are not counted. With ``--benchmark-disable`` both sides
+    are timed here, interleaved the same way."""
+    reference_times: list[float] = []
+    benchmark.pedantic(tt_fn, setup=lambda: reference_times.append(_seconds(reference_fn)), rounds=rounds,
+                       warmup_rounds=WARMUP_ROUNDS, iterations=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
-        return float(stats.stats.min)
-    return reference_seconds(fn, rounds)
-
-
-def reference_seconds(fn: Callable[[], Any], rounds: int) -> float:
-    """Seconds of the fastest of ``rounds`` calls of ``fn`` after the warm-up round(s), as :func:`benchmark_tt`."""
-    return min(time_rounds(fn, rounds))
+        return float(stats.stats.min), min(reference_times[WARMUP_ROUNDS:])
+    tt_times, reference_times = [], []  # disabled: pedantic called each side once, untimed
+    for round_ in range(WARMUP_ROUNDS + rounds):
+        reference_s, tt_s = _seconds(reference_fn), _seconds(tt_fn)
+        if round_ >= WARMUP_ROUNDS:
+            reference_times.append(reference_s)
+            tt_times.append(tt_s)
+    return min(tt_times), min(reference_times)
 
 
 def prefill_statistics(seconds: float, seq_len: int) -> dict[str, float]:

@@ -32,12 +32,11 @@ from suites.perf.bench_lib import (
     DECODE_CONTEXT,
     PREFILL_LENGTHS,
     USERS_PER_ROW,
-    benchmark_tt,
+    benchmark_side_by_side,
     decode_positions,
     decode_statistics,
     prefill_statistics,
     record_benchmark,
-    reference_seconds,
     rounds_for,
 )
 
@@ -118,9 +117,7 @@ def test_block_prefill_throughput(name, seq_len, mesh_device, benchmark, record_
     def ref_step() -> None:
         ref_layer(x[None], attention_mask=mask, position_ids=positions, position_embeddings=rotary(x[None], positions))
 
-    rounds = rounds_for(request)
-    tt_s = benchmark_tt(benchmark, tt_step, rounds)
-    ref_s = reference_seconds(ref_step, rounds)
+    tt_s, ref_s = benchmark_side_by_side(benchmark, tt_step, ref_step, rounds_for(request))
     info = record_benchmark(
         benchmark, record_result, module=name, mode="prefill", mesh=(rows, cols), seq_len=seq_len, batch=1,
         tt=prefill_statistics(tt_s, seq_len), reference=prefill_statistics(ref_s, seq_len),
@@ -166,9 +163,7 @@ def test_block_decode_throughput(name, users_per_row, mesh_device, benchmark, re
         ref_layer(step_x, attention_mask=None, position_ids=step_positions, cache=cache, use_cache=True, position_embeddings=step_rope)
         cache.layers[layer].crop(-1)  # drop the step's token: every round sees the same context
 
-    rounds = rounds_for(request)
-    tt_s = benchmark_tt(benchmark, tt_step, rounds)
-    ref_s = reference_seconds(ref_step, rounds)
+    tt_s, ref_s = benchmark_side_by_side(benchmark, tt_step, ref_step, rounds_for(request))
     assert cache.get_seq_length(layer) == DECODE_CONTEXT
     info = record_benchmark(
         benchmark, record_result, module=name, mode="decode", mesh=(rows, cols), seq_len=DECODE_CONTEXT, batch=users,

@@ -30,12 +30,11 @@ from suites.perf.bench_lib import (
     DECODE_CONTEXT,
     PREFILL_LENGTHS,
     USERS_PER_ROW,
-    benchmark_tt,
+    benchmark_side_by_side,
     decode_positions,
     decode_statistics,
     prefill_statistics,
     record_benchmark,
-    reference_seconds,
     roofline_statistics,
     rounds_for,
 )
@@ -99,10 +98,9 @@ def _module_name(source: str) -> str:
 def test_model_prefill_throughput(source, seq_len, mesh_device, cache_dir, benchmark, record_result, request) -> None:
     tt, ref = _load_pair(source, request, mesh_device, cache_dir)
     tokens = torch.randint(2, tt.vocab_size, (seq_len,), generator=torch.Generator().manual_seed(seq_len))
-    rounds = rounds_for(request)
     outputs: dict[str, torch.Tensor] = {}
-    tt_s = benchmark_tt(benchmark, lambda: outputs.__setitem__("tt", tt.prefill(tokens, 0)), rounds)
-    ref_s = reference_seconds(lambda: outputs.__setitem__("ref", ref.prefill(tokens, 0)), rounds)
+    tt_s, ref_s = benchmark_side_by_side(benchmark, lambda: outputs.__setitem__("tt", tt.prefill(tokens, 0)),
+                                         lambda: outputs.__setitem__("ref", ref.prefill(tokens, 0)), rounds_for(request))
     _check_logits(outputs, (seq_len, tt.vocab_size))
     mesh = mesh_shape(mesh_device)
     measured = prefill_statistics(tt_s, seq_len)
@@ -144,11 +142,10 @@ def test_model_decode_throughput(source, users_per_row, mesh_device, cache_dir, 
     generator = torch.Generator().manual_seed(users_per_row)
     tokens = torch.where(active, torch.randint(2, tt.vocab_size, (positions.numel(),), generator=generator), 0)
     users = int(active.sum())
-    rounds = rounds_for(request)
     outputs: dict[str, torch.Tensor] = {}
-    tt_s = benchmark_tt(benchmark, lambda: outputs.__setitem__("tt", tt.decode(tokens, positions)[active]), rounds)
     ref_step, ref_cache = _reference_decode_step(ref, users, generator)
-    ref_s = reference_seconds(lambda: outputs.__setitem__("ref", ref_step()[:, -1]), rounds)
+    tt_s, ref_s = benchmark_side_by_side(benchmark, lambda: outputs.__setitem__("tt", tt.decode(tokens, positions)[active]),
+                                         lambda: outputs.__setitem__("ref", ref_step()[:, -1]), rounds_for(request))
     assert ref_cache.get_seq_length() == DECODE_CONTEXT, "the reference's KV cache grew across rounds"
     _check_logits(outputs, (users, tt.vocab_size))
     measured = decode_statistics(tt_s, users)

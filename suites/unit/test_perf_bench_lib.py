@@ -20,9 +20,14 @@ class _FakeBenchmark:
         self.stats = stats
         self.calls: dict[str, int] = {}
 
-    def pedantic(self, fn, rounds: int, warmup_rounds: int, iterations: int) -> Any:
+    def pedantic(self, fn, rounds: int, warmup_rounds: int, iterations: int, setup=None) -> Any:
+        """As pytest-benchmark's: ``setup`` (untimed) before every warm-up and measured round."""
         self.calls = {"rounds": rounds, "warmup_rounds": warmup_rounds, "iterations": iterations}
-        return fn()
+        for _ in range(warmup_rounds + rounds):
+            if setup is not None:
+                setup()
+            result = fn()
+        return result
 
 
 def test_statistics_follow_the_generator_definitions() -> None:
@@ -30,16 +35,25 @@ def test_statistics_follow_the_generator_definitions() -> None:
     assert bench_lib.decode_statistics(0.25, 32) == {"decode_tokens_per_s_per_user": 4.0, "decode_tokens_per_s": 128.0}
 
 
-def test_benchmark_tt_excludes_the_warmup_and_takes_the_fastest_round() -> None:
+def test_side_by_side_interleaves_the_sides_and_drops_the_warmup() -> None:
+    order: list[str] = []
     bench = _FakeBenchmark(SimpleNamespace(stats=SimpleNamespace(min=0.2, median=0.3)))
-    assert bench_lib.benchmark_tt(bench, lambda: None, rounds=4) == 0.2
+    tt_s, reference_s = bench_lib.benchmark_side_by_side(bench, lambda: order.append("tt"), lambda: order.append("ref"), rounds=4)
+    assert tt_s == 0.2 and 0 <= reference_s < 0.1
+    assert order == ["ref", "tt"] * (bench_lib.WARMUP_ROUNDS + 4)
     assert bench.calls == {"rounds": 4, "warmup_rounds": bench_lib.WARMUP_ROUNDS, "iterations": 1}
 
 
-def test_time_rounds_counts_only_the_measured_rounds() -> None:
-    calls = []
-    times = bench_lib.time_rounds(lambda: calls.append(1), rounds=3, warmup=2)
-    assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
+def test_side_by_side_with_the_benchmark_disabled_times_both_sides_itself() -> None:
+    class Disabled(_FakeBenchmark):
+        def pedantic(self, fn, rounds, warmup_rounds, iterations, setup=None):  # pytest-benchmark's disabled mode
+            setup()
+            return fn()
+
+    order: list[str] = []
+    tt_s, reference_s = bench_lib.benchmark_side_by_side(Disabled(), lambda: order.append("tt"), lambda: order.append("ref"), rounds=3)
+    assert order == ["ref", "tt"] * (1 + bench_lib.WARMUP_ROUNDS + 3)
+    assert tt_s >= 0 and reference_s >= 0
 
 
 def test_record_benchmark_rows_ratio_and_directions() -> None:
