@@ -16,6 +16,7 @@ never imports ttnn so that it can be used before a backend is selected.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterator
@@ -26,10 +27,10 @@ class OpConfig:
     """Base of all op configs: behaves as a read-only mapping of its non-``None`` fields."""
 
     def keys(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
+        return tuple(name for name in _field_names(type(self)) if getattr(self, name) is not None)
 
     def __getitem__(self, key: str) -> Any:
-        if key not in {f.name for f in fields(self)}:
+        if key not in _field_set(type(self)):
             raise KeyError(f"{type(self).__name__} has no field {key!r}")
         return getattr(self, key)
 
@@ -38,6 +39,17 @@ class OpConfig:
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A config class's field names in declaration order (looked up on every ``**cfg`` of every op call)."""
+    return tuple(f.name for f in fields(cls))
+
+
+@functools.cache
+def _field_set(cls: type) -> frozenset[str]:
+    return frozenset(_field_names(cls))
 
 
 def is_op_config(obj: Any) -> bool:
