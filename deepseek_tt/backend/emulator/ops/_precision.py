@@ -91,6 +91,17 @@ def split_in1(b: torch.Tensor) -> In1Operand:
     return In1Operand(full, hi)
 
 
+def uses_hi(fidelity: T.MathFidelity) -> bool:
+    """Whether a fidelity's phases read in1's ``hi`` part (LoFi and HiFi3 do; HiFi2 and HiFi4 read ``full``)."""
+    return fidelity in (T.MathFidelity.LoFi, T.MathFidelity.HiFi3)
+
+
+def in1_from_full(full: torch.Tensor, fidelity: T.MathFidelity) -> In1Operand:
+    """The operand of TF32 values ``full``, its ``hi`` part derived only when the fidelity reads it (otherwise
+    ``hi`` aliases ``full``, and no phase of that fidelity reads it)."""
+    return In1Operand(full, truncate_mantissa(full, _SRCA_HI_BITS) if uses_hi(fidelity) else full)
+
+
 def split_in1_column_major(b_t: torch.Tensor) -> In1Operand:
     """The operand of the weight whose transpose ``b_t`` [..., N, K] is given, kept column-major."""
     split = split_in1(b_t.contiguous())
