@@ -64,8 +64,10 @@ def rotary_embedding_llama(input_tensor: Any, cos_cache: Any, sin_cache: Any, tr
         cos, sin = cos[..., :rows, :], sin[..., :rows, :]
     trans = compute_dtype(data(trans_mat))
     trans = trans.reshape(trans.shape[0], -1, TILE, TILE)[:, -1]  # [n, 32, 32]
-    trans = trans.reshape(trans.shape[0], *([1] * (x.dim() - 2)), TILE, TILE)
-    rotated = (x.unflatten(-1, (head_dim // TILE, TILE)).unsqueeze(-2) @ trans.unsqueeze(-3)).squeeze(-2).flatten(-2)
+    if trans.shape[0] != x.shape[0]:
+        trans = trans.expand(x.shape[0], TILE, TILE)
+    # Every 32-wide tile of every row times trans_mat: one product of all tiles (rows) per device.
+    rotated = torch.bmm(x.reshape(x.shape[0], -1, TILE), trans).reshape(x.shape)
     keep = _bf16 if input_tensor.dtype != T.DataType.FLOAT32 else (lambda t: t)
     out = keep(x * cos) + keep(rotated * sin)
     return make(out, input_tensor, memory_config=memory_config)
