@@ -91,15 +91,23 @@ def split_in1(b: torch.Tensor) -> In1Operand:
     return In1Operand(full, hi)
 
 
-def uses_hi(fidelity: T.MathFidelity) -> bool:
-    """Whether a fidelity's phases read in1's ``hi`` part (LoFi and HiFi3 do; HiFi2 and HiFi4 read ``full``)."""
-    return fidelity in (T.MathFidelity.LoFi, T.MathFidelity.HiFi3)
+def in1_parts(fidelity: T.MathFidelity) -> tuple[str, ...]:
+    """The parts of in1 a fidelity's phases read: ``full`` (HiFi2, HiFi4), ``hi`` (LoFi) or both (HiFi3)."""
+    if fidelity == T.MathFidelity.HiFi3:
+        return ("full", "hi")
+    return ("hi",) if fidelity == T.MathFidelity.LoFi else ("full",)
 
 
-def in1_from_full(full: torch.Tensor, fidelity: T.MathFidelity) -> In1Operand:
-    """The operand of TF32 values ``full``, its ``hi`` part derived only when the fidelity reads it (otherwise
-    ``hi`` aliases ``full``, and no phase of that fidelity reads it)."""
-    return In1Operand(full, truncate_mantissa(full, _SRCA_HI_BITS) if uses_hi(fidelity) else full)
+def in1_of_parts(parts: dict[str, torch.Tensor]) -> In1Operand:
+    """The operand of the parts ``in1_parts`` names; a part the fidelity does not read aliases the other."""
+    full = parts.get("full", parts.get("hi"))
+    return In1Operand(full, parts.get("hi", full))
+
+
+def in1_part(b: torch.Tensor, part: str) -> torch.Tensor:
+    """Part ``full`` (TF32) or ``hi`` of in1 values ``b``."""
+    full = truncate_mantissa(b.to(torch.float32), _SRC_MANTISSA_BITS)
+    return full if part == "full" else truncate_mantissa(full, _SRCA_HI_BITS)
 
 
 def split_in1_column_major(b_t: torch.Tensor) -> In1Operand:

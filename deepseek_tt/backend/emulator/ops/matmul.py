@@ -18,7 +18,9 @@ from ._kernel_probe import column_major_weights_exact
 from ._precision import (
     In1Operand,
     device_matmul,
-    in1_from_full,
+    in1_of_parts,
+    in1_part,
+    in1_parts,
     matmul_precision,
     operand_cache,
     split_in1,
@@ -247,14 +249,14 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
     def operand() -> In1Operand:
         return operand_cache.get(b_storage, (bool(transpose_b), rank), lambda: _prepare_in1(b_storage, transpose_b, rank))
 
-    def compact_weights() -> torch.Tensor:
-        """bf16 storage (bf16 / bfloat8_b / bfloat4_b weights) holds the TF32 operand exactly: kept as
-        ``[n, *batch, K, N]`` bf16, half the bytes that a product reads from memory."""
+    def compact_part(part: str) -> torch.Tensor:
+        """Part ``part`` of the operand of bf16-stored weights (bf16 / bfloat8_b / bfloat4_b), which bf16 holds
+        exactly (at most 7 explicit mantissa bits): ``[n, *batch, K, N]``, half the bytes of fp32 to read."""
         def build() -> In1Operand:
             b = b_storage.transpose(-1, -2) if transpose_b else b_storage
-            b = b.contiguous()
-            return In1Operand(b, b)
-        return operand_cache.get(b_storage, (bool(transpose_b), rank, "bf16"), build).full
+            values = in1_part(b, part).to(torch.bfloat16).contiguous()
+            return In1Operand(values, values)
+        return operand_cache.get(b_storage, (bool(transpose_b), rank, "bf16", part), build).full
 
     def finish(out: torch.Tensor) -> torch.Tensor:
         out = activations.apply(activations.apply(out, fused), activation)
@@ -274,10 +276,12 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
         if b_storage.dtype == torch.bfloat16:
             # Expert by expert: its bf16 weights widened into one reused fp32 buffer (the products are
             # memory-bound: reading bf16 weights takes about two thirds of the time of fp32 ones).
-            weights = compact_weights().reshape(n, groups, k, n_out)
-            widened = torch.empty(n, k, n_out, dtype=torch.float32, device=weights.device)
-            outs = [_device_matmul_broadcast(op, a[:, i], in1_from_full(widened.copy_(weights[:, g]), precision.fidelity), precision)
-                    for i, g in enumerate(groups_idx.tolist())]
+            parts = {part: compact_part(part).reshape(n, groups, k, n_out) for part in in1_parts(precision.fidelity)}
+            widened = {part: torch.empty(n, k, n_out, dtype=torch.float32, device=a.device) for part in parts}
+            outs = []
+            for i, g in enumerate(groups_idx.tolist()):
+                operand = in1_of_parts({part: widened[part].copy_(values[:, g]) for part, values in parts.items()})
+                outs.append(_device_matmul_broadcast(op, a[:, i], operand, precision))
         else:
             b = operand()
             full_b, hi_b = b.full.reshape(n, groups, k, n_out), b.hi.reshape(n, groups, k, n_out)
