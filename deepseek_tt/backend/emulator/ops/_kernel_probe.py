@@ -76,13 +76,11 @@ def row_granule() -> int:
 def column_major_holds(granule: int) -> bool:
     """Whether a column-major copy of the weight gives the row-major product's bits for every multiple of
     ``granule`` rows up to ``_PROBE_MAX_ROWS`` and for the whole probe, under both accumulation modes."""
-    from ._precision import In1Operand, device_matmul, split_in1
+    from ._precision import device_matmul, split_in1, split_in1_column_major
 
     for k, n in _PROBE_SHAPES:
         a, w = _probe_operands(k, n, granule + 1)
-        rows_major = split_in1(w)
-        cols = split_in1(w.transpose(-1, -2).contiguous())
-        cols_major = In1Operand(cols.full.transpose(-1, -2), cols.hi.transpose(-1, -2))
+        rows_major, cols_major = split_in1(w), split_in1_column_major(w.transpose(-1, -2))
         for precision in _precisions():
             for m in [*range(granule, _PROBE_MAX_ROWS + 1, granule), _PROBE_ROWS]:
                 if not torch.equal(device_matmul(a[:, :m], rows_major, precision), device_matmul(a[:, :m], cols_major, precision)):

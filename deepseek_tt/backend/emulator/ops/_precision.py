@@ -106,8 +106,7 @@ def in1_of_parts(parts: dict[str, torch.Tensor]) -> In1Operand:
 
 def in1_part(b: torch.Tensor, part: str) -> torch.Tensor:
     """Part ``full`` (TF32) or ``hi`` of in1 values ``b``."""
-    full = truncate_mantissa(b.to(torch.float32), _SRC_MANTISSA_BITS)
-    return full if part == "full" else truncate_mantissa(full, _SRCA_HI_BITS)
+    return getattr(split_in1(b.to(torch.float32)), part)
 
 
 def split_in1_column_major(b_t: torch.Tensor) -> In1Operand:

@@ -90,7 +90,7 @@ def _prefill_attention(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     if shared:
         # Every head's query rows stacked into one product with the one KV head: the rows of a per-head
         # product over a copy of the KV head, without the copy (a product's rows do not depend on the row
-        # count here: query blocks are tile multiples, see ops/deferred.py on row granules).
+        # count here: query blocks are tile multiples, see ops/_kernel_probe.py on row granules).
         k, v = k.squeeze(-3), v.squeeze(-3)
 
         def product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
