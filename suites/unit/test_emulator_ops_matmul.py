@@ -150,3 +150,25 @@ def test_program_config_is_validated_like_ttnn():
         with pytest.raises(RuntimeError, match="needs 8 cores"):
             ttnn.linear(a, b, program_config=_1d_config(per_core_N=1, out_subblock_w=1,
                                                         compute_with_storage_grid_size=ttnn.CoreCoord(2, 2)))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 5, 32, 96])
+@pytest.mark.parametrize("fidelity, fp32_acc", [(ttnn.MathFidelity.HiFi2, True), (ttnn.MathFidelity.LoFi, False)])
+def test_column_major_weights_give_the_row_major_bits(rows, fidelity, fp32_acc, monkeypatch):
+    """Dense weights are kept column-major where the kernel probe allows it; any row count (odd ones multiply
+    a row-major copy) must give exactly the products of row-major weights."""
+    from deepseek_tt.backend.emulator.ops import _precision, matmul as emulator_matmul
+
+    generator = torch.Generator().manual_seed(rows)
+    x, w = torch.randn(1, 1, rows, 256, generator=generator), torch.randn(1, 1, 256, 192, generator=generator) / 16
+    kernel = ttnn.WormholeComputeKernelConfig(math_fidelity=fidelity, fp32_dest_acc_en=fp32_acc)
+    outputs = {}
+    with open_mesh(1, 1) as device:
+        tx = ttnn.from_torch(x, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, device=device)
+        for column_major in (True, False):
+            _precision.operand_cache.clear()
+            monkeypatch.setattr(emulator_matmul, "column_major_weights_exact", lambda: column_major)
+            tw = ttnn.from_torch(w, dtype=ttnn.bfloat8_b, layout=ttnn.TILE_LAYOUT, device=device)
+            outputs[column_major] = ttnn.to_torch(ttnn.linear(tx, tw, compute_kernel_config=kernel, dtype=ttnn.float32))
+    _precision.operand_cache.clear()
+    assert torch.equal(outputs[True], outputs[False])
