@@ -117,8 +117,10 @@ def make(
     layout: Any = None,
     memory_config: Any = None,
     device: Any = "like",
+    contiguous: bool = True,
 ) -> Any:
-    """Build an op's output tensor from stacked torch data, taking unset attributes from ``like``."""
+    """Build an op's output tensor from stacked torch data, taking unset attributes from ``like``.
+    ``contiguous=False`` keeps a broadcast view (``expand``) as it is: its copies are never written."""
     dtype = dtype if dtype is not None else like.dtype
     layout = layout if layout is not None else like.layout
     if device == "like":
@@ -127,7 +129,8 @@ def make(
     if memory_config.is_sharded() and memory_config.shard_spec is None:
         memory_config = derive_shard_spec(memory_config, stacked.shape[1:], layout)
     return tensor_cls().from_stacked(
-        stacked.contiguous(), dtype=dtype, layout=layout, device=device, memory_config=memory_config
+        stacked.contiguous() if contiguous else stacked, dtype=dtype, layout=layout, device=device,
+        memory_config=memory_config,
     )
 
 

@@ -202,6 +202,11 @@ def repeat(input_tensor: Any, repeat_dims: Sequence[int], *, memory_config: Any 
     reps = as_int_list(repeat_dims)
     if len(reps) != x.dim() - 1:
         raise RuntimeError(f"ttnn.repeat: repeat_dims needs {x.dim() - 1} entries, got {len(reps)}")
+    if all(r == 1 or size == 1 for r, size in zip(reps, x.shape[1:])):
+        # Copies of size-1 dims only (e.g. the tokens once per expert): a broadcast view, not a copy; the
+        # expert products read the rows they need from it (ops/deferred.py).
+        return make(x.expand(x.shape[0], *(r * size for r, size in zip(reps, x.shape[1:]))), input_tensor,
+                    memory_config=memory_config, contiguous=False)
     return make(x.repeat(1, *reps), input_tensor, memory_config=memory_config)
 
 

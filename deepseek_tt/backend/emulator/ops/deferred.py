@@ -90,34 +90,21 @@ def is_deferred(storage: object) -> bool:
     return isinstance(storage, DeferredRows)
 
 
-def _flat_rows(groups: int, rows: int, groups_idx: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+def flat_rows(groups: int, rows: int, groups_idx: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
     """Per-device flat row numbers [n, G' * M] of rows ``sel`` [n, G', M] of groups ``groups_idx``."""
     return (groups_idx.view(1, -1, 1).to(sel.device) * rows + sel).reshape(sel.shape[0], -1)
 
 
 def gather_rows(values: torch.Tensor, groups: int, groups_idx: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
-    """Rows ``sel`` [n, G', M] of groups ``groups_idx`` of dense stacked ``values`` -> [n, G', M, W]."""
+    """Rows ``sel`` [n, G', M] of groups ``groups_idx`` of dense stacked ``values`` -> [n, G', M, W]. Reads
+    those rows only (``values`` may be a broadcast view, e.g. tokens repeated per expert)."""
     n, width = values.shape[0], values.shape[-1]
-    flat_values = values.reshape(n, -1, width)
-    flat = _flat_rows(groups, flat_values.shape[1] // groups, groups_idx, sel.to(values.device))
+    grouped = values.reshape(n, groups, -1, width)
+    sel = sel.to(values.device)
     if n == 1:
-        out = flat_values[0].index_select(0, flat[0]).unsqueeze(0)
-    else:
-        out = flat_values.gather(1, flat.unsqueeze(-1).expand(*flat.shape, width))
-    return out.reshape(*sel.shape, width)
-
-
-def scatter_rows(dense: torch.Tensor, groups: int, groups_idx: torch.Tensor, sel: torch.Tensor,
-                 rows: torch.Tensor) -> None:
-    """Write ``rows`` [n, G', M, W] into dense stacked ``dense`` at rows ``sel`` of groups ``groups_idx``."""
-    n, width = dense.shape[0], dense.shape[-1]
-    flat_dense = dense.view(n, -1, width)
-    flat = _flat_rows(groups, flat_dense.shape[1] // groups, groups_idx, sel.to(dense.device))
-    flat_rows = rows.reshape(n, -1, width).to(dense.dtype)
-    if n == 1:
-        flat_dense[0].index_copy_(0, flat[0], flat_rows[0])
-    else:
-        flat_dense.scatter_(1, flat.unsqueeze(-1).expand(*flat.shape, width), flat_rows)
+        return grouped[0][groups_idx.to(values.device).view(-1, 1), sel[0]].unsqueeze(0)
+    dev = torch.arange(n, device=values.device).view(n, 1, 1)
+    return grouped[dev, groups_idx.to(values.device).view(1, -1, 1), sel]
 
 
 def row_selection(needed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:

@@ -18,11 +18,13 @@ from ._kernel_probe import column_major_weights_exact
 from ._precision import (
     In1Operand,
     device_matmul,
+    in0_phases,
     in1_of_parts,
     in1_part,
     in1_parts,
     matmul_precision,
     operand_cache,
+    phases_matmul,
     split_in1,
     split_in1_column_major,
 )
@@ -289,8 +291,15 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
             return in1_of_parts({part: widened[part].copy_(values[:, g]) if part in widened else values[:, g]
                                  for part, values in parts.items()})
 
-        outs = [_device_matmul_broadcast(op, a[:, i], expert(g), precision) for i, g in enumerate(groups_idx.tolist())]
-        return finish(torch.stack(outs, dim=1))
+        if not precision.fp32_dest_acc:
+            outs = [_device_matmul_broadcast(op, a[:, i], expert(g), precision) for i, g in enumerate(groups_idx.tolist())]
+            return finish(torch.stack(outs, dim=1))
+        # fp32 accumulation: the in0 phase parts of all groups' rows are built once.
+        phases = in0_phases(a, precision.fidelity)
+        out = torch.empty(*a.shape[:-1], n_out, dtype=torch.float32, device=a.device)
+        for i, g in enumerate(groups_idx.tolist()):
+            out[:, i] = phases_matmul([(x[:, i], part) for x, part in phases], expert(g))
+        return finish(out)
 
     values = DeferredRows.create((*a_store.shape[:-1], n_out), numerics.storage_torch_dtype(out_dtype), groups, rows,
                                  full, some_rows, b_storage.device)

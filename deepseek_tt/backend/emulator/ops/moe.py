@@ -14,7 +14,7 @@ import torch
 from .. import types as T
 from ._common import compute_dtype, data, make, require_device, same_mesh
 from .collectives import group_gather, groups
-from .deferred import DeferredRows, is_deferred, row_selection, scatter_rows
+from .deferred import DeferredRows, flat_rows, is_deferred, row_selection
 from .trace import device_op
 
 
@@ -149,8 +149,9 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
     else:
         expert_row = local_index[meta_mine]
     if is_deferred(x):
-        x = _read_rows(x, valid, src, expert_row, b_idx, s_idx)
-    values = x[src, expert_row, b_idx, s_idx]  # [n, b, s, K, H]
+        values = _read_rows(x, valid, src, expert_row, b_idx, s_idx)
+    else:
+        values = x[src, expert_row, b_idx, s_idx]  # [n, b, s, K, H]
     valid = valid.permute(0, 3, 1, 2).unsqueeze(-1)  # [n, K, b, s, 1]
     values = values.permute(0, 3, 1, 2, 4)  # [n, K, b, s, H]
     if output_tensor is not None:
@@ -164,22 +165,36 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
     return make(out, input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
 
 
-def _read_rows(x: DeferredRows, valid: torch.Tensor, *index: torch.Tensor) -> torch.Tensor:
-    """Dense ``[n, E, B, S, H]`` values of deferred ``x`` holding the rows that valid slots read (``x[index]``
-    where ``valid``), zero elsewhere (the other rows are never read)."""
+def _read_rows(x: DeferredRows, valid: torch.Tensor, src: torch.Tensor, expert_row: torch.Tensor,
+               b_idx: torch.Tensor, s_idx: torch.Tensor) -> torch.Tensor:
+    """``x[src, expert_row, b_idx, s_idx]`` ([n, b, s, K, H]) of deferred ``x`` [n, E, B, S, H] where ``valid``
+    (anything elsewhere): only the rows valid slots read are computed, into one compact buffer that the
+    slots index (no dense [n, E, B*S, H] copy)."""
     n, groups, bdim, sdim, width = x.shape
     if (x.groups, x.group_rows) != (groups, bdim * sdim):
-        return x.full()
-    src, expert_row, b_idx, s_idx = torch.broadcast_tensors(*index)
+        return x.full()[src, expert_row, b_idx, s_idx]
+    src, expert_row, b_idx, s_idx = torch.broadcast_tensors(src, expert_row, b_idx, s_idx)
+    flat_row = b_idx * sdim + s_idx
     needed = torch.zeros(n, groups, bdim * sdim, dtype=torch.bool)
-    needed[src[valid].cpu(), expert_row[valid].cpu(), (b_idx * sdim + s_idx)[valid].cpu()] = True
+    needed[src[valid].cpu(), expert_row[valid].cpu(), flat_row[valid].cpu()] = True
     buckets = row_selection(needed)
     if buckets is None:
-        return x.full()
-    dense = torch.zeros(n, groups, bdim * sdim, width, dtype=x.dtype, device=x.device)
+        return x.full()[src, expert_row, b_idx, s_idx]
+    # where[d, g * rows + r]: the compact row of device d holding row r of group g (the last one, zeros, for
+    # rows nobody reads).
+    total = sum(sel.shape[1] * sel.shape[2] for _, sel in buckets)
+    where = torch.full((n, groups * bdim * sdim), total, dtype=torch.long)
+    parts, offset = [], 0
     for groups_idx, sel in buckets:
-        scatter_rows(dense, groups, groups_idx, sel, x.rows(groups_idx, sel))
-    return dense.reshape(x.shape)
+        count = sel.shape[1] * sel.shape[2]
+        flat = flat_rows(groups, bdim * sdim, groups_idx, sel)  # [n, G' * M]
+        where.scatter_(1, flat.cpu(), torch.arange(offset, offset + count).expand(n, count))
+        parts.append(x.rows(groups_idx, sel).reshape(n, count, width))
+        offset += count
+    parts.append(torch.zeros(n, 1, width, dtype=x.dtype, device=x.device))
+    compact = torch.cat(parts, dim=1)  # [n, total + 1, H]
+    rows = where.to(x.device)[src, expert_row * (bdim * sdim) + flat_row]  # [n, b, s, K]
+    return compact[src, rows]
 
 
 @device_op
