@@ -99,6 +99,8 @@ DEFER_EXPERT_ROWS = os.environ.get("DEEPSEEK_TT_EMULATOR_DEFER_ROWS", "1") != "0
 _IN1_BYTES_PER_VALUE = 12
 #: Weights whose prepared operand would exceed this are multiplied in column slices (not cached).
 _CHUNK_BYTES = int(os.environ.get("DEEPSEEK_TT_EMULATOR_MATMUL_CHUNK_MB", "512")) << 20
+#: fp32 bytes of the expert weights widened for one batched product of deferred rows (cache-sized).
+_EXPERT_BATCH_BYTES = 4 << 20
 
 
 def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Operand:
@@ -297,8 +299,24 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
         # fp32 accumulation: the in0 phase parts of all groups' rows are built once.
         phases = in0_phases(a, precision.fidelity)
         out = torch.empty(*a.shape[:-1], n_out, dtype=torch.float32, device=a.device)
-        for i, g in enumerate(groups_idx.tolist()):
-            out[:, i] = phases_matmul([(x[:, i], part) for x, part in phases], expert(g))
+        groups_list = groups_idx.tolist()
+        if not widened:  # fp32 storage: group by group against views of the cached operand
+            for i, g in enumerate(groups_list):
+                out[:, i] = phases_matmul([(x[:, i], part) for x, part in phases], expert(g))
+            return finish(out)
+        # bf16 storage: consecutive groups widened into one buffer and multiplied as one batched product
+        # (each batch entry is its own product: the same bits as group by group).
+        chunk = max(1, _EXPERT_BATCH_BYTES // (k * n_out * 4))
+        buffers = {part: torch.empty(n, min(chunk, len(groups_list)), k, n_out, dtype=torch.float32, device=a.device)
+                   for part in parts}
+        for start in range(0, len(groups_list), chunk):
+            batch = groups_list[start : start + chunk]
+            stop = start + len(batch)
+            for part, values in parts.items():
+                for j, g in enumerate(batch):
+                    buffers[part][:, j].copy_(values[:, g])
+            weights = in1_of_parts({part: buffer[:, : len(batch)] for part, buffer in buffers.items()})
+            out[:, start:stop] = phases_matmul([(x[:, start:stop], part) for x, part in phases], weights)
         return finish(out)
 
     values = DeferredRows.create((*a_store.shape[:-1], n_out), numerics.storage_torch_dtype(out_dtype), groups, rows,
