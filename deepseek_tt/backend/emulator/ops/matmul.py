@@ -310,11 +310,10 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
         buffers = {part: torch.empty(n, min(chunk, len(groups_list)), k, n_out, dtype=torch.float32, device=a.device)
                    for part in parts}
         for start in range(0, len(groups_list), chunk):
-            batch = groups_list[start : start + chunk]
+            batch = groups_idx[start : start + chunk].to(b_storage.device)
             stop = start + len(batch)
             for part, values in parts.items():
-                for j, g in enumerate(batch):
-                    buffers[part][:, j].copy_(values[:, g])
+                buffers[part][:, : len(batch)].copy_(values.index_select(1, batch))
             weights = in1_of_parts({part: buffer[:, : len(batch)] for part, buffer in buffers.items()})
             out[:, start:stop] = phases_matmul([(x[:, start:stop], part) for x, part in phases], weights)
         return finish(out)
