@@ -28,20 +28,27 @@ def test_shape_ops_per_device(mesh):
             "slice_step": ttnn.slice(tx, [0, 0, 0, 0], [2, 4, 32, 64], [1, 2, 1, 2]),
             "pad": ttnn.pad(tx, [(0, 0), (0, 0), (0, 32), (0, 0)], 1.5),
             "repeat": ttnn.repeat(tx, (1, 2, 1, 1)),
+            "repeat_size1": ttnn.repeat(ttnn.slice(tx, [0, 0, 0, 0], [1, 1, 32, 64]), (3, 1, 1, 2)),
             "repeat_interleave": ttnn.repeat_interleave(tx, 2, dim=1),
             "squeeze_unsqueeze": ttnn.squeeze(ttnn.unsqueeze(tx, 0), 0),
         }
+        read = ttnn.to_torch(got["repeat_size1"], mesh_composer=ttnn.ConcatMeshToTensor(device, dim=0))
+        doubled = ttnn.add(got["repeat_size1"], got["repeat_size1"])
     xb = bf16(x)
     want = {
         "reshape": xb.reshape(2, 4, 64, 32), "reshape_minus1": xb.reshape(-1, 64), "permute": xb.permute(0, 2, 1, 3),
         "transpose": xb.transpose(1, -1), "concat": torch.cat([xb, xb], dim=-1), "slice": xb[0:2, 1:3, 0:32, 16:48],
         "slice_step": xb[:, ::2, :, ::2], "pad": torch.nn.functional.pad(xb, (0, 0, 0, 32), value=1.5),
-        "repeat": xb.repeat(1, 2, 1, 1), "repeat_interleave": xb.repeat_interleave(2, dim=1), "squeeze_unsqueeze": xb,
+        "repeat": xb.repeat(1, 2, 1, 1), "repeat_size1": xb[:1, :1].repeat(3, 1, 1, 2), "repeat_interleave": xb.repeat_interleave(2, dim=1), "squeeze_unsqueeze": xb,
     }
     for name, t in got.items():
         assert tuple(t.shape) == tuple(want[name].shape), name
         for shard in shards(t):
             assert torch.equal(shard, want[name]), name
+    # Copies of size-1 dims are a broadcast view inside the emulator; what a caller reads back is its own.
+    read += 1
+    assert torch.equal(shards(got["repeat_size1"])[0], want["repeat_size1"])
+    assert torch.equal(shards(doubled)[0], (want["repeat_size1"].float() * 2).bfloat16())
 
 
 def test_typecast_layout_memory_config_clone():
