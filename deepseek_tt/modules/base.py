@@ -55,16 +55,25 @@ class AbstractModule:
         raise NotImplementedError
 
     @classmethod
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        """The op configs of ``mode`` (``"prefill"`` / ``"decode"``): a module whose configs differ by mode
+        only through this argument implements this, and the two methods below call it."""
+        raise NotImplementedError
+
+    @classmethod
     def prefill_model_config(
         cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        return cls.model_config(hf_config, mesh_device, "prefill", users_per_row=users_per_row, dtype_policy=dtype_policy)
 
     @classmethod
     def decode_model_config(
         cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        return cls.model_config(hf_config, mesh_device, "decode", users_per_row=users_per_row, dtype_policy=dtype_policy)
 
     @classmethod
     def create_state(

@@ -81,7 +81,10 @@ class DecoderBlock(AbstractModule):
         }
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: Any) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
         method = f"{mode}_model_config"
         return {
             "input_norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
@@ -90,18 +93,6 @@ class DecoderBlock(AbstractModule):
             "mlp": getattr(cls.ffn(), method)(hf_config, mesh_device, users_per_row=users_per_row, dtype_policy=dtype_policy),
             "residual_add": AddConfig(memory_config=ttnn.DRAM_MEMORY_CONFIG, dtype=ttnn.bfloat16),
         }
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row, dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "decode", users_per_row, dtype_policy)
 
     @classmethod
     def create_state(

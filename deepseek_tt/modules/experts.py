@@ -152,7 +152,11 @@ class Experts(AbstractModule):
         return [(first, min(size, per_device - first)) for first in range(0, per_device, size)]
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, memory_config: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        memory_config = ttnn.DRAM_MEMORY_CONFIG if mode == "prefill" else ttnn.L1_MEMORY_CONFIG
         per_device = experts_per_device(hf_config, mesh_device)
         files = len(cls.slot_chunks(hf_config, mesh_device))
         policy = get_dtype_policy(dtype_policy)
@@ -168,18 +172,6 @@ class Experts(AbstractModule):
         cfg["stack"] = ConcatConfig(dim=1, memory_config=ttnn.DRAM_MEMORY_CONFIG)
         cfg["experts_per_device"] = per_device
         return cfg
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG, dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
     def finalize_run_config(cls, cfg: RunConfig) -> RunConfig:

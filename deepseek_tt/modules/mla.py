@@ -184,8 +184,9 @@ class MLA(AbstractModule):
     # --- stage 2: op configs ---------------------------------------------------------------------
 
     @classmethod
-    def _model_config(
-        cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: DtypePolicy | str | None = None
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
     ) -> dict[str, Any]:
         rows, cols = _check_mesh(hf_config, mesh_device)
         d = _dims(hf_config)
@@ -269,18 +270,6 @@ class MLA(AbstractModule):
             "users_all_gather": gather(1),  # decode: [1, u, heads, v] -> all U users of the row
             **extra,
         }
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row, dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "decode", users_per_row, dtype_policy)
 
     # --- stage 3: state --------------------------------------------------------------------------
 

@@ -83,7 +83,10 @@ class Model(AbstractModule):
         return weights
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: Any) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
         method = f"{mode}_model_config"
         blocks = tuple(block_for_layer(hf_config, i) for i in range(hf_config.num_hidden_layers))
         return {
@@ -95,18 +98,6 @@ class Model(AbstractModule):
             "norm": getattr(DistributedRMSNorm, method)(hf_config, mesh_device),
             "lm_head": getattr(LMHead, method)(hf_config, mesh_device, dtype_policy=dtype_policy),
         }
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row, dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "decode", users_per_row, dtype_policy)
 
     @classmethod
     def create_state(

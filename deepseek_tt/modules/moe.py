@@ -88,7 +88,10 @@ class MoE(AbstractModule):
         }
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
         rows, cols = mesh_shape(mesh_device)
         per_device = experts_per_device(hf_config, mesh_device)
         if hf_config.hidden_size % (cols * ttnn.TILE_SIZE):
@@ -123,18 +126,6 @@ class MoE(AbstractModule):
             cfg["partition_tokens"] = MeshPartitionConfig(dim=2, cluster_axis=0, memory_config=mem)
             cfg["gather_tokens"] = AllGatherConfig(dim=2, cluster_axis=0, memory_config=mem, topology=ttnn.Topology.Linear)
         return cfg
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "prefill", dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "decode", dtype_policy)
 
     @classmethod
     def create_state(

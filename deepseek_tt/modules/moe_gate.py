@@ -124,7 +124,11 @@ class MoEGate(AbstractModule):
         return get_dtype_policy(dtype_policy).router == "float32"
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, memory_config: Any, dtype_policy: DtypePolicy | str | None) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
+        memory_config = ttnn.DRAM_MEMORY_CONFIG if mode == "prefill" else ttnn.L1_MEMORY_CONFIG
         cls.check_config(hf_config)
         mem = memory_config
         linear = LinearConfig(
@@ -152,18 +156,6 @@ class MoEGate(AbstractModule):
             "norm_topk_prob": bool(hf_config.norm_topk_prob),
             "routed_scaling_factor": float(hf_config.routed_scaling_factor),
         }
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, ttnn.DRAM_MEMORY_CONFIG, dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, ttnn.L1_MEMORY_CONFIG, dtype_policy)
 
     @classmethod
     def forward(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> tuple[Any, Any]:

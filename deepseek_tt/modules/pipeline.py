@@ -182,7 +182,10 @@ class PipelinedModel(AbstractModule):
         return {"stages": stages}
 
     @classmethod
-    def _model_config(cls, hf_config: Any, mesh_device: Any, mode: str, users_per_row: int, dtype_policy: Any) -> dict[str, Any]:
+    def model_config(
+        cls, hf_config: Any, mesh_device: Any, mode: str, *, users_per_row: int = USERS_PER_ROW,
+        dtype_policy: DtypePolicy | str | None = None,
+    ) -> dict[str, Any]:
         method = f"{mode}_model_config"
         ranges = cls.stages(hf_config, mesh_device)
         meshes = stage_meshes(mesh_device)
@@ -200,18 +203,6 @@ class PipelinedModel(AbstractModule):
                 stage["lm_head"] = getattr(LMHead, method)(hf_config, mesh, dtype_policy=dtype_policy)
             stages.append(stage)
         return {"stages": stages}
-
-    @classmethod
-    def prefill_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "prefill", users_per_row, dtype_policy)
-
-    @classmethod
-    def decode_model_config(
-        cls, hf_config: Any, mesh_device: Any, *, users_per_row: int = USERS_PER_ROW, dtype_policy: DtypePolicy | str | None = None
-    ) -> dict[str, Any]:
-        return cls._model_config(hf_config, mesh_device, "decode", users_per_row, dtype_policy)
 
     @classmethod
     def create_state(
