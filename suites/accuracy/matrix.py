@@ -56,7 +56,7 @@ from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 from fixtures.options import MODEL_PATH_ENV
 from reference_models.embedded import embedded_model_path
-from reference_models.reference import get_final_norm
+from reference_models.reference import get_final_norm, get_moe
 from suites.accuracy.model_lib import token_scales
 
 POLICY_IDS = {"default": "bfp8", "high_precision": "bf16"}
@@ -184,11 +184,22 @@ def _configs(case: Case, reference: torch.nn.Module, source: dict[str, Any], mes
     return cfg, kv_cache.create_page_table(paged, mesh_device, page_table)
 
 
+@torch.no_grad()
+def _reference_moe(reference: torch.nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """The reference MoE of ``layer`` on ``x`` [tokens, hidden] as the TT module receives it (rounded to
+    bf16, the residual's device dtype). Routing is discontinuous: on the reference's own fp32 input a token
+    whose top-k is a near tie can pick other experts than on the rounded one, an input difference and not
+    the module's error (``test_moe`` feeds both sides the same bf16 input for the same reason)."""
+    dtype = next(reference.parameters()).dtype
+    return get_moe(reference, layer)(x.to(torch.bfloat16).to(dtype)[None])[0].to(x.dtype)
+
+
 def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.Tensor], config: Any, mesh_device: Any,
-              ctx: ForwardContext, embedding_input: Any, final_norm: torch.nn.Module) -> None:
+              ctx: ForwardContext, embedding_input: Any, reference: torch.nn.Module) -> None:
     """Every TT module on the reference's input of its stage (``ctx``: the run's context, without an
-    observer); ``captured`` rows are tokens (prefill) or users. The final norm's input is rescaled per
-    token and ``final_norm`` (the reference's) gives its expected output."""
+    observer); ``captured`` rows are tokens (prefill) or users. The MoE's expected output is the reference
+    MoE's on that input as the device holds it (:func:`_reference_moe`). The final norm's input is rescaled
+    per token and the reference's final norm gives its expected output."""
     decode = ctx.is_decode
     def dev(x: torch.Tensor) -> Any:
         return residual_to_device(x, mesh_device, decode=decode)
@@ -205,8 +216,10 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
         result.add("mla", attn, captured[attn], back(out))
         ffn_name = block.FFN_STAGE
         ffn = stage_name(ffn_name, i)
-        out = getattr(block.ffn(), fwd)(dev(captured[ffn + INPUT_SUFFIX]), layer_cfg["mlp"], layer_ctx)
-        result.add(ffn_name, ffn, captured[ffn], back(out))
+        ffn_input = captured[ffn + INPUT_SUFFIX]
+        out = getattr(block.ffn(), fwd)(dev(ffn_input), layer_cfg["mlp"], layer_ctx)
+        ffn_expected = _reference_moe(reference, i, ffn_input) if block.IS_MOE else captured[ffn]
+        result.add(ffn_name, ffn, ffn_expected, back(out))
         blk = stage_name("block", i)
         out = getattr(block, fwd)(dev(captured[blk + INPUT_SUFFIX]), layer_cfg, layer_ctx)
         result.add("moe_decoder_block" if block.IS_MOE else "decoder_block", blk, captured[blk], back(out))
@@ -215,7 +228,7 @@ def _isolated(result: RunResult, cfg: dict[str, Any], captured: dict[str, torch.
     norm_input = captured["norm" + INPUT_SUFFIX]
     norm_input = norm_input * token_scales(norm_input.shape[0], torch.Generator().manual_seed(norm_input.shape[0]))
     with torch.no_grad():
-        norm_expected = final_norm(norm_input)
+        norm_expected = get_final_norm(reference)(norm_input)
     out = getattr(DistributedRMSNorm, fwd)(dev(norm_input), cfg["norm"], ctx)
     result.add("rms_norm", "norm", norm_expected, back(out))
     logits = LMHead.logits_to_torch(getattr(LMHead, fwd)(dev(captured["logits" + INPUT_SUFFIX]), cfg["lm_head"], ctx), mesh_device, decode=decode)
@@ -240,7 +253,7 @@ def _prefill_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devi
     logits = LMHead.logits_to_torch(out, mesh_device, decode=False)[:, : config.vocab_size]
     result.add("model", "logits", expected["logits"], logits, logits=True)
     result.drilldown = compare_stages(expected, recorder.captured, case.policy, length=case.seq_len)
-    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.prefill_input(tokens, mesh_device), get_final_norm(reference))
+    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.prefill_input(tokens, mesh_device), reference)
     return result
 
 
@@ -299,7 +312,7 @@ def _decode_run(case: Case, reference: torch.nn.Module, source: dict, mesh_devic
     result.add("model", "logits", expected["logits"], logits, logits=True)
     result.drilldown = compare_stages(expected, recorder.captured, case.policy)
     # The isolated decode steps rewrite each user's KVPE at its position with the same values; harmless.
-    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.decode_input(tokens, mesh_device), get_final_norm(reference))
+    _isolated(result, cfg, expected, config, mesh_device, ctx, Embedding.decode_input(tokens, mesh_device), reference)
     return result
 
 

@@ -14,7 +14,8 @@ matrix metrics to 1e-5, and its result row says the comparison was not exact.
 
 Record a fingerprint (only on the reference revision, or for an intended numerics change with the reason in
 the commit): ``DEEPSEEK_TT_RECORD_BIT_IDENTITY=1 pytest suites/accuracy/test_bit_identity.py`` adds or
-replaces this machine's recording and fails.
+replaces this machine's recording, replaces the portable values (demo tokens, matrix metrics) with this run's,
+and fails.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def test_outputs_bit_identical_to_the_recorded_golden(embedded_outputs, run_cli,
     }
     portable = {"demo_tokens": _demo_tokens(run_cli, tmp_path), "matrix_metrics": matrix_metrics}
     if os.environ.get(RECORD_ENV) == "1":
-        golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {**portable, "recordings": []}
+        golden = {**(json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {"recordings": []}), **portable}
         golden["recordings"] = [r for r in golden["recordings"] if r["fingerprint"] != observed["fingerprint"]] + [observed]
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
