@@ -4,7 +4,7 @@ The MoE expert chain (dispatch, repeat, batched expert linears, SiLU-mul, combin
 deferral on (combine evaluates only the rows it reads, group by group) and off (the dense products); the
 combined outputs must agree bit for bit, on one device and on a mesh, for routing that leaves experts idle,
 loads some heavily (buckets of several row-granule sizes) and for a decode batch where most slots share one token,
-with a bucket's experts multiplied in one batched product or in several.
+with a bucket's experts multiplied in one batched product or in several, accumulating in fp32 or bf16.
 Reading a deferred tensor any other way (``to_torch``, another op) gives the dense values.
 """
 
@@ -43,10 +43,11 @@ def _weights(device, generator: torch.Generator) -> dict[str, ttnn.Tensor]:
     return out
 
 
-def _expert_chain(device, x: torch.Tensor, indices: torch.Tensor, weights, *, fidelity) -> tuple[torch.Tensor, torch.Tensor]:
+def _expert_chain(device, x: torch.Tensor, indices: torch.Tensor, weights, *, fidelity,
+                  fp32_acc: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """moe.forward_routed's chain up to the combine: (combined [K, T, 1, H], expert_out read whole)."""
     tokens = x.shape[0]
-    kernel = ttnn.WormholeComputeKernelConfig(math_fidelity=fidelity, fp32_dest_acc_en=True)
+    kernel = ttnn.WormholeComputeKernelConfig(math_fidelity=fidelity, fp32_dest_acc_en=fp32_acc)
     x_rm = replicated(device, x.reshape(tokens, 1, 1, HIDDEN), layout=ttnn.ROW_MAJOR_LAYOUT)
     idx_rm = replicated(device, indices.reshape(tokens, 1, 1, TOP_K), dtype=ttnn.uint16, layout=ttnn.ROW_MAJOR_LAYOUT)
     mapping = _mapping(device, EXPERTS)
@@ -83,7 +84,9 @@ def _routing(tokens: int, kind: str, generator: torch.Generator) -> torch.Tensor
 @pytest.mark.parametrize("tokens, kind", [(128, "skewed"), (128, "uniform"), (32, "one-user"), (96, "skewed")])
 @pytest.mark.parametrize("fidelity", [ttnn.MathFidelity.LoFi, ttnn.MathFidelity.HiFi2])
 @pytest.mark.parametrize("groups_per_product", [None, 3], ids=["default-batch", "3-experts-per-product"])
-def test_deferred_expert_rows_are_bit_identical(mesh, tokens, kind, fidelity, groups_per_product, monkeypatch) -> None:
+@pytest.mark.parametrize("fp32_acc", [True, False], ids=["fp32-acc", "bf16-acc"])
+def test_deferred_expert_rows_are_bit_identical(mesh, tokens, kind, fidelity, groups_per_product, fp32_acc,
+                                                monkeypatch) -> None:
     if groups_per_product is not None:  # several batched products per bucket, the last one partial
         monkeypatch.setattr(emulator_matmul, "_EXPERT_BATCH_BYTES", groups_per_product * HIDDEN * INTER * 4)
     generator = torch.Generator().manual_seed(tokens)
@@ -94,7 +97,7 @@ def test_deferred_expert_rows_are_bit_identical(mesh, tokens, kind, fidelity, gr
         weights = _weights(device, generator)
         for defer in (False, True):
             monkeypatch.setattr(emulator_matmul, "DEFER_EXPERT_ROWS", defer)
-            results[defer] = _expert_chain(device, x, indices, weights, fidelity=fidelity)
+            results[defer] = _expert_chain(device, x, indices, weights, fidelity=fidelity, fp32_acc=fp32_acc)
     (dense_combined, dense_out), (lazy_combined, lazy_out) = results[False], results[True]
     assert dense_combined.abs().sum() > 0, "the combine read nothing: the test exercises no expert row"
     assert torch.equal(dense_combined, lazy_combined), "deferred expert rows differ from the dense products"

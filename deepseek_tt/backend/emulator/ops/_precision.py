@@ -154,42 +154,31 @@ class OperandCache:
 operand_cache = OperandCache(int(os.environ.get("DEEPSEEK_TT_EMULATOR_OPERAND_CACHE_MB", "2048")) << 20)
 
 
-def in0_phases(a: torch.Tensor, fidelity: T.MathFidelity) -> list[tuple[torch.Tensor, str]]:
-    """The fidelity phases as (in0 part, name of the in1 part it multiplies: ``full`` or ``hi``).
+def phase_terms(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (in0 part, in1 part) products that the fidelity phases add up.
 
     in0 -> srcB. Only the parts a fidelity uses are built; truncating to 10 bits and then to 6 keeps the
     same bits as truncating to 6 at once (the masks nest), so ``hi`` is one pass over ``a``.
     """
     if fidelity == T.MathFidelity.HiFi4:
-        return [(truncate_mantissa(a, _SRC_MANTISSA_BITS), "full")]
+        return [(truncate_mantissa(a, _SRC_MANTISSA_BITS), b.full)]
     if fidelity == T.MathFidelity.HiFi3:
         a_full, a_hi, a_lo = _split(a, _SRCB_HI_BITS)
-        return [(a_hi, "full"), (a_lo, "hi")]
+        return [(a_hi, b.full), (a_lo, b.hi)]
     if fidelity == T.MathFidelity.HiFi2:
-        return [(truncate_mantissa(a, _SRCB_HI_BITS), "full")]
+        return [(truncate_mantissa(a, _SRCB_HI_BITS), b.full)]
     if fidelity == T.MathFidelity.LoFi:
-        return [(truncate_mantissa(a, _SRCB_HI_BITS), "hi")]
+        return [(truncate_mantissa(a, _SRCB_HI_BITS), b.hi)]
     raise ValueError(f"ttnn: unsupported math fidelity {fidelity!r}")
-
-
-def phase_terms(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The (in0 part, in1 part) products that the fidelity phases add up."""
-    return [(x, getattr(b, part)) for x, part in in0_phases(a, fidelity)]
-
-
-def phases_matmul(phases: list[tuple[torch.Tensor, str]], b: In1Operand) -> torch.Tensor:
-    """fp32 sum of the phase products of in0 parts ``phases`` (:func:`in0_phases`) and ``b``, accumulated in
-    fp32 (``fp32_dest_acc_en``)."""
-    (x, part), *rest = phases
-    out = torch.matmul(x, getattr(b, part))
-    for x, part in rest:
-        out = out + torch.matmul(x, getattr(b, part))
-    return out
 
 
 def fidelity_matmul(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> torch.Tensor:
     """fp32 product of in0 ``a`` [..., M, K] and in1 ``b`` [..., K, N] as the fidelity phases compute it."""
-    return phases_matmul(in0_phases(a, fidelity), b)
+    terms = phase_terms(a, b, fidelity)
+    out = torch.matmul(*terms[0])
+    for x, y in terms[1:]:
+        out = out + torch.matmul(x, y)
+    return out
 
 
 def _as_batched(x: torch.Tensor, batch: torch.Size) -> torch.Tensor:

@@ -100,11 +100,8 @@ def gather_rows(values: torch.Tensor, groups: int, groups_idx: torch.Tensor, sel
     those rows only (``values`` may be a broadcast view, e.g. tokens repeated per expert)."""
     n, width = values.shape[0], values.shape[-1]
     grouped = values.reshape(n, groups, -1, width)
-    sel = sel.to(values.device)
-    if n == 1:
-        return grouped[0][groups_idx.to(values.device).view(-1, 1), sel[0]].unsqueeze(0)
     dev = torch.arange(n, device=values.device).view(n, 1, 1)
-    return grouped[dev, groups_idx.to(values.device).view(1, -1, 1), sel]
+    return grouped[dev, groups_idx.to(values.device).view(1, -1, 1), sel.to(values.device)]
 
 
 def row_selection(needed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:

@@ -18,13 +18,11 @@ from ._kernel_probe import column_major_weights_exact
 from ._precision import (
     In1Operand,
     device_matmul,
-    in0_phases,
     in1_of_parts,
     in1_part,
     in1_parts,
     matmul_precision,
     operand_cache,
-    phases_matmul,
     split_in1,
     split_in1_column_major,
 )
@@ -277,46 +275,22 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
             a = gather_rows(a_store, groups, groups_idx, sel)
         a = compute_dtype(a)
         n = b_storage.shape[0]
-        # Group by group against views of the cached weights (no copy of the other experts' weights). bf16
-        # storage is kept bf16 and an expert's part widened into one reused fp32 buffer: the products are
-        # memory-bound, and reading bf16 weights takes about two thirds of the time of fp32 ones.
+        # A cache-sized batch of groups at a time: their cached weights gathered (bf16 storage read at half the
+        # bytes of fp32 and widened after the gather: the products are memory-bound) and multiplied as one
+        # batched product, whose every batch entry has the bits of that group's product alone.
         if b_storage.dtype == torch.bfloat16:
             stored = {part: compact_part(part) for part in in1_parts(precision.fidelity)}
         else:
             b = operand()
-            stored = {"full": b.full, "hi": b.hi}
+            stored = {part: getattr(b, part) for part in in1_parts(precision.fidelity)}
         parts = {part: values.reshape(n, groups, k, n_out) for part, values in stored.items()}
-        widened = {part: torch.empty(n, k, n_out, dtype=torch.float32, device=a.device)
-                   for part, values in parts.items() if values.dtype != torch.float32}
-
-        def expert(g: int) -> In1Operand:
-            return in1_of_parts({part: widened[part].copy_(values[:, g]) if part in widened else values[:, g]
-                                 for part, values in parts.items()})
-
-        if not precision.fp32_dest_acc:
-            outs = [_device_matmul_broadcast(op, a[:, i], expert(g), precision) for i, g in enumerate(groups_idx.tolist())]
-            return finish(torch.stack(outs, dim=1))
-        # fp32 accumulation: the in0 phase parts of all groups' rows are built once.
-        phases = in0_phases(a, precision.fidelity)
-        out = torch.empty(*a.shape[:-1], n_out, dtype=torch.float32, device=a.device)
-        groups_list = groups_idx.tolist()
-        if not widened:  # fp32 storage: group by group against views of the cached operand
-            for i, g in enumerate(groups_list):
-                out[:, i] = phases_matmul([(x[:, i], part) for x, part in phases], expert(g))
-            return finish(out)
-        # bf16 storage: consecutive groups widened into one buffer and multiplied as one batched product
-        # (each batch entry is its own product: the same bits as group by group).
         chunk = max(1, _EXPERT_BATCH_BYTES // (k * n_out * 4))
-        buffers = {part: torch.empty(n, min(chunk, len(groups_list)), k, n_out, dtype=torch.float32, device=a.device)
-                   for part in parts}
-        for start in range(0, len(groups_list), chunk):
+        outs = []
+        for start in range(0, groups_idx.numel(), chunk):
             batch = groups_idx[start : start + chunk].to(b_storage.device)
-            stop = start + len(batch)
-            for part, values in parts.items():
-                buffers[part][:, : len(batch)].copy_(values.index_select(1, batch))
-            weights = in1_of_parts({part: buffer[:, : len(batch)] for part, buffer in buffers.items()})
-            out[:, start:stop] = phases_matmul([(x[:, start:stop], part) for x, part in phases], weights)
-        return finish(out)
+            weights = in1_of_parts({part: values.index_select(1, batch).to(torch.float32) for part, values in parts.items()})
+            outs.append(_device_matmul_broadcast(op, a[:, start : start + batch.numel()], weights, precision))
+        return finish(torch.cat(outs, dim=1))
 
     values = DeferredRows.create((*a_store.shape[:-1], n_out), numerics.storage_torch_dtype(out_dtype), groups, rows,
                                  full, some_rows, b_storage.device)

@@ -171,14 +171,14 @@ def _read_rows(x: DeferredRows, valid: torch.Tensor, src: torch.Tensor, expert_r
     (anything elsewhere): only the rows valid slots read are computed, into one compact buffer that the
     slots index (no dense [n, E, B*S, H] copy)."""
     n, groups, bdim, sdim, width = x.shape
-    if (x.groups, x.group_rows) != (groups, bdim * sdim):
-        return x.full()[src, expert_row, b_idx, s_idx]
     src, expert_row, b_idx, s_idx = torch.broadcast_tensors(src, expert_row, b_idx, s_idx)
     flat_row = b_idx * sdim + s_idx
-    needed = torch.zeros(n, groups, bdim * sdim, dtype=torch.bool)
-    needed[src[valid].cpu(), expert_row[valid].cpu(), flat_row[valid].cpu()] = True
-    buckets = row_selection(needed)
-    if buckets is None:
+    buckets = None
+    if (x.groups, x.group_rows) == (groups, bdim * sdim):
+        needed = torch.zeros(n, groups, bdim * sdim, dtype=torch.bool)
+        needed[src[valid].cpu(), expert_row[valid].cpu(), flat_row[valid].cpu()] = True
+        buckets = row_selection(needed)
+    if buckets is None:  # the whole product is cheaper (or the rows are numbered otherwise)
         return x.full()[src, expert_row, b_idx, s_idx]
     # where[d, g * rows + r]: the compact row of device d holding row r of group g (the last one, zeros, for
     # rows nobody reads).
