@@ -6,16 +6,17 @@ The golden file (``golden/bit_identity.json``) holds digests of the TT outputs o
   a decode step with one active user (its row only), and the demo's greedy tokens (bp and pp generators);
 - a slice of the accuracy matrix: every stage of the quick 1x1 runs (prefill 128 and decode, random weights).
 
-They were recorded on the code before the runtime redesign. Digests are kept per machine fingerprint (torch
-version, CPU architecture and vector ISA, torch's thread count: a reduction split over two threads rounds
-differently than over one). On a recorded fingerprint every digest must match exactly. Elsewhere float
-kernels may round differently, so the test then compares what is portable: the demo's tokens exactly and the
-matrix metrics to 1e-5, and its result row says the comparison was not exact.
+They were recorded on the code before the runtime redesign. Recordings are kept per machine fingerprint
+(torch version, CPU architecture and vector ISA, torch's thread count: an AVX-512 kernel, or a reduction
+split over two threads, rounds differently than an AVX2 one or one thread). On a recorded fingerprint every
+digest must match exactly, and the matrix metrics (computed against the CPU reference on that machine) to
+1e-5. Elsewhere float kernels round differently and bf16 near-ties (MoE routing) flip, so the test then
+compares what is portable: the demo's tokens exactly, and the matrix metrics within the drift measured
+between the recorded ISAs (``CROSS_MACHINE_TOLERANCE``); its result row says the comparison was not exact.
 
 Record a fingerprint (only on the reference revision, or for an intended numerics change with the reason in
 the commit): ``DEEPSEEK_TT_RECORD_BIT_IDENTITY=1 pytest suites/accuracy/test_bit_identity.py`` adds or
-replaces this machine's recording, replaces the portable values (demo tokens, matrix metrics) with this run's,
-and fails.
+replaces this machine's recording, replaces the demo tokens with this run's, and fails.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ MATRIX_SLICE = (
     Case("model", "decode", 1, 32, (1, 1), "default", "random"),
 )
 METRIC_TOLERANCE = 1e-5
+# Between the AVX2 and AVX-512 recordings (same code, same torch) the slice's metrics moved by at most
+# 2.1e-4 (pcc), 3.3e-3 (relative error), 8.2e-5 (norm ratio) and one token of 128 (top-1 agreement):
+# near-tie routing flips. Twice that, rounded up, is what a machine without a recording may drift.
+CROSS_MACHINE_TOLERANCE = {"pcc": 5e-4, "relative_error": 7e-3, "norm_ratio": 2e-4, "top1_agreement": 2 / 128}
 
 
 def fingerprint() -> dict[str, str]:
@@ -141,9 +146,11 @@ def test_outputs_bit_identical_to_the_recorded_golden(embedded_outputs, run_cli,
         "embedded_digests": embedded_outputs,
         "matrix_digests": matrix_digests,
     }
-    portable = {"demo_tokens": _demo_tokens(run_cli, tmp_path), "matrix_metrics": matrix_metrics}
+    observed["matrix_metrics"] = matrix_metrics
+    demo_tokens = _demo_tokens(run_cli, tmp_path)
     if os.environ.get(RECORD_ENV) == "1":
-        golden = {**(json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {"recordings": []}), **portable}
+        golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {"recordings": []}
+        golden["demo_tokens"] = demo_tokens
         golden["recordings"] = [r for r in golden["recordings"] if r["fingerprint"] != observed["fingerprint"]] + [observed]
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
@@ -151,17 +158,22 @@ def test_outputs_bit_identical_to_the_recorded_golden(embedded_outputs, run_cli,
     assert GOLDEN.is_file(), f"{GOLDEN} is missing: record it with {RECORD_ENV}=1 on the reference revision"
     golden = json.loads(GOLDEN.read_text())
 
-    assert portable["demo_tokens"] == golden["demo_tokens"], "the demo's greedy tokens changed"
+    assert demo_tokens == golden["demo_tokens"], "the demo's greedy tokens changed"
     recording = next((r for r in golden["recordings"] if r["fingerprint"] == observed["fingerprint"]), None)
     if recording is not None:
         for key in ("embedded_digests", "matrix_digests"):
             changed = sorted(k for k in recording[key] if observed[key].get(k) != recording[key][k])
             extra = sorted(set(observed[key]) - set(recording[key]))
             assert not changed and not extra, f"{key}: outputs not bit-identical: changed {changed}, not recorded {extra}"
-    expected, measured = golden["matrix_metrics"], portable["matrix_metrics"]
-    missing = sorted(set(expected) - set(measured))
+        expected, tolerance = recording["matrix_metrics"], dict.fromkeys(CROSS_MACHINE_TOLERANCE, METRIC_TOLERANCE)
+    else:
+        expected, tolerance = golden["recordings"][0]["matrix_metrics"], CROSS_MACHINE_TOLERANCE
+    missing = sorted(set(expected) - set(matrix_metrics))
     assert not missing, f"matrix metrics no longer measured: {missing}"
-    drift = {k: (expected[k], measured[k]) for k in expected if abs(expected[k] - measured[k]) > METRIC_TOLERANCE}
-    assert not drift, f"matrix metrics moved by more than {METRIC_TOLERANCE}: {drift}"
+    drift = {
+        k: (expected[k], matrix_metrics[k]) for k in expected
+        if abs(expected[k] - matrix_metrics[k]) > tolerance[k.rsplit("/", 1)[1]]
+    }
+    assert not drift, f"matrix metrics moved by more than {tolerance} ({'exact' if recording else 'cross-machine'} comparison): {drift}"
     record_result(module="model", mode="bit_identity", metric="exact_digest_comparison", value=float(recording is not None),
                   mesh="1x1", running_on=json.dumps(observed["fingerprint"], sort_keys=True))
