@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType
 from typing import Any
 
@@ -101,6 +102,17 @@ def describe_backend() -> str:
     return f"emulator (torch {torch_device_name()})" if name == "emulator" else "ttnn (Tenstorrent device)"
 
 
+def skip_empty_decode_slots(positions_tensor: Any) -> AbstractContextManager[None]:
+    """Within the block, the emulator's MoE computes the experts of a decode step's active slots only
+    (``positions_tensor``: the step's per-device positions, -1 for an empty slot; empty slots' rows come
+    back NaN). A device computes every slot: there it changes nothing."""
+    if backend_name() != "emulator":
+        return nullcontext()
+    from deepseek_tt.backend.emulator.ops._decode_slots import skip_empty_decode_slots as skip
+
+    return skip(positions_tensor)
+
+
 class _TtnnProxy:
     """Module-like view of the selected backend: ``ttnn.linear`` resolves on each attribute access."""
 
@@ -121,6 +133,7 @@ __all__ = [
     "describe_backend",
     "get_ttnn",
     "select_backend",
+    "skip_empty_decode_slots",
     "torch_device_name",
     "ttnn",
 ]

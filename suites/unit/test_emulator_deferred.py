@@ -4,7 +4,8 @@ The MoE expert chain (dispatch, repeat, batched expert linears, SiLU-mul, combin
 deferral on (combine evaluates only the rows it reads, group by group) and off (the dense products); the
 combined outputs must agree bit for bit, on one device and on a mesh, for routing that leaves experts idle,
 loads some heavily (buckets of several row-granule sizes) and for a decode batch where most slots share one token,
-with a bucket's experts multiplied in one batched product or in several, accumulating in fp32 or bf16.
+with a bucket's experts multiplied in one batched product, in several, or one by one on their cached weights
+(where ``_kernel_probe`` finds that exact on this CPU), accumulating in fp32 or bf16.
 Reading a deferred tensor any other way (``to_torch``, another op) gives the dense values.
 """
 
@@ -83,11 +84,13 @@ def _routing(tokens: int, kind: str, generator: torch.Generator) -> torch.Tensor
 @pytest.mark.parametrize("mesh", [(1, 1), (2, 2)])
 @pytest.mark.parametrize("tokens, kind", [(128, "skewed"), (128, "uniform"), (32, "one-user"), (96, "skewed")])
 @pytest.mark.parametrize("fidelity", [ttnn.MathFidelity.LoFi, ttnn.MathFidelity.HiFi2])
-@pytest.mark.parametrize("groups_per_product", [None, 3], ids=["default-batch", "3-experts-per-product"])
+@pytest.mark.parametrize("groups_per_product", [None, 3, 1], ids=["default-batch", "3-experts-per-product", "group-by-group"])
 @pytest.mark.parametrize("fp32_acc", [True, False], ids=["fp32-acc", "bf16-acc"])
 def test_deferred_expert_rows_are_bit_identical(mesh, tokens, kind, fidelity, groups_per_product, fp32_acc,
                                                 monkeypatch) -> None:
-    if groups_per_product is not None:  # several batched products per bucket, the last one partial
+    if groups_per_product == 1:  # each expert on its cached weight in place (where the CPU makes that exact)
+        monkeypatch.setattr(emulator_matmul, "_FEW_GROUPS_FRACTION", 1)
+    elif groups_per_product is not None:  # several batched products per bucket, the last one partial
         monkeypatch.setattr(emulator_matmul, "_EXPERT_BATCH_BYTES", groups_per_product * HIDDEN * INTER * 4)
     generator = torch.Generator().manual_seed(tokens)
     x = torch.randn(tokens, HIDDEN, generator=generator)

@@ -12,7 +12,14 @@ measured here, once per torch thread count, with the emulator's own precision mo
   layout ``nn.Linear`` uses, faster for the kernels measured) gives the bits of the row-major one for a
   multiple of the granule rows. Other row counts are multiplied with a row-major copy.
 
-Where a probe fails, the emulator falls back to the tile height (granule) and row-major weights.
+* **Group by group** (:func:`group_products_exact`). One group's product (an expert's rows times its
+  weight) alone has the bits of its entry in a batched product of several groups, for a multiple of the
+  granule rows. Measured: true with one thread; with two, false from K = 1024 (the batched product splits
+  its work between the threads otherwise).
+  Where it holds, a decode step's few experts are multiplied on their cached weights in place.
+
+Where a probe fails, the emulator falls back to the tile height (granule), row-major weights and batched
+products of gathered weights.
 """
 
 from __future__ import annotations
@@ -96,3 +103,38 @@ def _column_major_weights_exact(threads: int) -> bool:
 def column_major_weights_exact() -> bool:
     """Whether the emulator may keep dense weights column-major (see the module docstring)."""
     return _column_major_weights_exact(torch.get_num_threads())
+
+
+#: Groups of the group-by-group probe's batched product, and its (K, N): here the kernel path does depend on
+#: the size (with two threads a long K is split between them in a batched product only).
+_PROBE_GROUPS = 6
+_GROUP_PROBE_SHAPES = ((256, 512), (1024, 256), (2048, 256))
+
+
+def group_products_hold(granule: int) -> bool:
+    """Whether each group's product alone equals its entry of a ``_PROBE_GROUPS``-group batched product, for
+    every multiple of ``granule`` rows up to ``_PROBE_MAX_ROWS``, under both accumulation modes."""
+    from ._precision import device_matmul, split_in1
+
+    for k, n in _GROUP_PROBE_SHAPES:
+        generator = torch.Generator().manual_seed(granule + k)
+        a = torch.randn(1, _PROBE_GROUPS, _PROBE_MAX_ROWS, k, generator=generator)
+        b = split_in1(torch.randn(1, _PROBE_GROUPS, k, n, generator=generator) / k**0.5)
+        for precision in _precisions():
+            for m in range(granule, _PROBE_MAX_ROWS + 1, granule):
+                batched = device_matmul(a[:, :, :m], b, precision)
+                for g in range(_PROBE_GROUPS):
+                    one = type(b)(b.full[:, g : g + 1], b.hi[:, g : g + 1])
+                    if not torch.equal(device_matmul(a[:, g : g + 1, :m], one, precision), batched[:, g : g + 1]):
+                        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _group_products_exact(threads: int) -> bool:
+    return group_products_hold(_row_granule(threads))
+
+
+def group_products_exact() -> bool:
+    """Whether the emulator may multiply a few groups one by one (see the module docstring)."""
+    return _group_products_exact(torch.get_num_threads())

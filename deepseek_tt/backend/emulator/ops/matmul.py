@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,9 +13,12 @@ import torch
 from .. import types as T
 from . import _activations as activations
 from .. import numerics
-from ._common import broadcast_shapes, compute_dtype, data, make, make_deferred, require_device, same_mesh, stack_broadcast
+from ._common import (
+    broadcast_shapes, compute_dtype, data, device_of, make, make_deferred, require_device, same_mesh, stack_broadcast,
+)
+from ._decode_slots import LiveRows
 from .deferred import DeferredRows, gather_rows, is_deferred
-from ._kernel_probe import column_major_weights_exact
+from ._kernel_probe import column_major_weights_exact, group_products_exact
 from ._precision import (
     In1Operand,
     device_matmul,
@@ -99,6 +103,8 @@ _IN1_BYTES_PER_VALUE = 12
 _CHUNK_BYTES = int(os.environ.get("DEEPSEEK_TT_EMULATOR_MATMUL_CHUNK_MB", "512")) << 20
 #: fp32 bytes of the expert weights widened for one batched product of deferred rows (cache-sized).
 _EXPERT_BATCH_BYTES = 4 << 20
+#: Deferred rows of at most 1 / this of the groups are multiplied group by group on the cached weights.
+_FEW_GROUPS_FRACTION = 4
 
 
 def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Operand:
@@ -200,8 +206,14 @@ def _matmul(
         operands = _in1_column_slices(b_storage, transpose_b, rank)
     else:
         operands = [operand_cache.get(b_storage, (bool(transpose_b), rank), lambda: _prepare_in1(b_storage, transpose_b, rank))]
+    rows = a.shape[-2]
+    live = LiveRows.of(device_of(input_tensor_a), rows)  # a decode step's empty slots: not computed, NaN
+    if live is not None:
+        a = live.select(a)
     outs = [_device_matmul_broadcast(op, a, b, precision) for b in operands]
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+    if live is not None:
+        out = live.restore(out, rows)
     if bias is not None:
         bias_data = compute_dtype(data(bias))
         if bias_data.shape[-1] != out.shape[-1]:
@@ -264,9 +276,13 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
         out = activations.apply(activations.apply(out, fused), activation)
         return numerics.round_to_dtype(out, out_dtype)
 
+    live = LiveRows.of(device_of(input_tensor_a), rows)  # declared at the op, whenever the rows are read
+
     def full() -> torch.Tensor:
         a = compute_dtype(a_store.full() if is_deferred(a_store) else a_store)
-        return finish(_device_matmul_broadcast(op, a, operand(), precision))
+        if live is None:
+            return finish(_device_matmul_broadcast(op, a, operand(), precision))
+        return finish(live.restore(_device_matmul_broadcast(op, live.select(a), operand(), precision), rows))
 
     def some_rows(groups_idx: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
         if is_deferred(a_store):
@@ -275,6 +291,17 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
             a = gather_rows(a_store, groups, groups_idx, sel)
         a = compute_dtype(a)
         n = b_storage.shape[0]
+        if groups_idx.numel() * _FEW_GROUPS_FRACTION <= groups and group_products_exact():
+            # Few groups (a decode step's experts): each multiplied by its cached weight in place, no gathered
+            # copy; where probed exact, a group's product alone has the bits of its batched entry below.
+            b = operand()
+            parts = {part: getattr(b, part).reshape(n, groups, k, n_out) for part in in1_parts(precision.fidelity)}
+            outs = []
+            for i, g in enumerate(groups_idx.tolist()):
+                weights = replace(in1_of_parts({part: values[:, g : g + 1] for part, values in parts.items()}),
+                                  column_major=b.column_major)
+                outs.append(_device_matmul_broadcast(op, a[:, i : i + 1], weights, precision))
+            return finish(torch.cat(outs, dim=1))
         # A cache-sized batch of groups at a time: their cached weights gathered (bf16 storage read at half the
         # bytes of fp32 and widened after the gather: the products are memory-bound) and multiplied as one
         # batched product, whose every batch entry has the bits of that group's product alone.

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from .. import types as T
-from ._common import compute_dtype, data, make, require_device, same_mesh
+from ._common import compute_dtype, data, device_of, make, require_device, same_mesh
+from ._decode_slots import live_decode_slots
 from .collectives import group_gather, groups
 from .deferred import DeferredRows, flat_rows, is_deferred, row_selection
 from .trace import device_op
@@ -148,6 +149,11 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
         expert_row = torch.zeros_like(src)
     else:
         expert_row = local_index[meta_mine]
+    own_shape = (n, local, tokens_s) if output_shard_dim == 1 else (n, tokens_b, local)
+    live = live_decode_slots(device_of(input_tensor), own_shape[1] * own_shape[2])
+    if live is not None:  # a decode step's empty slots: not computed, NaN (_decode_slots.py)
+        live = live.to(device).view(own_shape)
+        valid = valid & live.unsqueeze(-1)
     if is_deferred(x):
         values = _read_rows(x, valid, src, expert_row, b_idx, s_idx)
     else:
@@ -158,11 +164,18 @@ def all_to_all_combine(input_tensor: Any, expert_metadata_tensor: Any, expert_ma
         base = data(output_tensor)
         if tuple(base.shape) != tuple(values.shape):
             raise RuntimeError(f"{op}: output_tensor {tuple(output_tensor.shape)} must be {tuple(values.shape[1:])}")
-        out = torch.where(valid, values.to(base.dtype), base)
+        out = _poison_empty_slots(torch.where(valid, values.to(base.dtype), base), live)
         output_tensor._data = make(out, output_tensor)._data
         return output_tensor
-    out = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=device))
+    out = _poison_empty_slots(torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=device)), live)
     return make(out, input_tensor, layout=T.Layout.ROW_MAJOR, memory_config=memory_config or T.DRAM_MEMORY_CONFIG)
+
+
+def _poison_empty_slots(out: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
+    """``out`` [n, K, b, s, H] with NaN in the rows of empty decode slots (``live`` [n, b, s] False)."""
+    if live is None or bool(live.all()):
+        return out
+    return out.masked_fill(~live.view(live.shape[0], 1, *live.shape[1:], 1), float("nan"))
 
 
 def _read_rows(x: DeferredRows, valid: torch.Tensor, src: torch.Tensor, expert_row: torch.Tensor,
