@@ -18,7 +18,7 @@ from ._common import (
 )
 from ._decode_slots import LiveRows
 from .deferred import DeferredRows, gather_rows, is_deferred
-from ._kernel_probe import column_major_weights_exact, group_products_exact
+from ._kernel_probe import column_major_weights_exact, group_products_exact, row_granule
 from ._precision import (
     In1Operand,
     device_matmul,
@@ -101,15 +101,20 @@ DEFER_EXPERT_ROWS = os.environ.get("DEEPSEEK_TT_EMULATOR_DEFER_ROWS", "1") != "0
 _IN1_BYTES_PER_VALUE = 12
 #: Weights whose prepared operand would exceed this are multiplied in column slices (not cached).
 _CHUNK_BYTES = int(os.environ.get("DEEPSEEK_TT_EMULATOR_MATMUL_CHUNK_MB", "512")) << 20
+#: ... in slices of this size (prepared operand bytes) when the product has at most ``_FEW_ROWS`` rows.
+_CACHED_SLICE_BYTES = 8 << 20
+_FEW_ROWS = 32
 #: fp32 bytes of the expert weights widened for one batched product of deferred rows (cache-sized).
 _EXPERT_BATCH_BYTES = 4 << 20
 #: Deferred rows of at most 1 / this of the groups are multiplied group by group on the cached weights.
 _FEW_GROUPS_FRACTION = 4
 
 
-def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Operand:
-    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases. A dense weight (no batch
-    entries) is kept column-major where that is exact on this machine (``_kernel_probe``): faster to multiply."""
+def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int, parts: tuple[str, ...] = ("full", "hi")) -> In1Operand:
+    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases (``parts``: those a caller
+    reads; a bf16-stored weight's ``full`` part is its values widened, which TF32 holds exactly). A dense
+    weight (no batch entries) is kept column-major where that is exact on this machine (``_kernel_probe``):
+    faster to multiply."""
     b = compute_dtype(b_storage)
     if b.dim() == 2:
         b = b.unsqueeze(-1)
@@ -119,20 +124,41 @@ def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Op
     if transpose_b:
         b = b.transpose(-1, -2)
     b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:]).contiguous()
+    if b_storage.dtype == torch.bfloat16 and "hi" not in parts:
+        return in1_of_parts({"full": b})
     return split_in1(b)
 
 
-def _in1_column_slices(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> Iterator[In1Operand]:
-    """Prepared in1 operands of consecutive output-column slices, a tile multiple each, within the budget.
+def _in1_column_slices(b_storage: torch.Tensor, transpose_b: bool, rank: int, rows: int,
+                       parts: tuple[str, ...]) -> Iterator[In1Operand]:
+    """Prepared in1 operands of consecutive output-column slices, a tile multiple each, within the budget;
+    for a product of few rows (a decode step), slices that stay in the CPU's cache between being prepared and
+    multiplied (the product reads the weight once, as a plain torch one does).
 
-    Every output column depends only on its own weight column, so the sliced product equals the whole one.
+    Every output column depends only on its own weight column, so the sliced product equals the whole one
+    (for a multiple of the row granule: with two threads a single row's product differs by slice width).
     """
     n_dim = b_storage.dim() - 2 if transpose_b else b_storage.dim() - 1
     n = b_storage.shape[n_dim]
     per_column = b_storage.numel() // n * _IN1_BYTES_PER_VALUE
-    step = max(TILE, _CHUNK_BYTES // per_column // TILE * TILE)
+    budget = _CACHED_SLICE_BYTES if rows <= _FEW_ROWS and rows % row_granule() == 0 else _CHUNK_BYTES
+    step = max(TILE, budget // per_column // TILE * TILE)
+    if b_storage.dtype != torch.bfloat16 or "hi" in parts:
+        for start in range(0, n, step):
+            yield _prepare_in1(b_storage.narrow(n_dim, start, min(step, n - start)), transpose_b, rank, parts)
+        return
+    # A bf16-stored weight whose full part is read: each slice widened into one reused row-major buffer (the
+    # row-major product is the exact one; no fresh pages to fault in per slice). Each slice is multiplied
+    # before the next is widened.
+    buffer = None
     for start in range(0, n, step):
-        yield _prepare_in1(b_storage.narrow(n_dim, start, min(step, n - start)), transpose_b, rank)
+        width = min(step, n - start)
+        b = b_storage.narrow(n_dim, start, width)
+        b = b.transpose(-1, -2) if transpose_b else b
+        b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:])
+        if buffer is None or width != buffer.shape[-1]:
+            buffer = torch.empty(b.shape, dtype=torch.float32, device=b.device)
+        yield in1_of_parts({"full": buffer.copy_(b)})
 
 
 def _device_matmul_broadcast(op: str, a: torch.Tensor, b: In1Operand, precision: Any) -> torch.Tensor:
@@ -201,15 +227,15 @@ def _matmul(
     precision = matmul_precision(compute_kernel_config)
     batch = math.prod(a.shape[1:-2]) if a.dim() > 3 else 1
     validate_program_config(program_config, op, batch, a.shape[-2], a.shape[-1], b_shape[-1], precision.fp32_dest_acc)
-    if b_storage.numel() * _IN1_BYTES_PER_VALUE > _CHUNK_BYTES and b_storage.dim() > 2:
-        # A weight too large to prepare whole (e.g. a full-dims LM head): output columns in slices.
-        operands = _in1_column_slices(b_storage, transpose_b, rank)
-    else:
-        operands = [operand_cache.get(b_storage, (bool(transpose_b), rank), lambda: _prepare_in1(b_storage, transpose_b, rank))]
     rows = a.shape[-2]
     live = LiveRows.of(device_of(input_tensor_a), rows)  # a decode step's empty slots: not computed, NaN
     if live is not None:
         a = live.select(a)
+    if b_storage.numel() * _IN1_BYTES_PER_VALUE > _CHUNK_BYTES and b_storage.dim() > 2:
+        # A weight too large to prepare whole (e.g. a full-dims LM head): output columns in slices.
+        operands = _in1_column_slices(b_storage, transpose_b, rank, a.shape[-2], in1_parts(precision.fidelity))
+    else:
+        operands = [operand_cache.get(b_storage, (bool(transpose_b), rank), lambda: _prepare_in1(b_storage, transpose_b, rank))]
     outs = [_device_matmul_broadcast(op, a, b, precision) for b in operands]
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
     if live is not None:
