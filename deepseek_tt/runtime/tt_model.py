@@ -258,8 +258,9 @@ class TtModel:
     def decode(
         self, tokens: torch.Tensor, positions: torch.Tensor, page_table: torch.Tensor | None = None, *, observer: StageObserver | None = None
     ) -> torch.Tensor:
-        """One token per slot at its position (``-1``: empty slot) -> logits ``[B, V]`` (float32); ``page_table``:
-        an external ``[max_batch_size, blocks]`` table, default the internal one."""
+        """One token per slot at its position (``-1``: empty slot) -> logits ``[B, V]`` (float32; an empty
+        slot's row is unspecified: a device computes it, the emulator leaves it NaN); ``page_table``: an
+        external ``[max_batch_size, blocks]`` table, default the internal one."""
         host_inputs = self.decode_host_inputs(tokens, positions)
         device_inputs = tuple(ttnn.to_device(t, self.mesh_device) for t in host_inputs)
         tt_table, owned = self._call_page_table(page_table)

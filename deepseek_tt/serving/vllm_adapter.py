@@ -16,7 +16,8 @@ The plugin (tenstorrent/vllm, ``tt_metal`` platform) calls, in this order:
 
 The model runs on vLLM's own page table (any physical blocks, not contiguous). Outputs: logits (host
 sampling: ``[B, S, V]`` from prefill with rows past a prompt's length repeating its last logits, ``[B, 1, V]``
-from decode) or, when ``sampling_params`` is given, sampled token ids ``[B]`` (int64).
+from decode; an empty slot's row is unspecified, NaN on the emulator) or, when ``sampling_params`` is given,
+sampled token ids ``[B]`` (int64; 0 for an empty slot).
 
 Not supported (refused with :class:`UnsupportedVllmFeature`): prefix caching (``start_pos > 0`` in
 prefill), block sizes that are not a multiple of 32 (one tile of cache rows), data parallelism that does

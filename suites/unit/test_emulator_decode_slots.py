@@ -9,14 +9,12 @@ row its own users), inside a captured trace replayed with other positions, and t
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import pytest
 import torch
 
 from deepseek_tt.backend import emulator as ttnn
+from deepseek_tt.backend.emulator.ops import _decode_slots as decode_slots
 from deepseek_tt.backend.emulator.ops._decode_slots import skip_empty_decode_slots
-from deepseek_tt.modules import model as model_module
 from deepseek_tt.modules.kv_cache import decode_positions_tensor
 from deepseek_tt.runtime.tt_model import TtModel
 from reference_models.presets import get_preset
@@ -87,8 +85,9 @@ def test_model_decode_of_one_user_equals_its_row_of_the_full_computation(mesh, t
     positions[4] = 17
     tokens = torch.where(positions >= 0, 21, 0)
     skipped = model.decode(tokens, positions)
-    with monkeypatch.context() as patch:
-        patch.setattr(model_module, "skip_empty_decode_slots", lambda positions: nullcontext())
+    with monkeypatch.context() as patch:  # no declaration takes effect: every slot computed
+        patch.setattr(decode_slots, "_declare", lambda positions_tensor: None)
+        patch.setattr(decode_slots, "_clear", lambda positions_tensor: None)
         everyone = model.decode(tokens, positions)
     assert torch.isfinite(skipped[4]).all()
     assert torch.equal(skipped[4], everyone[4])
