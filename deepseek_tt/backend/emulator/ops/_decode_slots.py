@@ -37,7 +37,7 @@ def _declare(positions_tensor: Any) -> None:
     rows, cols = (int(d) for d in tuple(device.shape))
     # device r*C + c holds users r*U + c*u ... (kv_cache.decode_positions_tensor): row r's users in order
     live = data(positions_tensor).reshape(rows, -1).cpu() >= 0  # [R, U]
-    _stack(device).append(live.repeat_interleave(cols, dim=0))  # [devices, U]
+    _stack(device).append(_Declared(live.repeat_interleave(cols, dim=0)))
 
 
 @device_op
@@ -45,10 +45,24 @@ def _clear(positions_tensor: Any) -> None:
     _stack(device_of(positions_tensor)).pop()
 
 
-def _stack(device: Any) -> list[torch.Tensor]:
+class _Declared:
+    """One declaration: the active slots ``[devices, U]`` and, worked out once, the rows products compute."""
+
+    def __init__(self, live: torch.Tensor) -> None:
+        self.live = live
+        self.rows_to_compute: LiveRows | None = LiveRows.build(live)
+
+
+def _stack(device: Any) -> list[_Declared]:
     if not hasattr(device, _ATTRIBUTE):
         setattr(device, _ATTRIBUTE, [])
     return getattr(device, _ATTRIBUTE)
+
+
+def _declared(device: Any, tokens: int) -> _Declared | None:
+    stack = getattr(device, _ATTRIBUTE, None)
+    top = stack[-1] if stack else None
+    return top if top is not None and top.live.shape[1] == tokens else None
 
 
 @contextmanager
@@ -65,9 +79,8 @@ def skip_empty_decode_slots(positions_tensor: Any) -> Iterator[None]:
 def live_decode_slots(device: Any, tokens: int) -> torch.Tensor | None:
     """``[devices, tokens]`` bool: the declared active slots of ``device``'s decode step, or None (compute
     every token) when none are declared or the op's tokens are not the step's slots."""
-    stack = getattr(device, _ATTRIBUTE, None)
-    live = stack[-1] if stack else None
-    return live if live is not None and live.shape[1] == tokens else None
+    declared = _declared(device, tokens)
+    return None if declared is None else declared.live
 
 
 class LiveRows:
@@ -82,9 +95,13 @@ class LiveRows:
     @classmethod
     def of(cls, device: Any, rows: int) -> "LiveRows | None":
         """None when nothing is declared for ``rows`` slots, or when the active rows are not fewer."""
-        live = live_decode_slots(device, rows)
-        if live is None:
-            return None
+        declared = _declared(device, rows)
+        return None if declared is None else declared.rows_to_compute
+
+    @classmethod
+    def build(cls, live: torch.Tensor) -> "LiveRows | None":
+        """The rows to compute of a declaration's ``live`` slots (None: all of them)."""
+        rows = live.shape[1]
         active = live.any(dim=0).nonzero().flatten()
         if not active.numel():
             active = torch.zeros(1, dtype=torch.long)  # no user at all: one granule computed, every row NaN
