@@ -135,8 +135,10 @@ def _in1_column_slices(b_storage: torch.Tensor, transpose_b: bool, rank: int, ro
     for a product of few rows (a decode step), slices that stay in the CPU's cache between being prepared and
     multiplied (the product reads the weight once, as a plain torch one does).
 
-    Every output column depends only on its own weight column, so the sliced product equals the whole one
-    (for a multiple of the row granule: with two threads a single row's product differs by slice width).
+    Every output column depends only on its own weight column: with one thread the sliced product has the
+    whole one's bits. With two, how the CPU's kernel splits the work depends on the slice width (measured: a
+    4-row product of the full-dims LM head in 32 MB slices differs from 16 or 64 MB ones), so the bits are
+    those of this slicing: deterministic, not the whole product's.
     """
     n_dim = b_storage.dim() - 2 if transpose_b else b_storage.dim() - 1
     n = b_storage.shape[n_dim]
