@@ -139,14 +139,65 @@ def emulated_mesh_1x1():
     ttnn.close_mesh_device(device)
 
 
+def golden_verdict(observed: dict[str, Any], demo_tokens: dict, golden: dict[str, Any]) -> tuple[list[str], bool]:
+    """What differs between this run (``observed``: fingerprint, digests, matrix metrics) and the golden, and
+    whether the comparison was exact (this machine's fingerprint is recorded) or cross-machine."""
+    problems = [] if demo_tokens == golden["demo_tokens"] else ["the demo's greedy tokens changed"]
+    recording = next((r for r in golden["recordings"] if r["fingerprint"] == observed["fingerprint"]), None)
+    if recording is not None:
+        for key in ("embedded_digests", "matrix_digests"):
+            changed = sorted(k for k in recording[key] if observed[key].get(k) != recording[key][k])
+            extra = sorted(set(observed[key]) - set(recording[key]))
+            if changed or extra:
+                problems.append(f"{key}: outputs not bit-identical: changed {changed}, not recorded {extra}")
+        expected, tolerance = recording["matrix_metrics"], dict.fromkeys(CROSS_MACHINE_TOLERANCE, METRIC_TOLERANCE)
+    else:
+        expected, tolerance = golden["recordings"][0]["matrix_metrics"], CROSS_MACHINE_TOLERANCE
+    measured = observed["matrix_metrics"]
+    missing = sorted(set(expected) - set(measured))
+    if missing:
+        problems.append(f"matrix metrics no longer measured: {missing}")
+    drift = {
+        k: (expected[k], measured[k]) for k in expected
+        if k in measured and abs(expected[k] - measured[k]) > tolerance[k.rsplit("/", 1)[1]]
+    }
+    if drift:
+        kind = "exact" if recording is not None else "cross-machine"
+        problems.append(f"matrix metrics moved by more than {tolerance} ({kind} comparison): {drift}")
+    return problems, recording is not None
+
+
+def test_the_verdict_is_exact_on_a_recorded_machine_and_bounded_elsewhere() -> None:
+    """The comparison itself, on the committed golden: a recorded machine's own values pass and one flipped
+    digest or a 2e-5 metric move fails; on an unrecorded machine digests are not compared, another recorded
+    ISA's metrics pass, and a drift beyond ``CROSS_MACHINE_TOLERANCE`` fails."""
+    golden = json.loads(GOLDEN.read_text())
+    tokens = golden["demo_tokens"]
+    recorded = {key: golden["recordings"][0][key] for key in ("fingerprint", "embedded_digests", "matrix_digests", "matrix_metrics")}
+    assert golden_verdict(recorded, tokens, golden) == ([], True)
+    flipped = {**recorded, "matrix_digests": {**recorded["matrix_digests"], "prefill/model/logits": "0" * 20}}
+    assert "prefill/model/logits" in golden_verdict(flipped, tokens, golden)[0][0]
+    metric = "prefill/model/logits/pcc"
+    nudged = {**recorded, "matrix_metrics": {**recorded["matrix_metrics"], metric: recorded["matrix_metrics"][metric] - 2e-5}}
+    assert "exact comparison" in golden_verdict(nudged, tokens, golden)[0][0]
+    assert golden_verdict(recorded, {**tokens, "bp": [[0]]}, golden)[0] == ["the demo's greedy tokens changed"]
+
+    other_isa = next(r for r in golden["recordings"] if r["fingerprint"]["cpu_capability"] != recorded["fingerprint"]["cpu_capability"])
+    elsewhere = {**other_isa, "fingerprint": {**other_isa["fingerprint"], "cpu_capability": "unrecorded"},
+                 "matrix_digests": {}}
+    assert golden_verdict(elsewhere, tokens, golden) == ([], False)
+    drifted = {**elsewhere, "matrix_metrics": {**elsewhere["matrix_metrics"], metric: other_isa["matrix_metrics"][metric] - 1e-3}}
+    assert "cross-machine comparison" in golden_verdict(drifted, tokens, golden)[0][0]
+
+
 def test_outputs_bit_identical_to_the_recorded_golden(embedded_outputs, run_cli, tmp_path, request, record_result):
     matrix_digests, matrix_metrics = _matrix_slice(request)
     observed = {
         "fingerprint": fingerprint(),
         "embedded_digests": embedded_outputs,
         "matrix_digests": matrix_digests,
+        "matrix_metrics": matrix_metrics,
     }
-    observed["matrix_metrics"] = matrix_metrics
     demo_tokens = _demo_tokens(run_cli, tmp_path)
     if os.environ.get(RECORD_ENV) == "1":
         golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {"recordings": []}
@@ -158,22 +209,7 @@ def test_outputs_bit_identical_to_the_recorded_golden(embedded_outputs, run_cli,
     assert GOLDEN.is_file(), f"{GOLDEN} is missing: record it with {RECORD_ENV}=1 on the reference revision"
     golden = json.loads(GOLDEN.read_text())
 
-    assert demo_tokens == golden["demo_tokens"], "the demo's greedy tokens changed"
-    recording = next((r for r in golden["recordings"] if r["fingerprint"] == observed["fingerprint"]), None)
-    if recording is not None:
-        for key in ("embedded_digests", "matrix_digests"):
-            changed = sorted(k for k in recording[key] if observed[key].get(k) != recording[key][k])
-            extra = sorted(set(observed[key]) - set(recording[key]))
-            assert not changed and not extra, f"{key}: outputs not bit-identical: changed {changed}, not recorded {extra}"
-        expected, tolerance = recording["matrix_metrics"], dict.fromkeys(CROSS_MACHINE_TOLERANCE, METRIC_TOLERANCE)
-    else:
-        expected, tolerance = golden["recordings"][0]["matrix_metrics"], CROSS_MACHINE_TOLERANCE
-    missing = sorted(set(expected) - set(matrix_metrics))
-    assert not missing, f"matrix metrics no longer measured: {missing}"
-    drift = {
-        k: (expected[k], matrix_metrics[k]) for k in expected
-        if abs(expected[k] - matrix_metrics[k]) > tolerance[k.rsplit("/", 1)[1]]
-    }
-    assert not drift, f"matrix metrics moved by more than {tolerance} ({'exact' if recording else 'cross-machine'} comparison): {drift}"
-    record_result(module="model", mode="bit_identity", metric="exact_digest_comparison", value=float(recording is not None),
+    problems, exact = golden_verdict(observed, demo_tokens, golden)
+    assert not problems, "; ".join(problems)
+    record_result(module="model", mode="bit_identity", metric="exact_digest_comparison", value=float(exact),
                   mesh="1x1", running_on=json.dumps(observed["fingerprint"], sort_keys=True))
