@@ -75,20 +75,25 @@ def test_a_replayed_trace_reads_the_positions_of_each_replay():
     assert replayed[[0, 1, 3, 31]].isnan().all()
 
 
-def test_model_decode_of_one_user_equals_its_row_of_the_full_computation(mesh, tmp_path, monkeypatch):
-    """The whole model (MLA, dense MLP, MoE with its combine, LM head): one active user's logits are the bits
-    of a step that computes every slot; the empty slots' logits are NaN (nothing leaked into the user)."""
+@pytest.mark.parametrize("mesh_shape, users", [((1, 1), [4]), ((2, 2), [4, 45])])
+def test_model_decode_of_one_user_equals_its_row_of_the_full_computation(mesh_shape, users, tmp_path, monkeypatch):
+    """The whole model (MLA, dense MLP, MoE with its dispatch and combine across mesh rows, LM head): the
+    active users' logits are the bits of a step that computes every slot; the empty slots' logits are NaN
+    (nothing leaked into a user)."""
     config = get_preset("galaxy-tiny", num_layers=2)
+    mesh = ttnn.open_mesh_device(ttnn.MeshShape(*mesh_shape))
     model = TtModel.load(None, mesh, tmp_path / "cache", random_weights=True, hf_config=config, max_seq_len=64, progress=False)
-    model.prefill(torch.arange(3, 20), user_id=4)
-    positions = torch.full((32,), -1)
-    positions[4] = 17
+    positions = torch.full((model.max_batch_size,), -1)
+    for user in users:
+        model.prefill(torch.arange(3, 20) + user, user_id=user)
+        positions[user] = 17
     tokens = torch.where(positions >= 0, 21, 0)
     skipped = model.decode(tokens, positions)
     with monkeypatch.context() as patch:  # no declaration takes effect: every slot computed
         patch.setattr(decode_slots, "_declare", lambda positions_tensor: None)
         patch.setattr(decode_slots, "_clear", lambda positions_tensor: None)
         everyone = model.decode(tokens, positions)
-    assert torch.isfinite(skipped[4]).all()
-    assert torch.equal(skipped[4], everyone[4])
+    ttnn.close_mesh_device(mesh)
+    assert torch.isfinite(skipped[users]).all()
+    assert torch.equal(skipped[users], everyone[users])
     assert skipped[positions < 0].isnan().all() and torch.isfinite(everyone).all()
