@@ -106,7 +106,7 @@ _CACHED_SLICE_BYTES = 8 << 20
 _FEW_ROWS = 32
 #: fp32 bytes of the expert weights widened for one batched product of deferred rows (cache-sized).
 _EXPERT_BATCH_BYTES = 4 << 20
-#: Deferred rows of at most 1 / this of the groups are multiplied group by group on the cached weights.
+#: A bucket of deferred rows of at most 1 / this of the groups is multiplied group by group on the cached weights.
 _FEW_GROUPS_FRACTION = 4
 
 
@@ -320,8 +320,9 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
         a = compute_dtype(a)
         n = b_storage.shape[0]
         if groups_idx.numel() * _FEW_GROUPS_FRACTION <= groups and group_products_exact():
-            # Few groups (a decode step's experts): each multiplied by its cached weight in place, no gathered
-            # copy; where probed exact, a group's product alone has the bits of its batched entry below.
+            # A bucket of few groups (a decode step's experts; in prefill, most row-size buckets): each multiplied
+            # by its cached weight in place, no gathered copy; where probed exact, a group's product alone has
+            # the bits of its batched entry below.
             b = operand()
             parts = {part: getattr(b, part).reshape(n, groups, k, n_out) for part in in1_parts(precision.fidelity)}
             outs = []
