@@ -103,9 +103,9 @@ def describe_backend() -> str:
 
 
 def skip_empty_decode_slots(positions_tensor: Any) -> AbstractContextManager[None]:
-    """Within the block, the emulator's MoE computes the experts of a decode step's active slots only
-    (``positions_tensor``: the step's per-device positions, -1 for an empty slot; empty slots' rows come
-    back NaN). A device computes every slot: there it changes nothing."""
+    """Within the block, the emulator computes a decode step's active slots only: products whose rows are
+    the slots and the MoE's expert rows (``positions_tensor``: the step's per-device positions, -1 for an
+    empty slot; empty slots' rows come back NaN). A device computes every slot: there it changes nothing."""
     if backend_name() != "emulator":
         return nullcontext()
     from deepseek_tt.backend.emulator.ops._decode_slots import skip_empty_decode_slots as skip

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from deepseek_tt.backend import skip_empty_decode_slots, ttnn
+from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy
 from deepseek_tt.config.op_configs import AddConfig
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY
@@ -131,7 +131,7 @@ class DecoderBlock(AbstractModule):
     def forward_decode(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One token per user ``[1, 1, U, hidden / C]`` -> same; writes each user's KVPE at its position."""
         ctx = require_context(ctx, "decode", cls.__name__)
-        with skip_empty_decode_slots(ctx.positions):  # the emulator's shortcut; nothing on a device
+        with ctx.empty_slots_skipped():
             attn_in = DistributedRMSNorm.forward_decode(x, cfg["input_norm"], ctx)
             attn_out = MLA.forward_decode(attn_in, cfg["mla"], ctx)
             ttnn.deallocate(attn_in)

@@ -15,11 +15,15 @@ the context what changes from call to call:
 - ``observer``: an optional :class:`StageObserver` the model and the blocks hand every stage's output to
   (the divergence drill-down records them); ``None`` costs nothing.
 
+``empty_slots_skipped()`` wraps a decode computation (each decoder block, the model's head) so that the
+emulator computes the active slots only.
+
 Modules that need no context (norms, MLP, MoE, embedding, LM head) accept it and ignore it.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -71,6 +75,15 @@ class ForwardContext:
     @property
     def is_decode(self) -> bool:
         return self.mode == DECODE
+
+    def empty_slots_skipped(self) -> AbstractContextManager[None]:
+        """Around a decode computation: the emulator computes the step's active slots only (empty slots'
+        rows NaN; ``backend.skip_empty_decode_slots``). Nothing in prefill, nor on a device."""
+        if not self.is_decode:
+            return nullcontext()
+        from deepseek_tt.backend import skip_empty_decode_slots
+
+        return skip_empty_decode_slots(self.positions)
 
     def at_layer(self, layer: int) -> "ForwardContext":
         """The same call inside decoder layer ``layer``."""

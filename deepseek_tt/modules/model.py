@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from deepseek_tt.backend import skip_empty_decode_slots
 from deepseek_tt.config.dtype_policy import DtypePolicy
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY
 from deepseek_tt.modules.base import AbstractModule, sub_state_dict
@@ -143,8 +142,7 @@ class Model(AbstractModule):
     def forward_decode(cls, tokens: Any, cfg: dict[str, Any], ctx: ForwardContext | None = None) -> Any:
         """One token per user (uint32 ``[1, U]`` per row) -> logits ``[1, 1, U, V / C]``."""
         ctx = require_context(ctx, "decode", "Model")
-        with skip_empty_decode_slots(ctx.positions):  # the emulator's shortcut; nothing on a device
-            return cls.head(cls.run_layers(cls.embed(tokens, cfg, ctx), cfg, ctx), cfg, ctx)
+        return cls.head(cls.run_layers(cls.embed(tokens, cfg, ctx), cfg, ctx), cfg, ctx)
 
     @classmethod
     def run_layers(cls, x: Any, cfg: dict[str, Any], ctx: ForwardContext, first_layer: int = 0) -> Any:
@@ -168,10 +166,11 @@ class Model(AbstractModule):
         from deepseek_tt.backend import ttnn
 
         norm = DistributedRMSNorm.forward_decode if ctx.is_decode else DistributedRMSNorm.forward_prefill
-        normed = norm(x, cfg["norm"], ctx)
-        ttnn.deallocate(x)
-        ctx.observe("norm", normed)
-        logits = (LMHead.forward_decode if ctx.is_decode else LMHead.forward_prefill)(normed, cfg["lm_head"], ctx)
+        with ctx.empty_slots_skipped():
+            normed = norm(x, cfg["norm"], ctx)
+            ttnn.deallocate(x)
+            ctx.observe("norm", normed)
+            logits = (LMHead.forward_decode if ctx.is_decode else LMHead.forward_prefill)(normed, cfg["lm_head"], ctx)
         ttnn.deallocate(normed)
         ctx.observe("logits", logits)
         return logits

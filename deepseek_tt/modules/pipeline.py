@@ -28,14 +28,13 @@ merges each stage on its own submesh. Forward: :meth:`PipelinedModel.forward_sta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from deepseek_tt.backend import skip_empty_decode_slots, ttnn
+from deepseek_tt.backend import ttnn
 from deepseek_tt.config.dtype_policy import DtypePolicy
 from deepseek_tt.config.run_config import MESH_DEVICE_KEY, RunConfig, create_run_config
 from deepseek_tt.modules.base import AbstractModule, mesh_shape, sub_state_dict
@@ -286,11 +285,10 @@ class PipelinedModel(AbstractModule):
 
     @classmethod
     def _forward_stage(cls, x: Any, stage: dict[str, Any], ctx: ForwardContext) -> Any:
-        with skip_empty_decode_slots(ctx.positions) if ctx.is_decode else nullcontext():  # emulator only
-            if "embedding" in stage:
-                x = Model.embed(x, stage, ctx)
-            x = Model.run_layers(x, stage, ctx, first_layer=stage["first_layer"])
-            return Model.head(x, stage, ctx) if "lm_head" in stage else x
+        if "embedding" in stage:
+            x = Model.embed(x, stage, ctx)
+        x = Model.run_layers(x, stage, ctx, first_layer=stage["first_layer"])
+        return Model.head(x, stage, ctx) if "lm_head" in stage else x
 
     @classmethod
     def transfer(cls, x: Any, sender: dict[str, Any], receiver: dict[str, Any]) -> Any:

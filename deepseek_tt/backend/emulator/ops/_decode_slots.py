@@ -13,7 +13,7 @@ Both write NaN into the empty slots' rows, not zero: a bug that let an empty slo
 user would make that user's output NaN, loudly.
 
 Declaring and clearing are device ops, so a captured trace re-reads the positions on every replay;
-declarations nest (a stage inside a model step). Not a ttnn name: the model reaches it through
+declarations nest. Not a ttnn name: the model reaches it through
 ``deepseek_tt.backend.skip_empty_decode_slots``, a no-op on a device.
 """
 

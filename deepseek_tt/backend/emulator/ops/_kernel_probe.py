@@ -16,7 +16,7 @@ measured here, once per torch thread count, with the emulator's own precision mo
   weight) alone has the bits of its entry in a batched product of several groups, for a multiple of the
   granule rows. Measured: true with one thread; with two, false from K = 1024 (the batched product splits
   its work between the threads otherwise).
-  Where it holds, a decode step's few experts are multiplied on their cached weights in place.
+  Where it holds, a row-size bucket of few experts is multiplied on their cached weights in place.
 
 Where a probe fails, the emulator falls back to the tile height (granule), row-major weights and batched
 products of gathered weights.

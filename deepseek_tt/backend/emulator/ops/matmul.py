@@ -110,11 +110,9 @@ _EXPERT_BATCH_BYTES = 4 << 20
 _FEW_GROUPS_FRACTION = 4
 
 
-def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int, parts: tuple[str, ...] = ("full", "hi")) -> In1Operand:
-    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases (``parts``: those a caller
-    reads; a bf16-stored weight's ``full`` part is its values widened, which TF32 holds exactly). A dense
-    weight (no batch entries) is kept column-major where that is exact on this machine (``_kernel_probe``):
-    faster to multiply."""
+def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int) -> In1Operand:
+    """in1 as ``[devices, *batch, K, N]`` in fp32, split for the fidelity phases. A dense weight (no batch
+    entries) is kept column-major where that is exact on this machine (``_kernel_probe``): faster to multiply."""
     b = compute_dtype(b_storage)
     if b.dim() == 2:
         b = b.unsqueeze(-1)
@@ -124,8 +122,6 @@ def _prepare_in1(b_storage: torch.Tensor, transpose_b: bool, rank: int, parts: t
     if transpose_b:
         b = b.transpose(-1, -2)
     b = b.reshape(b.shape[0], *([1] * (rank - b.dim())), *b.shape[1:]).contiguous()
-    if b_storage.dtype == torch.bfloat16 and "hi" not in parts:
-        return in1_of_parts({"full": b})
     return split_in1(b)
 
 
@@ -147,11 +143,11 @@ def _in1_column_slices(b_storage: torch.Tensor, transpose_b: bool, rank: int, ro
     step = max(TILE, budget // per_column // TILE * TILE)
     if b_storage.dtype != torch.bfloat16 or "hi" in parts:
         for start in range(0, n, step):
-            yield _prepare_in1(b_storage.narrow(n_dim, start, min(step, n - start)), transpose_b, rank, parts)
+            yield _prepare_in1(b_storage.narrow(n_dim, start, min(step, n - start)), transpose_b, rank)
         return
-    # A bf16-stored weight whose full part is read: each slice widened into one reused row-major buffer (the
-    # row-major product is the exact one; no fresh pages to fault in per slice). Each slice is multiplied
-    # before the next is widened.
+    # A bf16-stored weight whose full part alone is read: that part is its values widened (TF32 holds them
+    # exactly), each slice into one reused row-major buffer (the row-major product is the exact one; no fresh
+    # pages to fault in per slice). Each slice is multiplied before the next is widened.
     buffer = None
     for start in range(0, n, step):
         width = min(step, n - start)
