@@ -16,8 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from reports.compare import CompareError, CompareSettings, check_run_ids, compare, latest_run_id
-from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
+from reports.ingest import drop_recorded, rows_from_benchmark_json, rows_from_demo_output
 from reports.render import render_html, render_markdown
 from reports.store import (
     DEFAULT_RESULTS_DIR,
@@ -141,15 +143,29 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                 raise ReportError(f"{flag} {path}: {'is a directory' if path.is_dir() else 'no such file'}")
     if target.is_dir():
         raise ReportError(f"--run {run_id}: {target} is a directory")
-    metadata = {"git_revision": git_revision(), "machine": machine_name(), "backend": args.backend, "mesh": args.mesh}
+    existing = load_results(target) if target.is_file() else load_results([])
+    metadata = {**_run_provenance(existing), "backend": args.backend, "mesh": args.mesh}
     rows = []
     for path in args.demo_output or []:
         rows += rows_from_demo_output(path, run_id, **metadata)
     for path in args.benchmark_json or []:
         rows += rows_from_benchmark_json(path, run_id, **metadata)
-    append_rows(target, rows)
-    print(f"{len(rows)} rows -> {target}")
+    added = drop_recorded(rows, existing[["test_id", "metric", "stage"]].itertuples(index=False, name=None))
+    append_rows(target, added)
+    skipped = f" ({len(rows) - len(added)} already recorded by the run's tests)" if len(added) < len(rows) else ""
+    print(f"{len(added)} rows -> {target}{skipped}")
     return 0
+
+
+def _run_provenance(existing: pd.DataFrame) -> dict[str, str]:
+    """git revision and machine of the rows a run already holds (their last values): ingesting later, or from
+    another checkout, must not stamp the run's measurements with where the ingest ran; else this checkout's."""
+    provenance = {"git_revision": git_revision(), "machine": machine_name()}
+    for key in provenance:
+        known = existing[key].dropna() if key in existing else []
+        if len(known):
+            provenance[key] = str(known.iloc[-1])
+    return provenance
 
 
 def _write_atomic(path: Path, text: str, flag: str = "output") -> None:

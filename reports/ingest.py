@@ -1,10 +1,15 @@
-"""Turn other tools' outputs into result rows: the demo's JSON statistics and pytest-benchmark's JSON."""
+"""Turn other tools' outputs into result rows: the demo's JSON statistics and pytest-benchmark's JSON.
+
+A metric's direction comes from what declared it, the name only as a last resort: a benchmark's
+``extra_info["lower_is_better"]`` (a list of its metric names) and, when rows are added to an existing run,
+the rows the tests themselves recorded for that run (:func:`drop_recorded`), which are never duplicated.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from reports.store import ResultRow
 
@@ -60,8 +65,14 @@ def rows_from_demo_output(path: Path, run_id: str, **metadata: Any) -> list[Resu
     return rows
 
 
+#: ``extra_info`` key of a benchmark's metrics where lower is better (a list of names), for metrics whose name
+#: does not say it (``ratio`` may be a slowdown or a speedup).
+LOWER_IS_BETTER_KEY = "lower_is_better"
+
+
 def rows_from_benchmark_json(path: Path, run_id: str, **metadata: Any) -> list[ResultRow]:
-    """pytest-benchmark's ``--benchmark-json``: the mean time plus every numeric ``extra_info`` value."""
+    """pytest-benchmark's ``--benchmark-json``: the mean time plus every numeric ``extra_info`` value
+    (lower-is-better where ``extra_info["lower_is_better"]`` names it, else as the name suggests)."""
     data = _read_json(path, "pytest-benchmark JSON")
     benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
     if not isinstance(benchmarks, list):
@@ -85,6 +96,9 @@ def rows_from_benchmark_json(path: Path, run_id: str, **metadata: Any) -> list[R
                 common[key] = int(extra[key])
         if isinstance(extra.get("mesh"), str) and extra["mesh"]:
             common["mesh"] = extra["mesh"]
+        lower = extra.get(LOWER_IS_BETTER_KEY, [])
+        if not isinstance(lower, list) or not all(isinstance(name, str) for name in lower):
+            raise ValueError(f"{where}: extra_info.{LOWER_IS_BETTER_KEY} must be a list of metric names")
         if "mean" in stats:
             if not _is_number(stats["mean"]):
                 raise ValueError(f"{where}: stats.mean is not a number")
@@ -92,8 +106,16 @@ def rows_from_benchmark_json(path: Path, run_id: str, **metadata: Any) -> list[R
         for metric, value in extra.items():
             if metric in ("seq_len", "batch") or not _is_number(value):
                 continue
-            rows.append(ResultRow(metric=metric, value=float(value), higher_is_better=higher_is_better(metric), **common))
+            better = False if metric in lower else higher_is_better(metric)
+            rows.append(ResultRow(metric=metric, value=float(value), higher_is_better=better, **common))
     return rows
+
+
+def drop_recorded(rows: list[ResultRow], recorded: Iterable[tuple[str, str, str]]) -> list[ResultRow]:
+    """``rows`` without those whose (test id, metric, stage) the run already holds: a test's own row (with
+    the direction it declared) is the measurement; a benchmark's ``extra_info`` copy of it is not added."""
+    seen = set(recorded)
+    return [row for row in rows if (row.test_id, row.metric, str(row.extra.get("stage") or "")) not in seen]
 
 
 def _is_number(value: Any) -> bool:

@@ -179,6 +179,51 @@ def test_ingest_demo_statistics_and_benchmark_json(tmp_path):
         rows_from_demo_output(bench, "r1")
 
 
+def _bench_json(path: Path, test_id: str, extra: dict) -> Path:
+    path.write_text(json.dumps({"benchmarks": [{"fullname": test_id, "stats": {"mean": 0.2}, "extra_info": extra}]}))
+    return path
+
+
+def test_ingest_takes_declared_directions(tmp_path):
+    """A slowdown named ``ratio`` is lower-is-better when the benchmark says so; the name alone would read it
+    as a speedup, and an emulator getting slower would then be reported as an improvement."""
+    bench = _bench_json(tmp_path / "b.json", "suites/perf/x.py::test_a",
+                        {"ratio": 3.0, "speedup": 2.0, "lower_is_better": ["ratio"]})
+    rows = {row.metric: row for row in rows_from_benchmark_json(bench, "r1")}
+    assert rows["ratio"].higher_is_better is False and rows["speedup"].higher_is_better is True
+    assert "lower_is_better" not in rows
+
+
+def test_ingest_into_a_run_keeps_its_provenance_and_its_tests_rows(tmp_path, capsys):
+    """Rows added to an existing run carry that run's git revision and machine (not the ingesting checkout's),
+    and a test's own row is not duplicated by the benchmark's extra_info copy (whose direction is guessed)."""
+    results = tmp_path / "results"
+    test_id = "suites/perf/x.py::test_a"
+    own = ResultRow(test_id=test_id, module="m", mode="decode", metric="slowdown_over_torch", value=3.0,
+                    higher_is_better=False, run_id="r1", git_revision="abc1234", machine="bench-host")
+    append_rows(run_file(results, "r1"), [own])
+    bench = _bench_json(tmp_path / "b.json", test_id, {"slowdown_over_torch": 3.0, "emulated_s": 0.1})
+    assert reports_main(["ingest", "--results-dir", str(results), "--run", "r1", "--benchmark-json", str(bench)]) == 0
+    assert "1 already recorded" in capsys.readouterr().out
+    frame = load_results(results)
+    assert sorted(frame["metric"]) == ["emulated_s", "mean_s", "slowdown_over_torch"]
+    assert set(frame["git_revision"]) == {"abc1234"} and set(frame["machine"]) == {"bench-host"}
+    assert not frame.loc[frame.metric == "slowdown_over_torch", "higher_is_better"].any()
+
+
+def test_a_growing_declared_slowdown_is_a_regression(results_dir, tmp_path):
+    """End to end through ingest and compare: the emulator twice as slow against plain torch regresses."""
+    for index, slowdown in enumerate((3.0, 3.0, 3.0, 6.0)):
+        run_id = f"run{index:02d}"
+        bench = _bench_json(tmp_path / f"b{index}.json", "suites/perf/x.py::test_a",
+                            {"ratio": slowdown, "lower_is_better": ["ratio"]})
+        assert reports_main(["ingest", "--results-dir", str(results_dir), "--run", run_id, "--benchmark-json", str(bench)]) == 0
+    baseline = tmp_path / "baseline.jsonl"
+    assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline), "--run", "run02"]) == 0
+    comparison = compare(load_results(results_dir), load_results(baseline), "run03")
+    assert _status(comparison, "suites/perf/x.py::test_a", "ratio") == "regression"
+
+
 # --- verdicts that cannot say OK on nothing (issue: empty baseline, NaN, rows without run id, bands) ---
 
 
@@ -335,6 +380,7 @@ def test_outputs_never_replace_inputs(results_dir, baseline, capsys):
     ('{"benchmarks": [1]}', "benchmarks[0]: not an object"),
     ('{"benchmarks": [{"stats": {"mean": 1}}]}', "no 'fullname'"),
     ('{"benchmarks": [{"name": "t", "stats": {"mean": "fast"}}]}', "stats.mean"),
+    ('{"benchmarks": [{"name": "t", "stats": {}, "extra_info": {"lower_is_better": "ratio"}}]}', "lower_is_better"),
     ("\udcff", "not"),
 ])
 def test_ingest_rejects_malformed_benchmark_json(tmp_path, capsys, content, message):
