@@ -17,9 +17,11 @@ baseline="${BASELINE:-reports/baselines/${backend}.jsonl}"
 mkdir -p "$results_dir"
 
 status=0
-python -m pytest -m accuracy --results-dir "$results_dir" "$@" || status=$?
-python -m pytest -m perf --benchmark-enable --benchmark-json "$results_dir/benchmark-$DEEPSEEK_TT_RUN_ID.json" \
-    --results-dir "$results_dir" "$@" || status=$?
+# --opt=VALUE: pytest takes a bare existing path argument for a test path (and seeks its rootdir there), so
+# "--results-dir /abs/dir" outside the checkout would lose the suite's conftest and its options
+python -m pytest -m accuracy --results-dir="$results_dir" "$@" || status=$?
+python -m pytest -m perf --benchmark-enable --benchmark-json="$results_dir/benchmark-$DEEPSEEK_TT_RUN_ID.json" \
+    --results-dir="$results_dir" "$@" || status=$?
 # lm-eval on the shipped task: the served TT-NN model vs the transformers reference (rows lm_eval_*)
 python -m deepseek_tt.evaluation --results-dir "$results_dir" --run "$DEEPSEEK_TT_RUN_ID" || status=$?
 python -m reports ingest --results-dir "$results_dir" --run "$DEEPSEEK_TT_RUN_ID" \
