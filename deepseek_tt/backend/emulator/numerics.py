@@ -63,7 +63,9 @@ def round_to_dtype(t: torch.Tensor, dtype: DataType) -> torch.Tensor:
     if dtype in BFP_MANTISSA_BITS:
         return quantize_bfp(t, dtype, out_dtype=torch.bfloat16)
     if dtype == DataType.BFLOAT16:
-        return t if t.dtype == torch.bfloat16 else t.to(torch.float32).to(torch.bfloat16)
+        if t.dtype == torch.bfloat16:
+            return t
+        return (t if t.dtype == torch.float32 else t.to(torch.float32)).to(torch.bfloat16)
     if dtype == DataType.FLOAT32:
         return t.to(torch.float32)
     if dtype in _INT_BITS:

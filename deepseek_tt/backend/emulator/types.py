@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import torch
+
 TILE_SIZE = 32
 FACE_SIZE = 16
 
@@ -183,6 +185,8 @@ class Shape(tuple):
     """ttnn.Shape: a tuple of ints that also compares equal to lists and ``torch.Size``."""
 
     def __new__(cls, shape: Iterable[int] = ()) -> "Shape":
+        if type(shape) is torch.Size:  # already ints (the common case: a tensor's shape)
+            return super().__new__(cls, shape)
         return super().__new__(cls, (int(d) for d in shape))
 
     @property

@@ -174,7 +174,10 @@ def phase_terms(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> lis
 
 def fidelity_matmul(a: torch.Tensor, b: In1Operand, fidelity: T.MathFidelity) -> torch.Tensor:
     """fp32 product of in0 ``a`` [..., M, K] and in1 ``b`` [..., K, N] as the fidelity phases compute it."""
-    terms = phase_terms(a, b, fidelity)
+    return _sum_of_products(phase_terms(a, b, fidelity))
+
+
+def _sum_of_products(terms: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     out = torch.matmul(*terms[0])
     for x, y in terms[1:]:
         out = out + torch.matmul(x, y)
@@ -189,16 +192,23 @@ def device_matmul(a: torch.Tensor, b: In1Operand, precision: MatmulPrecision) ->
     """fp32 result of ``a @ b`` (broadcasting batch dims) under the precision model."""
     if b.column_major and a.shape[-2] % row_granule():
         b = b.row_major()  # a column-major weight gives the row-major bits for a multiple of the granule only
+    return matmul_of_terms(phase_terms(a, b, precision.fidelity), precision)
+
+
+def matmul_of_terms(terms: list[tuple[torch.Tensor, torch.Tensor]], precision: MatmulPrecision) -> torch.Tensor:
+    """fp32 sum of the fidelity phases' products ``terms`` (as :func:`phase_terms` builds them) under the
+    destination accumulation mode of ``precision``."""
     if precision.fp32_dest_acc:
-        return fidelity_matmul(a, b, precision.fidelity)
+        return _sum_of_products(terms)
     # bf16 destination: the running sum is rounded to bf16 after every 32-wide K tile.
-    batch = broadcast_shapes(a.shape[:-2], b.full.shape[:-2])
-    terms = [(_as_batched(x, batch), _as_batched(y, batch)) for x, y in phase_terms(a, b, precision.fidelity)]
+    a, b = terms[0]
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    terms = [(_as_batched(x, batch), _as_batched(y, batch)) for x, y in terms]
     k = a.shape[-1]
-    acc = torch.zeros(terms[0][0].shape[0], a.shape[-2], b.full.shape[-1], dtype=torch.float32, device=a.device)
+    acc = torch.zeros(terms[0][0].shape[0], a.shape[-2], b.shape[-1], dtype=torch.float32, device=a.device)
     for start in range(0, k, TILE):
         stop = min(k, start + TILE)
         for x, y in terms:
             acc.baddbmm_(x[:, :, start:stop], y[:, start:stop, :])
         acc.copy_(acc.to(torch.bfloat16))
-    return acc.reshape(*batch, a.shape[-2], b.full.shape[-1])
+    return acc.reshape(*batch, a.shape[-2], b.shape[-1])

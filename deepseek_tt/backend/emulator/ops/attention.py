@@ -105,15 +105,15 @@ def _prefill_attention(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     outputs = []
     for start in range(0, s_q, _Q_BLOCK):
         stop = min(s_q, start + _Q_BLOCK)
-        scores = product(q[..., start:stop, :], k.transpose(-1, -2)) * scale
+        scores = product(q[..., start:stop, :], k.transpose(-1, -2)).mul_(scale)  # in place: a fresh product
         if is_causal:
             qpos = torch.arange(start, stop, device=q.device).unsqueeze(1) + (s_k - s_q)
             allowed = torch.arange(s_k, device=q.device).unsqueeze(0) <= qpos
-            scores = scores.masked_fill(~allowed, float("-inf"))
+            scores.masked_fill_(~allowed, float("-inf"))
         if mask is not None:
             scores = scores + mask[..., start:stop, :s_k]
         outputs.append(product(torch.softmax(scores, dim=-1), v))
-    return torch.cat(outputs, dim=-2)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
 
 
 @device_op

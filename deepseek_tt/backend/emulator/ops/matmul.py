@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,8 +24,10 @@ from ._precision import (
     in1_of_parts,
     in1_part,
     in1_parts,
+    matmul_of_terms,
     matmul_precision,
     operand_cache,
+    phase_terms,
     split_in1,
     split_in1_column_major,
 )
@@ -319,13 +320,17 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
             # A bucket of few groups (a decode step's experts; in prefill, most row-size buckets): each multiplied
             # by its cached weight in place, no gathered copy; where probed exact, a group's product alone has
             # the bits of its batched entry below.
+            # The fidelity phases' operands are split once for the bucket (element-wise, so a group's slice
+            # of them is what its own split gives) and each group's products are taken on those slices.
             b = operand()
-            parts = {part: getattr(b, part).reshape(n, groups, k, n_out) for part in in1_parts(precision.fidelity)}
+            if b.column_major and a.shape[-2] % row_granule():
+                b = b.row_major()
+            whole = in1_of_parts({part: getattr(b, part).reshape(n, groups, k, n_out) for part in in1_parts(precision.fidelity)})
+            terms = phase_terms(a, whole, precision.fidelity)
             outs = []
             for i, g in enumerate(groups_idx.tolist()):
-                weights = replace(in1_of_parts({part: values[:, g : g + 1] for part, values in parts.items()}),
-                                  column_major=b.column_major)
-                outs.append(_device_matmul_broadcast(op, a[:, i : i + 1], weights, precision))
+                group_terms = [(x[:, i : i + 1].contiguous(), y[:, g : g + 1]) for x, y in terms]
+                outs.append(matmul_of_terms(group_terms, precision))
             return finish(torch.cat(outs, dim=1))
         # A cache-sized batch of groups at a time: their cached weights gathered (bf16 storage read at half the
         # bytes of fp32 and widened after the gather: the products are memory-bound) and multiplied as one
