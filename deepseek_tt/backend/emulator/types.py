@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-import torch
+from torch import Size as _TorchSize  # private: the emulator's namespace mirrors ttnn's names
 
 TILE_SIZE = 32
 FACE_SIZE = 16
@@ -185,7 +185,7 @@ class Shape(tuple):
     """ttnn.Shape: a tuple of ints that also compares equal to lists and ``torch.Size``."""
 
     def __new__(cls, shape: Iterable[int] = ()) -> "Shape":
-        if type(shape) is torch.Size:  # already ints (the common case: a tensor's shape)
+        if type(shape) is _TorchSize:  # already ints (the common case: a tensor's shape)
             return super().__new__(cls, shape)
         return super().__new__(cls, (int(d) for d in shape))
 
