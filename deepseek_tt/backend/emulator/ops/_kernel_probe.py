@@ -25,6 +25,7 @@ products of gathered weights.
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import torch
 
@@ -95,14 +96,18 @@ def column_major_holds(granule: int) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
-def _column_major_weights_exact(threads: int) -> bool:
-    return column_major_holds(_row_granule(threads))
+def _probed_per_thread_count(holds: Callable[[int], bool]) -> Callable[[], bool]:
+    """``holds`` at the row granule, probed once per torch thread count (the answer may differ between counts)."""
+    probed = functools.lru_cache(maxsize=None)(lambda threads: holds(_row_granule(threads)))
+    return lambda: probed(torch.get_num_threads())
+
+
+_column_major_weights_exact = _probed_per_thread_count(lambda granule: column_major_holds(granule))
 
 
 def column_major_weights_exact() -> bool:
     """Whether the emulator may keep dense weights column-major (see the module docstring)."""
-    return _column_major_weights_exact(torch.get_num_threads())
+    return _column_major_weights_exact()
 
 
 #: Groups of the group-by-group probe's batched product, and its (K, N): here the kernel path does depend on
@@ -130,11 +135,9 @@ def group_products_hold(granule: int) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
-def _group_products_exact(threads: int) -> bool:
-    return group_products_hold(_row_granule(threads))
+_group_products_exact = _probed_per_thread_count(lambda granule: group_products_hold(granule))
 
 
 def group_products_exact() -> bool:
     """Whether the emulator may multiply a few groups one by one (see the module docstring)."""
-    return _group_products_exact(torch.get_num_threads())
+    return _group_products_exact()
