@@ -9,7 +9,11 @@ Findings, one per (test_id, metric, stage):
 - ``still_failing``: failed in the baseline and fails now;
 - ``missing``: in the baseline, absent from the latest run;
 - ``new``: in the latest run, absent from the baseline;
-- ``improvement`` / ``ok``.
+- ``improvement`` / ``ok``;
+- ``context``: a figure of the yardstick, not of the model (``reference_*``, ``roofline_*``;
+  ``reports.metrics.is_context_metric``): its change is shown and never decides the verdict. A slower
+  transformers reference is not a slower model; the model's own figures and its ratio to the reference
+  are judged.
 
 The noise band of a throughput metric is ``max(min_band, sigmas * relative std of its history)``, so a
 metric measured on a noisy machine gets a wider band than one measured on a quiet one.
@@ -28,12 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.metrics import ACCURACY_TOLERANCES, DEFAULT_ACCURACY_TOLERANCE, accuracy_metrics, accuracy_tolerance, is_ratio_to_one
+from reports.metrics import (
+    ACCURACY_TOLERANCES,
+    DEFAULT_ACCURACY_TOLERANCE,
+    accuracy_metrics,
+    accuracy_tolerance,
+    is_context_metric,
+    is_ratio_to_one,
+)
 
 KEY = ["test_id", "metric", "stage"]
 
 #: Statuses from most to least severe (reports list findings in this order).
-STATUS_ORDER = ["new_failure", "regression", "missing", "still_failing", "new", "improvement", "ok"]
+STATUS_ORDER = ["new_failure", "regression", "missing", "still_failing", "new", "improvement", "ok", "context"]
 
 #: Metadata of a finding, taken from the latest row (the baseline row for ``missing``).
 CASE_FIELDS = ["module", "mode", "seq_len", "batch", "mesh", "dtype_policy", "threshold", "passed", "higher_is_better", "extra"]
@@ -205,6 +216,24 @@ def _judge(record: dict[str, Any], kind: str, history: pd.DataFrame, settings: C
     return "ok", f"{_pct(delta, reference)} within ±{band:.1%}", band, delta
 
 
+def _context_delta(record: dict[str, Any]) -> float | None:
+    if record["_merge"] != "both" or not (_finite(record["value"]) and _finite(record["value_base"])):
+        return None
+    return float(record["value"]) - float(record["value_base"])
+
+
+def _context_detail(record: dict[str, Any]) -> str:
+    """How a context figure moved (it is not judged: the model's own figures are)."""
+    if record["_merge"] == "right_only":
+        return "in the baseline, not in the latest run (context, not judged)"
+    if record["_merge"] == "left_only":
+        return "not in the baseline (context, not judged)"
+    delta = _context_delta(record)
+    if delta is None:
+        return f"value is {record['value']} (context, not judged)"
+    return f"{_pct(delta, float(record['value_base']))} (context, not judged)"
+
+
 def _pct(delta: float, reference: float) -> str:
     return f"{delta / abs(reference):+.1%}" if reference else f"{delta:+.4g}"
 
@@ -249,12 +278,14 @@ def compare(
 
     rows = []
     for record in merged.to_dict("records"):
-        kind = "accuracy" if record["metric"] in accuracy else "perf"
+        kind = "accuracy" if record["metric"] in accuracy else "context" if is_context_metric(record["metric"]) else "perf"
         side = "_base" if record["_merge"] == "right_only" else ""
         finding = {key: record[key] for key in KEY}
         finding.update({name: record.get(name + side) for name in CASE_FIELDS})
         finding.update(kind=kind, value=record.get("value"), baseline=record.get("value_base"), band=None, delta=None)
-        if record["_merge"] == "right_only":
+        if kind == "context":
+            finding.update(status="context", detail=_context_detail(record), delta=_context_delta(record))
+        elif record["_merge"] == "right_only":
             finding.update(value=None, status="missing", detail="in the baseline, not in the latest run")
         elif record["_merge"] == "left_only":
             if not _finite(record["value"]):

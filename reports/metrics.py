@@ -1,8 +1,10 @@
 """What a metric is (accuracy or performance, which chart family) and how a case is named, from row fields.
 
 Generic over metric names: a metric is an *accuracy* metric when any of its rows carries a threshold or its
-name says so (PCC, top-k, agreement, accuracy, lm-eval scores, magnitude checks ...); everything else is a
-*performance* figure (throughput, latency, ratios), judged against the noise band of its history.
+name says so (PCC, top-k, agreement, accuracy, lm-eval scores, magnitude checks ...); a *context* figure when
+it describes the yardstick rather than the model (the transformers reference's own ``reference_*`` speed, the
+computed ``roofline_*`` bounds): reported, never judged; everything else is a *performance* figure
+(throughput, latency, ratios), judged against the noise band of its history.
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ def base_metric(metric: str) -> str:
 
 def is_reference_metric(metric: str) -> bool:
     return metric.startswith("reference_")
+
+
+#: Name prefixes of context figures: the reference's own measurements and the roofline bounds computed from
+#: the config. They move with the machine, the transformers release or the hardware model, not with the model
+#: under test, whose own figures and its ratio to the reference are judged instead.
+CONTEXT_PREFIXES = ("reference_", "roofline_")
+
+
+def is_context_metric(metric: str) -> bool:
+    """A figure recorded beside the judged ones (``reference_*``, ``roofline_*``): shown, never judged."""
+    return str(metric).startswith(CONTEXT_PREFIXES)
 
 
 def _present(value: Any) -> bool:

@@ -21,7 +21,7 @@ from reports.views import Cell, accuracy_matrix, family_title, perf_series, teac
 
 _HEADLINE = {
     "new_failure": "newly failing", "regression": "regressed", "missing": "missing", "still_failing": "still failing",
-    "new": "new", "improvement": "improved", "ok": "unchanged",
+    "new": "new", "improvement": "improved", "ok": "unchanged", "context": "context",
 }
 
 
@@ -41,7 +41,7 @@ def _change(row: dict[str, Any]) -> str:
     delta, base = row.get("delta"), row.get("baseline")
     if delta is None or (isinstance(delta, float) and math.isnan(delta)):
         return "-"
-    if row.get("kind") == "perf" and base not in (None, 0) and not (isinstance(base, float) and math.isnan(base)):
+    if row.get("kind") in ("perf", "context") and base not in (None, 0) and not (isinstance(base, float) and math.isnan(base)):
         return f"{delta / abs(float(base)):+.1%}"
     return f"{delta:+.4f}"
 

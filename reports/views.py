@@ -172,7 +172,7 @@ def perf_series(comparison: Comparison, results: pd.DataFrame) -> list[ChartSpec
     metrics_by_test: dict[str, set[str]] = {}
     for test_id, frame in results[results["test_id"].isin(set(perf["test_id"]))].groupby("test_id"):
         metrics_by_test[str(test_id)] = set(frame["metric"].astype(str))
-    severity = {"new_failure": 0, "regression": 1, "missing": 2, "still_failing": 3, "new": 4, "improvement": 5, "ok": 6}
+    severity = {"new_failure": 0, "regression": 1, "missing": 2, "still_failing": 3, "new": 4, "improvement": 5, "ok": 6, "context": 7}
     specs: list[tuple[int, str, str, ChartSpec]] = []
     for test_id, frame in perf.groupby("test_id", sort=False):
         test_id = str(test_id)

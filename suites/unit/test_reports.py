@@ -518,3 +518,52 @@ def test_lm_eval_scores_are_judged_by_the_agreement_tolerance(tmp_path):
     comparison = compare(load_results(results_dir), load_results(baseline))
     assert _status(comparison, "eval", "lm_eval_pydoc_mc_acc") == "ok"
     assert _status(comparison, "eval", "lm_eval_pydoc_gen_exact_match") == "regression"
+
+
+def _bench_values(tt: float, reference: float, bound: float = 500.0) -> dict[tuple[str, str], float]:
+    """One benchmark's rows: the model's throughput, the reference's, their ratio and a roofline bound."""
+    return {("model-decode", "decode_tokens_per_s"): tt, ("model-decode", "reference_decode_tokens_per_s"): reference,
+            ("model-decode", "throughput_ratio_tt_over_reference"): tt / reference,
+            ("model-decode", "roofline_decode_tokens_per_s_per_user_bound"): bound}
+
+
+def _bench_run(results_dir: Path, run_index: int, tt: float, reference: float) -> None:
+    _write_run(results_dir, run_index, _bench_values(tt, reference))
+
+
+def test_the_reference_and_the_roofline_are_context_never_the_verdict(tmp_path):
+    def judge(name: str, latest: dict[tuple[str, str], float]):
+        """A steady four-night history, its last night promoted, then ``latest``: (comparison, exit status)."""
+        results_dir, baseline = tmp_path / name, tmp_path / f"{name}.jsonl"
+        for index in range(4):
+            _bench_run(results_dir, index, tt=50.0, reference=100.0)
+        assert reports_main(["promote", "--results-dir", str(results_dir), "--baseline", str(baseline)]) == 0
+        _write_run(results_dir, 10, latest)
+        comparison = compare(load_results(results_dir), load_results(baseline))
+        return comparison, reports_main(["compare", "--results-dir", str(results_dir), "--baseline", str(baseline)])
+
+    # The reference got slower (another machine, another transformers) and the bound moved: the model did not.
+    comparison, status = judge("slower_reference", _bench_values(tt=50.0, reference=40.0, bound=250.0))
+    for metric in ("reference_decode_tokens_per_s", "roofline_decode_tokens_per_s_per_user_bound"):
+        assert _status(comparison, "model-decode", metric) == "context"
+    assert _status(comparison, "model-decode", "decode_tokens_per_s") == "ok"
+    assert _status(comparison, "model-decode", "throughput_ratio_tt_over_reference") == "improvement"
+    assert not comparison.regressed and status == 0
+    row = comparison.findings[comparison.findings.metric == "reference_decode_tokens_per_s"].iloc[0]
+    assert row["kind"] == "context" and "-60.0%" in row["detail"]
+
+    # The model got slower while the reference got faster: the model's figures regress, whatever the context.
+    comparison, status = judge("slower_model", _bench_values(tt=25.0, reference=200.0))
+    assert _status(comparison, "model-decode", "decode_tokens_per_s") == "regression"
+    assert _status(comparison, "model-decode", "throughput_ratio_tt_over_reference") == "regression"
+    assert _status(comparison, "model-decode", "reference_decode_tokens_per_s") == "context"
+    assert status == 1
+
+    # Context figures that went missing are shown, not failures; the model's own figure missing still is one.
+    model_only = {key: value for key, value in _bench_values(tt=50.0, reference=100.0).items() if key[1][:4] not in ("refe", "roof")}
+    comparison, status = judge("no_context", model_only)
+    assert _status(comparison, "model-decode", "reference_decode_tokens_per_s") == "context"
+    assert not comparison.regressed and status == 0
+    comparison, status = judge("no_model", {("model-decode", "reference_decode_tokens_per_s"): 100.0})
+    assert _status(comparison, "model-decode", "decode_tokens_per_s") == "missing"
+    assert comparison.regressed and status == 1
