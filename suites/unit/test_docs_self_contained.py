@@ -133,6 +133,19 @@ def test_relative_links_in_readme_and_docs_resolve(text_files):
     assert not broken, "relative links that resolve to nothing:\n" + "\n".join(broken)
 
 
+#: Team roles and the tracker's issue numbers mean nothing to a reader of the repository.
+ROLES_AND_ISSUES = re.compile(r"\b(?:ops|model|mla|moe|perf|infra|test)\s+engineers?\b|\bissues?\s+#\d+", re.IGNORECASE)
+
+
+def test_markdown_pages_name_no_team_roles_or_issue_numbers(text_files):
+    pages = [name for name in text_files if name.endswith(".md") and name not in EXEMPT]
+    found = [f"{name}:{number}: {line.strip()[:120]}" for name in sorted(pages)
+             for number, line in enumerate(text_files[name].splitlines(), 1) if ROLES_AND_ISSUES.search(line)]
+    assert not found, "team roles or issue numbers in the docs:\n" + "\n".join(found)
+    assert ROLES_AND_ISSUES.search("Written by the ops engineer") and ROLES_AND_ISSUES.search("see issue #15")
+    assert not ROLES_AND_ISSUES.search("the kind a careful engineer writes")
+
+
 def test_the_checks_catch_what_they_guard_against():
     """The patterns above flag each old citation form and pass the new ones."""
     old = [
