@@ -322,14 +322,31 @@ def _deferred_expert_matmul(op: str, input_tensor_a: Any, input_tensor_b: Any, *
             # the bits of its batched entry below.
             # The fidelity phases' operands are split once for the bucket (element-wise, so a group's slice
             # of them is what its own split gives) and each group's products are taken on those slices.
-            b = operand()
-            if b.column_major and a.shape[-2] % row_granule():
-                b = b.row_major()
-            whole = in1_of_parts({part: getattr(b, part).reshape(n, groups, k, n_out) for part in in1_parts(precision.fidelity)})
+            # bf16-stored weights are read from their compact bf16 operand, each group's slice widened into one
+            # reused fp32 buffer that stays in the CPU's cache: the same values in the same layout (the same
+            # bits), half the bytes read from memory, which bounds these few-row products.
+            if b_storage.dtype == torch.bfloat16:
+                stored = {part: compact_part(part) for part in in1_parts(precision.fidelity)}
+            else:
+                b = operand()
+                if b.column_major and a.shape[-2] % row_granule():
+                    b = b.row_major()
+                stored = {part: getattr(b, part) for part in in1_parts(precision.fidelity)}
+            whole = in1_of_parts({part: values.reshape(n, groups, k, n_out) for part, values in stored.items()})
             terms = phase_terms(a, whole, precision.fidelity)
+            buffers: dict[int, torch.Tensor] = {}
+
+            def group_weight(y: torch.Tensor, g: int) -> torch.Tensor:
+                if y.dtype == torch.float32:
+                    return y[:, g : g + 1]
+                buffer = buffers.get(id(y))
+                if buffer is None:
+                    buffer = buffers[id(y)] = torch.empty((n, 1, k, n_out), dtype=torch.float32, device=y.device)
+                return buffer.copy_(y[:, g : g + 1])
+
             outs = []
             for i, g in enumerate(groups_idx.tolist()):
-                group_terms = [(x[:, i : i + 1].contiguous(), y[:, g : g + 1]) for x, y in terms]
+                group_terms = [(x[:, i : i + 1].contiguous(), group_weight(y, g)) for x, y in terms]
                 outs.append(matmul_of_terms(group_terms, precision))
             return finish(torch.cat(outs, dim=1))
         # A cache-sized batch of groups at a time: their cached weights gathered (bf16 storage read at half the
