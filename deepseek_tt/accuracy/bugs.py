@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: category -> what it covers (issue 12: every one must hold at least one bug).
+#: category -> what it covers (every one must hold at least one bug).
 CATEGORIES: dict[str, str] = {
     "routing": "MoE gate: scores, bias, group limit, top-k, routing weights",
     "rope_yarn": "rotary frequencies, YaRN ramp and scaling, positions fed to RoPE",
@@ -28,7 +28,7 @@ CATEGORIES: dict[str, str] = {
     "dtype_policy": "a weight or the KV cache stored in another dtype than the policy names",
 }
 
-#: The five bugs of issue 12 that module checks caught but the full-model checks let through.
+#: Five bugs that the module checks catch and that once went through the full-model checks unseen.
 WHOLE_MODEL_BUGS = (
     "routed_scaling_factor_missing",
     "topk_group_not_applied",

@@ -118,11 +118,11 @@ TOP1_THRESHOLDS: dict[tuple[str, str, str, str], float] = {
 GATE_WEIGHT_SUM_TOLERANCE = 4e-3
 
 #: Teacher-forced next-token agreement: (variant, metric) -> minimum fraction. ``strict`` / ``high_precision``:
-#: the seed's floors, for any model / reference file (``--model-path`` / ``--reference-file``). ``embedded*``:
+#: the anchor's floors (docs/DESIGN.md section 5.4), for any model / reference file (``--model-path`` / ``--reference-file``). ``embedded*``:
 #: the embedded trained model over all 159 tokens of its committed ``reference.refpt`` (the file's own split),
 #: calibrated on the emulator (1x1): default 159/159 top-1 and top-5 (an earlier build: 158/159), bf16
-#: 159/159 / 159/159. Floors allow 4 (default) / 3 (bf16) top-1 misses and 1 top-5 miss; the gate bugs of
-#: issue 12 measured 0.72 (routed_scaling_factor dropped), 0.95 (topk_group ignored), 0.918 (shared expert
+#: 159/159 / 159/159. Floors allow 4 (default) / 3 (bf16) top-1 misses and 1 top-5 miss; the whole-model bugs
+#: (``bugs.WHOLE_MODEL_BUGS``) measured 0.72 (routed_scaling_factor dropped), 0.95 (topk_group ignored), 0.918 (shared expert
 #: dropped), 0.84-0.88 (attention zeroed in one layer).
 TEACHER_FORCING_THRESHOLDS: dict[tuple[str, str], float] = {
     ("strict", "top1"): 0.80,

@@ -1,4 +1,4 @@
-"""The whole-model checks have the power to see issue 12's five bugs.
+"""The whole-model checks have the power to see the five whole-model bugs.
 
 Each bug of :data:`deepseek_tt.accuracy.bugs.WHOLE_MODEL_BUGS` (routed_scaling_factor not applied, the
 topk_group limit not applied, routing weights from the biased scores, the shared expert dropped, attention

@@ -4,7 +4,7 @@
   split: the TT model must reach the floors calibrated for it (``embedded`` rows of the table: top-1 >=
   0.97, top-5 >= 0.99; high_precision top-1 >= 0.98); CI runs the default policy, nightly also bf16.
   Measured on the emulator (1x1): bfp8 159/159 top-1 and top-5 (about 3 min of a loaded 2-core machine).
-  Another model or reference file (``--reference-file``, or ``--tf-prompt-len``) is held to the seed's
+  Another model or reference file (``--reference-file``, or ``--tf-prompt-len``) is held to the anchor's
   floors (top-1 >= 0.80, top-5 >= 0.95; high_precision top-1 >= 0.95).
 - The same on the row-pipelined model (``PipelinedTtModel``, mesh 4x8, one layer per stage) with the same
   floors; CI: its first 16 tokens, nightly all 159 and bf16.
@@ -79,7 +79,7 @@ def _prompt_len_override(config: pytest.Config) -> int | None:
 
 def _thresholds(policy: str, embedded: bool) -> tuple[float, float]:
     """(top-1, top-5) floors: calibrated ones for the embedded model and its committed reference, the
-    seed's strict ones (high_precision: its top-1 floor) for any other model / reference file."""
+    anchor's strict ones (high_precision: its top-1 floor) for any other model / reference file."""
     if embedded:
         variant = "embedded_high_precision" if policy == "high_precision" else "embedded"
         return teacher_forcing_threshold(variant, "top1"), teacher_forcing_threshold(variant, "top5")

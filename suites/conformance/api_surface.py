@@ -18,7 +18,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-#: ttnn names the DeepSeek-V3 model needs (issue 3), beyond those found in the model code.
+#: ttnn names the DeepSeek-V3 model needs, beyond those found in the model code.
 MODEL_API_NAMES = sorted(
     """
     from_torch to_torch to_device from_device deallocate dump_tensor load_tensor as_tensor

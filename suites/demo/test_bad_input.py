@@ -114,7 +114,7 @@ def test_python_dash_m_bad_input_has_no_traceback(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# --- issue 13: inputs that used to end in a traceback or a lost file ---------------------------------
+# --- inputs that used to end in a traceback or a lost file ------------------------------------------
 
 
 @pytest.fixture

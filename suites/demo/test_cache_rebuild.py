@@ -1,4 +1,4 @@
-"""The weight cache's hit means "same inputs" (issue 13): a shard edited past its header (same size) and a
+"""The weight cache's hit means "same inputs": a shard edited past its header (same size) and a
 cached tensor with one flipped byte are both rebuilt, and the model then gives the same tokens and logits
 as one loaded through a fresh cache; the demo's ``--recalculate-weights`` reaches the cache.
 

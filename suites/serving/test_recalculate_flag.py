@@ -1,4 +1,4 @@
-"""``python -m deepseek_tt.serving --recalculate-weights`` reaches the weight cache (issue 13)."""
+"""``python -m deepseek_tt.serving --recalculate-weights`` reaches the weight cache."""
 
 from __future__ import annotations
 

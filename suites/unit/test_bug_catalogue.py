@@ -1,7 +1,7 @@
 """The bug catalogue (deepseek_tt/accuracy/bugs.py) and its runner, checked cheaply.
 
 - Every patch applies exactly once to the current model code, changes it, and leaves valid Python.
-- The catalogue holds at least 20 bugs and covers every category issue 12 names.
+- The catalogue holds at least 20 bugs and covers every category of ``bugs.CATEGORIES``.
 - The runner: a stale patch is an exit-2 error naming the bug and file; the verdict logic; and, on a tiny
   fake repository, the whole mechanism (copy, patch, PYTHONPATH, pytest, first failing test, timeout).
 """

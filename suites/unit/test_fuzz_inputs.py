@@ -1,4 +1,4 @@
-"""Property-based fuzzing (hypothesis) of the readers of user files (issue 13): prompt files, ``.refpt``
+"""Property-based fuzzing (hypothesis) of the readers of user files: prompt files, ``.refpt``
 files (random bytes, damaged real files, random torch-saved objects) and weight-cache manifests.
 
 Each property: the reader either returns a correct parse (checked) or raises its one documented error

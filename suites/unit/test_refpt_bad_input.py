@@ -1,4 +1,4 @@
-"""Bad input of the .refpt tools (issue 13): the reader, ``inspect`` and the generator answer with one
+"""Bad input of the .refpt tools: the reader, ``inspect`` and the generator answer with one
 ``error:`` line naming the file or flag and exit status 2; no traceback, no input replaced."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad input of the training and embedded-model build scripts (issue 13): one ``error:`` line naming the
+"""Bad input of the training and embedded-model build scripts: one ``error:`` line naming the
 flag or file, exit status 2, no traceback, the user's files untouched."""
 
 from __future__ import annotations

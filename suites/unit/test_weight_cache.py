@@ -127,7 +127,7 @@ def test_random_state_dict_is_lazy_and_matches_the_reference_generator(dense_con
     assert view["down_proj.weight"].equal(random_tensor(key, specs[key], 3))
 
 
-# --- hardening (issue 13): malformed manifests, leftovers, source identity, unusable cache directories ---
+# --- hardening: malformed manifests, leftovers, source identity, unusable cache directories ---
 
 MALFORMED_MANIFESTS = {
     "empty list": "[]",
