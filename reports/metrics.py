@@ -79,15 +79,14 @@ def is_reference_metric(metric: str) -> bool:
     return metric.startswith("reference_")
 
 
-#: Name prefixes of context figures: the reference's own measurements and the roofline bounds computed from
-#: the config. They move with the machine, the transformers release or the hardware model, not with the model
-#: under test, whose own figures and its ratio to the reference are judged instead.
-CONTEXT_PREFIXES = ("reference_", "roofline_")
-
-
 def is_context_metric(metric: str) -> bool:
-    """A figure recorded beside the judged ones (``reference_*``, ``roofline_*``): shown, never judged."""
-    return str(metric).startswith(CONTEXT_PREFIXES)
+    """A figure recorded beside the judged ones, shown and never judged: the reference's own measurements
+    (``reference_*``) and the roofline bounds computed from the config (``roofline_*bound*``). They move with
+    the machine, the transformers release or the hardware model, not with the model under test, whose own
+    figures and its ratio to the reference are judged (so is ``roofline_fraction``, the share of the bound a
+    device reaches)."""
+    name = str(metric)
+    return name.startswith("reference_") or (name.startswith("roofline_") and "bound" in name)
 
 
 def _present(value: Any) -> bool:

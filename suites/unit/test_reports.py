@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from reports.__main__ import main as reports_main
 from reports.compare import CompareError, CompareSettings, compare
-from reports.metrics import accuracy_metrics, is_ratio_to_one, perf_family
+from reports.metrics import accuracy_metrics, is_context_metric, is_ratio_to_one, perf_family
 from reports.ingest import rows_from_benchmark_json, rows_from_demo_output
 from reports.store import ResultFileError, ResultRow, append_rows, load_results, rows_to_jsonl, run_file
 
@@ -529,6 +529,14 @@ def _bench_values(tt: float, reference: float, bound: float = 500.0) -> dict[tup
 
 def _bench_run(results_dir: Path, run_index: int, tt: float, reference: float) -> None:
     _write_run(results_dir, run_index, _bench_values(tt, reference))
+
+
+def test_context_metrics_are_the_yardstick_only():
+    for metric in ("reference_decode_tokens_per_s", "reference_ttft_s", "roofline_prefill_time_bound_s",
+                   "roofline_decode_tokens_per_s_per_user_bound"):
+        assert is_context_metric(metric), metric
+    for metric in ("decode_tokens_per_s", "throughput_ratio_tt_over_reference", "roofline_fraction", "ttft_s"):
+        assert not is_context_metric(metric), metric
 
 
 def test_the_reference_and_the_roofline_are_context_never_the_verdict(tmp_path):
