@@ -141,6 +141,17 @@ def test_sleep():
 '''
 
 
+FAKE_CHANGE_DETECTOR = '''
+import pytest
+from deepseek_tt import constants
+
+@pytest.mark.accuracy
+@pytest.mark.quick
+def test_outputs_unchanged():
+    assert (constants.VALUE, constants.SLEEP) == (1, 0), "outputs moved"
+'''
+
+
 @pytest.fixture
 def fake_repo(tmp_path: Path) -> Path:
     """A tiny repository with the runner's contract: a ``deepseek_tt`` package and quick accuracy tests."""
@@ -152,6 +163,10 @@ def fake_repo(tmp_path: Path) -> Path:
     (root / "conftest.py").write_text(textwrap.dedent(FAKE_CONFTEST))
     (root / "pytest.ini").write_text("[pytest]\nmarkers =\n    accuracy: a\n    quick: q\n")
     (root / "suites" / "test_fake.py").write_text(textwrap.dedent(FAKE_TEST))
+    # A change detector collected before test_fake.py: it fails on any change, so it must not be what catches.
+    for path in runner.CHANGE_DETECTORS:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(textwrap.dedent(FAKE_CHANGE_DETECTOR))
     return root
 
 
@@ -163,11 +178,18 @@ def test_runner_end_to_end_on_a_fake_repository(fake_repo: Path, monkeypatch):
     assert base.status == runner.NOT_CAUGHT, base
     bug = Bug("value_two", "VALUE is 2", "routing", (Edit("deepseek_tt/constants.py", "VALUE = 1", "VALUE = 2"),))
     out = runner.run_bug(bug, fake_repo, files, timeout_s=120)
-    assert out.status == runner.CAUGHT and out.caught_by == "suites/test_fake.py::test_value", out
+    assert out.status == runner.CAUGHT and out.caught_by == "suites/test_fake.py::test_value", out  # not the change detector
     assert out.failures[0].is_assertion and "VALUE changed" in out.failures[0].message
     assert (fake_repo / "deepseek_tt" / "constants.py").read_text() == "VALUE = 1\nSLEEP = 0\n", "the original must stay untouched"
     slow = Bug("slow", "sleeps", "routing", (Edit("deepseek_tt/constants.py", "SLEEP = 0", "SLEEP = 60"),))
     assert runner.run_bug(slow, fake_repo, files, timeout_s=5).status == runner.TIMEOUT
+
+
+def test_change_detectors_are_left_out_of_the_selection():
+    root = Path(__file__).resolve().parents[2]
+    for path in runner.CHANGE_DETECTORS:
+        assert (root / path).is_file(), f"{path}: a change detector the runner leaves out no longer exists"
+        assert f"--ignore={path}" in runner.pytest_command("python", None, Path("results"))
 
 
 def test_markdown_table():
