@@ -32,10 +32,9 @@ from deepseek_tt.modules.forward_context import ForwardContext
 from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_page_tables, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
-from deepseek_tt.runtime.model_config import load_through_cache, resolve_load_config, resolve_weight_source
+from deepseek_tt.runtime.facade import ModelFacade
+from deepseek_tt.runtime.model_config import DEFAULT_MAX_SEQ_LEN, RANDOM_WEIGHTS_SEED, load_through_cache, resolve_load_config, resolve_weight_source
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
-from deepseek_tt.runtime.token_ids import check_token_ids
-from deepseek_tt.runtime.tt_model import DEFAULT_MAX_SEQ_LEN, DEFAULT_USERS_PER_ROW, RANDOM_WEIGHTS_SEED, _round_up
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class PipelineItem:
         return self.logits is not None
 
 
-class PipelinedTtModel:
+class PipelinedTtModel(ModelFacade):
     """The row-pipelined model on a mesh; build it with :meth:`load`."""
 
     def __init__(
@@ -94,31 +93,13 @@ class PipelinedTtModel:
     ) -> None:
         rows, cols = mesh_shape(mesh_device)
         self.stage_layers = assign_stages(int(hf_config.num_hidden_layers), rows)
-        if max_batch_size is None:
-            max_batch_size = DEFAULT_USERS_PER_ROW * rows
-        if max_batch_size % rows:
-            raise ValueError(f"max_batch_size {max_batch_size} does not split into {rows} micro-batches (mesh rows)")
-        self.hf_config = hf_config
-        self.mesh_device = mesh_device
+        super().__init__(hf_config, mesh_device, weight_config, weight_root, dtype_policy=dtype_policy,
+                         max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=weight_loads)
         self.num_devices = rows * cols
-        self.num_stages = rows
-        self.dtype_policy = get_dtype_policy(dtype_policy)
-        self.vocab_size = int(hf_config.vocab_size)
-        self.max_batch_size = int(max_batch_size)
-        self.users_per_row = self.max_batch_size // rows
-        self.num_micro_batches = rows
-        kv_cache.users_per_device(self.users_per_row, cols)
-        self.max_seq_len = int(max_seq_len)
-        self.weight_config = weight_config
-        self.weight_root = weight_root
-        self.paged_config = kv_cache.paged_config_for(
-            _round_up(self.max_seq_len, kv_cache.BLOCK_SIZE), users_per_row=self.users_per_row, mesh_cols=cols
-        )
-        self.page_table = kv_cache.default_page_table(self.paged_config)
+        self.num_stages = self.num_micro_batches = rows  # micro-batch m: the users row m serves in the batched model
         self.meshes = stage_meshes(mesh_device)
         self.sockets = create_stage_sockets(self.meshes)
         self.ropes = [RotarySetup(hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
-        self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
         common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
         self._prefill_model_config = PipelinedModel.prefill_model_config(hf_config, mesh_device, **common)
         self._decode_model_config = PipelinedModel.decode_model_config(hf_config, mesh_device, **common)
@@ -211,15 +192,7 @@ class PipelinedTtModel:
 
     def start_prefill(self, tokens: torch.Tensor, user_id: int) -> PipelineItem:
         """A user's prefill, its (padded) tokens on stage 0's row."""
-        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
-        seq_len = int(tokens.numel())
-        if not 0 <= int(user_id) < self.max_batch_size:
-            raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
-        if not 1 <= seq_len <= self.max_seq_len:
-            raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
-        check_token_ids(tokens, self.vocab_size, "prefill")
-        padded = torch.zeros(_round_up(seq_len, ttnn.TILE_SIZE), dtype=torch.long)
-        padded[:seq_len] = tokens
+        padded, seq_len = self._padded_prompt(tokens, user_id)
         return PipelineItem(
             "prefill", int(user_id) // self.users_per_row, user_id=int(user_id), seq_len=seq_len,
             x=Embedding.prefill_input(padded, self.meshes[0]),
@@ -227,15 +200,8 @@ class PipelinedTtModel:
 
     def start_decode(self, micro_batch: int, tokens: torch.Tensor, positions: torch.Tensor) -> PipelineItem:
         """One decode step of micro-batch ``micro_batch``: ``U`` tokens and positions (``-1``: empty slot)."""
-        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
-        positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
-        if tokens.numel() != self.users_per_row or positions.numel() != self.users_per_row:
-            raise ValueError(f"decode: a micro-batch takes {self.users_per_row} tokens and positions, got {tokens.numel()}/{positions.numel()}")
-        active = positions >= 0
-        check_token_ids(tokens[active], self.vocab_size, "decode")
-        if active.any() and int(positions[active].max()) >= self.max_seq_len:
-            raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
-        tokens = torch.where(active, tokens, torch.zeros_like(tokens))
+        tokens, positions = self._decode_slots(tokens, positions, self.users_per_row, "a micro-batch's users")
+        tokens = torch.where(positions >= 0, tokens, torch.zeros_like(tokens))
         return PipelineItem("decode", int(micro_batch), positions=positions, x=Embedding.decode_input(tokens, self.meshes[0]))
 
     def run_stage(self, item: PipelineItem, stage: int) -> None:
@@ -287,12 +253,7 @@ class PipelinedTtModel:
         """One token per slot (``-1``: empty slot) -> logits ``[B, V]``; each micro-batch runs through every stage."""
         if page_table is not None:
             raise external_kv_cache_refused("decode: page_table=")
-        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
-        positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
-        if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
-            raise ValueError(
-                f"decode expects {self.max_batch_size} tokens and positions (max_batch_size), got {tokens.numel()}/{positions.numel()}"
-            )
+        tokens, positions = self._decode_slots(tokens, positions, self.max_batch_size, "max_batch_size")
         u = self.users_per_row
         out = torch.zeros(self.max_batch_size, self.vocab_size)
         for m in range(self.num_micro_batches):

@@ -27,9 +27,8 @@ from typing import Any
 import torch
 
 from deepseek_tt.backend import ttnn
-from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
+from deepseek_tt.config.dtype_policy import DtypePolicy
 from deepseek_tt.modules import kv_cache
-from deepseek_tt.modules.base import mesh_shape
 from deepseek_tt.modules.embedding import Embedding
 from deepseek_tt.modules.forward_context import ForwardContext, StageObserver
 from deepseek_tt.modules.lm_head import LMHead
@@ -42,19 +41,13 @@ from deepseek_tt.runtime.model_config import (
     resolve_load_config,
     resolve_weight_source,
 )
-from deepseek_tt.runtime.token_ids import check_token_ids
+from deepseek_tt.runtime.facade import ModelFacade
 from deepseek_tt.weights.convert import load_or_convert_model_weights
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_USERS_PER_ROW = kv_cache.USERS_PER_ROW
 
-
-def _round_up(value: int, multiple: int) -> int:
-    return (value + multiple - 1) // multiple * multiple
-
-
-class TtModel:
+class TtModel(ModelFacade):
     """The TT-NN model on a mesh; build it with :meth:`load`."""
 
     def __init__(
@@ -69,33 +62,12 @@ class TtModel:
         max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
         weight_loads: dict | None = None,
     ) -> None:
-        rows, cols = mesh_shape(mesh_device)
-        if max_batch_size is None:
-            max_batch_size = DEFAULT_USERS_PER_ROW * rows
-        if max_batch_size % rows:
-            raise ValueError(f"max_batch_size {max_batch_size} does not split over {rows} mesh rows")
-        self.hf_config = hf_config
-        self.mesh_device = mesh_device
-        self.dtype_policy = get_dtype_policy(dtype_policy)
-        self.vocab_size = int(hf_config.vocab_size)
-        self.max_batch_size = int(max_batch_size)
-        self.users_per_row = self.max_batch_size // rows
-        kv_cache.users_per_device(self.users_per_row, cols)
-        self.max_seq_len = int(max_seq_len)
-        self.weight_config = weight_config
-        self.weight_root = weight_root
-        self.paged_config = kv_cache.paged_config_for(
-            _round_up(self.max_seq_len, kv_cache.BLOCK_SIZE), users_per_row=self.users_per_row, mesh_cols=cols
-        )
-        self.page_table = kv_cache.default_page_table(self.paged_config)
+        super().__init__(hf_config, mesh_device, weight_config, weight_root, dtype_policy=dtype_policy,
+                         max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=weight_loads)
         self.rope = RotarySetup(hf_config, mesh_device, users_per_row=self.users_per_row)
-        self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
-        self._prefill_model_config = Model.prefill_model_config(
-            hf_config, mesh_device, users_per_row=self.users_per_row, dtype_policy=self.dtype_policy
-        )
-        self._decode_model_config = Model.decode_model_config(
-            hf_config, mesh_device, users_per_row=self.users_per_row, dtype_policy=self.dtype_policy
-        )
+        common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
+        self._prefill_model_config = Model.prefill_model_config(hf_config, mesh_device, **common)
+        self._decode_model_config = Model.decode_model_config(hf_config, mesh_device, **common)
         self._build_run_configs()
 
     # --- construction ----------------------------------------------------------------------------
@@ -207,16 +179,8 @@ class TtModel:
         """User ``user_id``'s prompt ``[S]`` from position 0 -> logits ``[S, V]`` (float32); ``page_table``: an
         external ``[max_batch_size, blocks]`` table (row ``user_id`` = its blocks), default the internal one;
         ``observer``: handed every stage's output (the drill-down)."""
-        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
-        seq_len = int(tokens.numel())
-        if not 0 <= int(user_id) < self.max_batch_size:
-            raise ValueError(f"prefill: user_id {user_id} out of range [0, {self.max_batch_size})")
-        if not 1 <= seq_len <= self.max_seq_len:
-            raise ValueError(f"prefill: length {seq_len} must be in [1, max_seq_len={self.max_seq_len}]")
-        check_token_ids(tokens, self.vocab_size, "prefill")
-        padded_len = _round_up(seq_len, ttnn.TILE_SIZE)
-        padded = torch.zeros(padded_len, dtype=torch.long)
-        padded[:seq_len] = tokens
+        padded, seq_len = self._padded_prompt(tokens, user_id)
+        padded_len = int(padded.numel())
         tt_tokens = Embedding.prefill_input(padded, self.mesh_device)
         tt_table, owned = self._call_page_table(page_table)
         rope = self.rope.prefill_tensors(padded_len)
@@ -233,7 +197,7 @@ class TtModel:
     def decode_host_inputs(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[Any, ...]:
         """Host (not on device) input tensors of one decode step, the same shapes every step: tokens,
         positions, cos, sin, built on the host (``ttnn.to_device`` copies each once)."""
-        tokens, positions = self._check_decode(tokens, positions)
+        tokens, positions = self._decode_slots(tokens, positions, self.max_batch_size, "max_batch_size")
         tokens = torch.where(positions < 0, torch.zeros_like(tokens), tokens)
         rope = self.rope.decode_tensors(positions, on_device=False)
         return (
@@ -269,21 +233,6 @@ class TtModel:
         for t in (*device_inputs, logits) + ((tt_table,) if owned else ()):
             ttnn.deallocate(t)
         return out
-
-    # --- checks ----------------------------------------------------------------------------------
-
-    def _check_decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
-        positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
-        if tokens.numel() != self.max_batch_size or positions.numel() != self.max_batch_size:
-            raise ValueError(
-                f"decode expects {self.max_batch_size} tokens and positions (max_batch_size), got {tokens.numel()}/{positions.numel()}"
-            )
-        active = positions >= 0
-        check_token_ids(tokens[active], self.vocab_size, "decode")
-        if active.any() and int(positions[active].max()) >= self.max_seq_len:
-            raise ValueError(f"decode: position {int(positions.max())} reaches max_seq_len {self.max_seq_len}")
-        return tokens, positions
 
 
 __all__ = ["TtModel"]
