@@ -3,8 +3,9 @@
 - Logits of prefill and decode through the pipelined facade meet the batched model's thresholds
   (``pcc_threshold("model", ...)``) against transformers (galaxy-tiny cut to 4 layers: one dense, three
   MoE, one per stage). Quick (CI): this case.
-- Greedy tokens of the pp generator over the pipelined model equal those of the bp generator over the
-  batched model, on galaxy-tiny (4 layers) and on the embedded trained model (4 layers). Nightly.
+- The pipelined model on 4x8 is bit for bit the batched model on one row's 1x8 submesh (galaxy-tiny, 4 layers:
+  logits and greedy tokens), and on the embedded trained model the pp generator's greedy tokens equal the bp
+  generator's on the same 4x8 mesh. Nightly.
 - Elsewhere: the accuracy matrix's ``pipelined_model`` cases (trained checkpoint: logits of prefill and decode
   against the reference with the model thresholds, ``matrix.py``) and teacher forcing on the pipelined model
   with the batched model's floors (``test_teacher_forcing.py::test_pipelined_model_teacher_forcing``).
@@ -18,6 +19,7 @@ import torch
 from deepseek_tt.accuracy.metrics import pcc
 from deepseek_tt.accuracy.thresholds import pcc_threshold
 from deepseek_tt.generator import make_generator
+from deepseek_tt.modules.pipeline import stage_meshes
 from deepseek_tt.runtime.pipelined_model import PipelinedTtModel
 from deepseek_tt.runtime.tt_model import TtModel
 from suites.accuracy.model_lib import SEED, facade_prefill_then_decode, mesh_name, reference_model
@@ -56,21 +58,36 @@ def _prompts(vocab: int, count: int, seed: int = 11) -> list[list[int]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mesh_device", [MESH_4X8], indirect=True)
-@pytest.mark.parametrize("source", ["galaxy-tiny", "embedded"])
-def test_pp_tokens_equal_bp_tokens(mesh_device, tmp_path, source, record_result):
-    if source == "embedded":
-        from reference_models.embedded import embedded_model_path
+def test_pp_computes_what_bp_computes_on_one_row(mesh_device, tmp_path):
+    """The stages split the layers, not the math: the pipelined model on R x C is bit for bit the batched model
+    on one row's 1 x C submesh (same column splits, same expert placement), logits and greedy tokens alike."""
+    common = dict(random_weights=True, hf_config=reference_model(LAYERS).config, seed=SEED, max_seq_len=128, progress=False)
+    pp_model = PipelinedTtModel.load(None, mesh_device, tmp_path / "cache", **common)
+    row_model = TtModel.load(None, stage_meshes(mesh_device)[0], tmp_path / "cache", **common)
+    prompts = _prompts(row_model.vocab_size, 6)
+    first = torch.tensor(prompts[0])
+    assert torch.equal(pp_model.prefill(first, 0), row_model.prefill(first, 0))
+    bp_tokens, _ = _greedy_tokens(row_model, "bp", prompts, 6)
+    pp_tokens, _ = _greedy_tokens(pp_model, "pp", prompts, 6)
+    assert pp_tokens == bp_tokens
 
-        try:
-            path = embedded_model_path()
-        except FileNotFoundError as exc:
-            pytest.skip(f"embedded trained model not available: {exc}")
-        kwargs = dict(model_path=path)
-    else:
-        kwargs = dict(model_path=None, random_weights=True, hf_config=reference_model(LAYERS).config, seed=SEED)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh_device", [MESH_4X8], indirect=True)
+def test_pp_tokens_equal_bp_tokens(mesh_device, tmp_path, record_result):
+    """On the same mesh the two generators give the trained model's users the same greedy tokens. (Not a
+    property of random weights: the batched model on R x C reduces in another order than a row, and random
+    routers have near-ties; measured on galaxy-tiny 2x4 vs 1x1: layer-1 gate inputs agree to PCC 0.9999, yet 2
+    of 5 tokens swap their 8th expert. The bit-exact check of the pipeline is the test above.)"""
+    from reference_models.embedded import embedded_model_path
+
+    try:
+        path = embedded_model_path()
+    except FileNotFoundError as exc:
+        pytest.skip(f"embedded trained model not available: {exc}")
     common = dict(max_seq_len=128, progress=False)
-    bp_model = TtModel.load(kwargs["model_path"], mesh_device, tmp_path / "cache", **{k: v for k, v in kwargs.items() if k != "model_path"}, **common)
-    pp_model = PipelinedTtModel.load(kwargs["model_path"], mesh_device, tmp_path / "cache", **{k: v for k, v in kwargs.items() if k != "model_path"}, **common)
+    bp_model = TtModel.load(path, mesh_device, tmp_path / "cache", **common)
+    pp_model = PipelinedTtModel.load(path, mesh_device, tmp_path / "cache", **common)
     prompts = _prompts(bp_model.vocab_size, 6)
     bp_tokens, _ = _greedy_tokens(bp_model, "bp", prompts, 6)
     pp_tokens, stats = _greedy_tokens(pp_model, "pp", prompts, 6)
