@@ -23,7 +23,7 @@ Only ``checkpoint`` weights (the embedded trained model: 4 layers, one per stage
 and thresholds as the batched ``model`` cases): random galaxy-tiny needs at least 4 layers for 4 stages, and
 the ``model`` thresholds are calibrated on its 2-layer cut; on 4 layers the batched model itself measures
 relative error 0.197 and top-1 0.69 (prefill 128, bfp8, 4x8), as does the pipelined one (docs/PARALLELISM.md).
-Random weights under pp: ``test_pipelined_model.py`` (PCC, and pp tokens equal to bp's).
+Random weights under pp: ``test_pipelined_model.py`` (PCC, and bit for bit the batched model on one row's submesh).
 
 Thresholds come from ``deepseek_tt.accuracy.thresholds``; every value is a result row.
 """
@@ -93,12 +93,16 @@ class Case:
 
     @property
     def quick(self) -> bool:
-        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode; pp (4x8):
-        bfp8 prefill 128 and decode."""
+        """The CI selection: 1x1, bfp8, prefill 128 (random and checkpoint weights) and random decode; the trained
+        checkpoint's prefill 128 in bf16 too (without bfp8's noise the full-model checks see a wrong routing
+        weight, which moves the bfp8 logits by less than their own quantization error); pp (4x8): bfp8 prefill
+        128 and decode."""
         if self.module == PIPELINED:
             return self.policy == "default" and self.seq_len in (1, 128)
-        if self.mesh != (1, 1) or self.policy != "default":
+        if self.mesh != (1, 1):
             return False
+        if self.policy != "default":
+            return self.weights == "checkpoint" and self.mode == "prefill" and self.seq_len == 128
         return (self.mode == "prefill" and self.seq_len == 128) or (self.mode == "decode" and self.weights == "random")
 
     def threshold_module(self) -> str:
