@@ -25,7 +25,13 @@ def round_up(value: int, multiple: int) -> int:
 
 class ModelFacade:
     """Batch geometry (``max_batch_size`` users, ``users_per_row`` per mesh row), sequence limit, the paged
-    KV layout and its default page table, the loaded weights' locations, and the input checks."""
+    KV layout and its default page table, the loaded weights' locations, and the input checks.
+
+    A subclass names its whole-model module (``MODEL``: model configs) and implements ``_set_up_mesh`` (what it
+    needs of the mesh before its configs) and ``_build_run_configs``; construction then runs them in order."""
+
+    #: The whole-model module class (``prefill_model_config`` / ``decode_model_config``).
+    MODEL: Any = None
 
     def __init__(
         self,
@@ -59,6 +65,19 @@ class ModelFacade:
         )
         self.page_table = kv_cache.default_page_table(self.paged_config)
         self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
+        self._set_up_mesh()
+        common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
+        self._prefill_model_config = self.MODEL.prefill_model_config(hf_config, mesh_device, **common)
+        self._decode_model_config = self.MODEL.decode_model_config(hf_config, mesh_device, **common)
+        self._build_run_configs()
+
+    def _set_up_mesh(self) -> None:
+        """What the model needs of the mesh before its configs (rotary tables, stage submeshes)."""
+        raise NotImplementedError
+
+    def _build_run_configs(self, previous: dict[str, Any] | None = None) -> None:
+        """Fresh state merged with the weights (``previous``: an earlier prefill run config to share them from)."""
+        raise NotImplementedError
 
     def _padded_prompt(self, tokens: torch.Tensor, user_id: int) -> tuple[torch.Tensor, int]:
         """A user's prompt checked (user id, length, token ids) and zero-padded to whole tiles ->

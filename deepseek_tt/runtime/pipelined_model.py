@@ -79,31 +79,16 @@ class PipelineItem:
 class PipelinedTtModel(ModelFacade):
     """The row-pipelined model on a mesh; build it with :meth:`load`."""
 
-    def __init__(
-        self,
-        hf_config: Any,
-        mesh_device: Any,
-        weight_config: dict[str, Any],
-        weight_root: Path | None,
-        *,
-        dtype_policy: DtypePolicy | str | None = None,
-        max_batch_size: int | None = None,
-        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
-        weight_loads: dict | None = None,
-    ) -> None:
-        rows, cols = mesh_shape(mesh_device)
-        self.stage_layers = assign_stages(int(hf_config.num_hidden_layers), rows)
-        super().__init__(hf_config, mesh_device, weight_config, weight_root, dtype_policy=dtype_policy,
-                         max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=weight_loads)
+    MODEL = PipelinedModel
+
+    def _set_up_mesh(self) -> None:
+        rows, cols = mesh_shape(self.mesh_device)
+        self.stage_layers = assign_stages(int(self.hf_config.num_hidden_layers), rows)
         self.num_devices = rows * cols
         self.num_stages = self.num_micro_batches = rows  # micro-batch m: the users row m serves in the batched model
-        self.meshes = stage_meshes(mesh_device)
+        self.meshes = stage_meshes(self.mesh_device)
         self.sockets = create_stage_sockets(self.meshes)
-        self.ropes = [RotarySetup(hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
-        common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
-        self._prefill_model_config = PipelinedModel.prefill_model_config(hf_config, mesh_device, **common)
-        self._decode_model_config = PipelinedModel.decode_model_config(hf_config, mesh_device, **common)
-        self._build_run_configs()
+        self.ropes = [RotarySetup(self.hf_config, mesh, users_per_row=self.users_per_row) for mesh in self.meshes]
 
     # --- construction ----------------------------------------------------------------------------
 

@@ -50,25 +50,10 @@ logger = logging.getLogger(__name__)
 class TtModel(ModelFacade):
     """The TT-NN model on a mesh; build it with :meth:`load`."""
 
-    def __init__(
-        self,
-        hf_config: Any,
-        mesh_device: Any,
-        weight_config: dict[str, Any],
-        weight_root: Path | None,
-        *,
-        dtype_policy: DtypePolicy | str | None = None,
-        max_batch_size: int | None = None,
-        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
-        weight_loads: dict | None = None,
-    ) -> None:
-        super().__init__(hf_config, mesh_device, weight_config, weight_root, dtype_policy=dtype_policy,
-                         max_batch_size=max_batch_size, max_seq_len=max_seq_len, weight_loads=weight_loads)
-        self.rope = RotarySetup(hf_config, mesh_device, users_per_row=self.users_per_row)
-        common = dict(users_per_row=self.users_per_row, dtype_policy=self.dtype_policy)
-        self._prefill_model_config = Model.prefill_model_config(hf_config, mesh_device, **common)
-        self._decode_model_config = Model.decode_model_config(hf_config, mesh_device, **common)
-        self._build_run_configs()
+    MODEL = Model
+
+    def _set_up_mesh(self) -> None:
+        self.rope = RotarySetup(self.hf_config, self.mesh_device, users_per_row=self.users_per_row)
 
     # --- construction ----------------------------------------------------------------------------
 

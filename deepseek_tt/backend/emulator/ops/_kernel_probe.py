@@ -102,7 +102,7 @@ def _probed_per_thread_count(holds: Callable[[int], bool]) -> Callable[[], bool]
     return lambda: probed(torch.get_num_threads())
 
 
-_column_major_weights_exact = _probed_per_thread_count(lambda granule: column_major_holds(granule))
+_column_major_weights_exact = _probed_per_thread_count(column_major_holds)
 
 
 def column_major_weights_exact() -> bool:
@@ -135,7 +135,7 @@ def group_products_hold(granule: int) -> bool:
     return True
 
 
-_group_products_exact = _probed_per_thread_count(lambda granule: group_products_hold(granule))
+_group_products_exact = _probed_per_thread_count(group_products_hold)
 
 
 def group_products_exact() -> bool:
