@@ -2,8 +2,8 @@
 
 Generic over metric names: a metric is an *accuracy* metric when any of its rows carries a threshold or its
 name says so (PCC, top-k, agreement, accuracy, lm-eval scores, magnitude checks ...); a *context* figure when
-it describes the yardstick rather than the model (the transformers reference's own ``reference_*`` speed, the
-computed ``roofline_*`` bounds): reported, never judged; everything else is a *performance* figure
+it describes the yardstick rather than the model (the transformers reference's own ``reference_*`` speed, plain
+torch's ``plain_torch_*`` time, the computed ``roofline_*`` bounds): reported, never judged; everything else is a *performance* figure
 (throughput, latency, ratios), judged against the noise band of its history.
 """
 
@@ -81,12 +81,12 @@ def is_reference_metric(metric: str) -> bool:
 
 def is_context_metric(metric: str) -> bool:
     """A figure recorded beside the judged ones, shown and never judged: the reference's own measurements
-    (``reference_*``) and the roofline bounds computed from the config (``roofline_*bound*``). They move with
-    the machine, the transformers release or the hardware model, not with the model under test, whose own
-    figures and its ratio to the reference are judged (so is ``roofline_fraction``, the share of the bound a
-    device reaches)."""
+    (``reference_*``), plain torch's time on the same operands (``plain_torch_*``) and the roofline bounds
+    computed from the config (``roofline_*bound*``). They move with the machine, the transformers or torch
+    release or the hardware model, not with the model under test, whose own figures and its ratio to the
+    yardstick are judged (so is ``roofline_fraction``, the share of the bound a device reaches)."""
     name = str(metric)
-    return name.startswith("reference_") or (name.startswith("roofline_") and "bound" in name)
+    return name.startswith(("reference_", "plain_torch_")) or (name.startswith("roofline_") and "bound" in name)
 
 
 def _present(value: Any) -> bool:
