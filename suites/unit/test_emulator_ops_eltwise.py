@@ -150,3 +150,28 @@ def test_topk_and_sort_write_into_preallocated_outputs():
         assert all(r is t for r, t in zip(result, targets))
         assert torch.equal(shards(targets[0])[0], ref.values[..., :n])
         assert torch.equal(shards(targets[1])[0].long(), ref.indices[..., :n])
+
+
+def test_broadcasting_ops_leave_torch_symbolic_shapes_unimported():
+    """A broadcast (and its error) costs no sympy import: torch.broadcast_shapes imports torch's
+    symbolic-shapes machinery on first use (~0.4 s), which landed in a run's first timed prefill."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from deepseek_tt.backend import emulator as ttnn\n"
+        "d = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))\n"
+        "t = lambda x: ttnn.from_torch(x, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, device=d)\n"
+        "ttnn.add(t(torch.ones(1, 1, 32, 64)), t(torch.ones(1, 1, 1, 64)))\n"
+        "try:\n"
+        "    ttnn.add(t(torch.ones(1, 1, 32, 64)), t(torch.ones(1, 1, 32, 32)))\n"
+        "except RuntimeError as exc:\n"
+        "    assert 'not broadcastable' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('no error for shapes that do not broadcast')\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False", "an emulated op imported sympy (torch.broadcast_shapes?)"

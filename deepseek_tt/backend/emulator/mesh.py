@@ -201,12 +201,16 @@ def open_mesh_device(
     physical_device_ids: Sequence[int] = (),
     worker_l1_size: int = 0,
 ) -> MeshDevice:
-    """Open an emulated mesh of any 2-D shape (default 1x1) on the emulator's torch device."""
+    """Open an emulated mesh of any 2-D shape (default 1x1) on the emulator's torch device; the CPU kernel's
+    bit guarantees are probed here, once per process and thread count (``ops/_kernel_probe.py``), not in
+    the first timed product."""
     from deepseek_tt.backend import torch_device_name
+    from .ops._kernel_probe import probe_kernel
 
     shape = MeshShape(1, 1) if mesh_shape is None else MeshShape(mesh_shape)
     if num_command_queues not in (1, 2):
         raise RuntimeError(f"open_mesh_device: num_command_queues must be 1 or 2, got {num_command_queues}")
+    probe_kernel()
     return MeshDevice(shape, torch_device_name(), trace_region_size=trace_region_size,
                       num_command_queues=num_command_queues)
 

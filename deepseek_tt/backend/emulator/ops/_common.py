@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 
 from .. import types as T
@@ -32,11 +33,16 @@ def is_tensor(value: Any) -> bool:
 
 
 def broadcast_shapes(*shapes: Any) -> torch.Size:
-    """``torch.broadcast_shapes`` with a fast path for equal shapes (the common case of every op call)."""
+    """The broadcast of ``shapes`` (RuntimeError when they do not broadcast), with a fast path for equal
+    shapes (the common case of every op call). numpy's, not ``torch.broadcast_shapes``: torch's imports
+    its symbolic-shapes machinery (sympy, ~0.4 s) on first use, which would land in a run's first timed op."""
     first = shapes[0]
     if all(s == first for s in shapes[1:]):
         return torch.Size(first)
-    return torch.broadcast_shapes(*shapes)
+    try:
+        return torch.Size(np.broadcast_shapes(*(tuple(s) for s in shapes)))
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def data(t: Any) -> torch.Tensor:

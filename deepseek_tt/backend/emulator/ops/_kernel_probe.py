@@ -141,3 +141,12 @@ _group_products_exact = _probed_per_thread_count(group_products_hold)
 def group_products_exact() -> bool:
     """Whether the emulator may multiply a few groups one by one (see the module docstring)."""
     return _group_products_exact()
+
+
+def probe_kernel() -> None:
+    """Run every probe for the current torch thread count now (each runs once per count; a few hundred ms),
+    so that the first product of a run does not pay for them: ``open_mesh_device`` calls this, as a device's
+    initialization precedes its first op."""
+    row_granule()
+    column_major_weights_exact()
+    group_products_exact()

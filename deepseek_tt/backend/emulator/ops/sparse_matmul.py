@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from .. import types as T
-from ._common import compute_dtype, data, make, require_device, same_mesh
+from ._common import broadcast_shapes, compute_dtype, data, make, require_device, same_mesh
 from ._precision import device_matmul, matmul_precision, split_in1
 from .trace import device_op
 
@@ -74,7 +74,7 @@ def _pairs(a: torch.Tensor, b: torch.Tensor, is_a_sparse: bool, is_b_sparse: boo
 
 def _products(a: torch.Tensor, b: torch.Tensor, active: torch.Tensor, precision: Any) -> torch.Tensor:
     """``a @ b`` for the active batch pairs only (zeros elsewhere): ``[n, *batch, M, N]``."""
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a_flat = a.expand(*batch, *a.shape[-2:]).reshape(-1, *a.shape[-2:])
     b_flat = b.expand(*batch, *b.shape[-2:]).reshape(-1, *b.shape[-2:])
     out = torch.zeros(a_flat.shape[0], a.shape[-2], b.shape[-1], dtype=torch.float32, device=a.device)
@@ -125,7 +125,7 @@ def sparse_matmul(
         if nnz is not None and not 0 < nnz <= length:
             raise RuntimeError(f"{OP}: nnz ({nnz}) must be greater than 0 and at most the batch length ({length})")
         a_x, b_x = _pairs(a, b, is_input_a_sparse, is_input_b_sparse)
-        batch = torch.broadcast_shapes(a_x.shape[:-2], b_x.shape[:-2])
+        batch = broadcast_shapes(a_x.shape[:-2], b_x.shape[:-2])
         active = data(sparsity).reshape(batch) != 0
         if nnz is not None and bool((active.reshape(active.shape[0], -1).sum(dim=1) != nnz).any()):
             raise RuntimeError(f"{OP}: nnz ({nnz}) differs from the non-zero count of sparsity "
@@ -173,7 +173,7 @@ def _indexed(a: torch.Tensor, b: torch.Tensor, indices: Any, nnz: Any, is_a_spar
         a_x, b_x = a, b_sel
     else:
         a_x, b_x = _pairs(a, b_sel, False, True)
-    batch = torch.broadcast_shapes(a_x.shape[:-2], b_x.shape[:-2])
+    batch = broadcast_shapes(a_x.shape[:-2], b_x.shape[:-2])
     out = _products(a_x, b_x, torch.ones(batch, dtype=torch.bool, device=a.device), precision)
     if bias is not None:
         bias_rows = compute_dtype(data(bias))  # [n, E, rows, N]: row 0 of group e's tile row is its bias

@@ -150,7 +150,7 @@ def _lookup(mesh_device: Any, trace_id: Any, op: str) -> _Trace:
 def _move_into(target: Any, fresh: Any) -> None:
     if target is fresh:
         return
-    if target.is_allocated() and tuple(target.shape) != tuple(fresh.shape):
+    if target._storage is not None and target._storage.shape != fresh._storage.shape:
         raise TraceError("execute_trace: a replayed op produced a different shape than at capture time")
     target.__dict__.update(fresh.__dict__)
 
@@ -166,8 +166,11 @@ def execute_trace(mesh_device: Any, trace_id: Any, *, cq_id: Any = None, blockin
     _depth += 1
     try:
         for fn, args, kwargs, outputs in trace.ops:
-            fresh = _flatten_tensors(fn(*args, **kwargs))
-            for target, new in zip(outputs, fresh):
+            result = fn(*args, **kwargs)
+            if len(outputs) == 1 and result.__class__ is outputs[0].__class__:  # the common case: one tensor
+                _move_into(outputs[0], result)
+                continue
+            for target, new in zip(outputs, _flatten_tensors(result)):
                 _move_into(target, new)
     finally:
         _depth -= 1
