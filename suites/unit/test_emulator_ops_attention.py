@@ -120,3 +120,27 @@ def test_update_cache_rejects_low_precision_input_and_respects_mesh_coords():
         s = shards(cache)
     assert torch.all(s[1 * 4 + 2, 0, 0, 3] == 1) and s[1 * 4 + 2].sum() == 32
     assert not torch.cat([s[:6], s[7:]]).any()
+
+
+def test_mla_decode_bits_do_not_depend_on_how_the_shared_kv_head_is_spread(monkeypatch):
+    """A short latent cache is repeated per query head, a long one multiplied head by head: the same products,
+    so the same bits (the model-level bit-identity test sees the short path only)."""
+    from deepseek_tt.backend.emulator.ops import attention
+
+    torch.manual_seed(3)
+    users, block, blocks_per_user, dim, dv, heads = 3, 32, 4, 96, 64, 16
+    page_table = torch.randperm(users * blocks_per_user).reshape(users, blocks_per_user).int()
+    positions = torch.tensor([50, -1, 127], dtype=torch.int32)
+    outputs = {}
+    with open_mesh(1, 2) as device:
+        cache = ttnn.from_torch(torch.randn(users * blocks_per_user, 1, block, dim), dtype=ttnn.bfloat8_b,
+                                layout=ttnn.TILE_LAYOUT, device=device)
+        tpt = replicated(device, page_table, dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT)
+        tpos = replicated(device, positions, dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT)
+        q = replicated(device, torch.randn(1, users, heads, dim))
+        for name, budget in (("repeated", 1 << 40), ("head_by_head", 0)):
+            monkeypatch.setattr(attention, "_REPEAT_KV_BYTES", budget)
+            outputs[name] = shards(ttnn.transformer.paged_flash_multi_latent_attention_decode(
+                q, cache, head_dim_v=dv, page_table_tensor=tpt, cur_pos_tensor=tpos, scale=dim**-0.5))
+    assert outputs["repeated"].abs().sum() > 0
+    assert torch.equal(outputs["repeated"], outputs["head_by_head"])

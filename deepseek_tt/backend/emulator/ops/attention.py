@@ -202,16 +202,21 @@ def _decode_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torc
     return out.unsqueeze(1)
 
 
+#: fp32 bytes of the KV rows repeated per query head up to which a shared (MLA) KV head is repeated.
+_REPEAT_KV_BYTES = 4 << 20
+
+
 def _user_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
                     scale: float | None, is_causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
     """q [..., nh, d]; keys/values [..., nkv, L, d]; pos [...] -> [..., nh, dv] (no zeroing of skipped users)."""
     heads = q.shape[-2]
     qh = q.unsqueeze(-2)  # [..., nh, 1, d]
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    shared = keys.shape[-3] == 1 and heads > 1  # MLA: one latent KV head for every query head
+    # MLA: one latent KV head for every query head. A long cache is multiplied head by head against it: the
+    # same [1, d] x [d, L] products as over a copy of the cache repeated per head (a batched product's entries
+    # are computed independently), without the copy; a short one is repeated (cheaper than a loop of products).
+    shared = keys.shape[-3] == 1 and heads > 1 and keys[..., 0, :, :].numel() * heads * 4 > _REPEAT_KV_BYTES
     if shared:
-        # Head by head against the one KV head: the same [1, d] x [d, L] products as over a copy of the
-        # cache repeated per head (a batched product's entries are computed independently), without the copy.
         keys, values = keys.squeeze(-3), values.squeeze(-3)
         scores = torch.stack([torch.matmul(qh[..., h, :, :], keys.transpose(-1, -2)) for h in range(heads)], -3)
         scores = scores * scale
