@@ -140,6 +140,7 @@ def test_mla_decode_bits_do_not_depend_on_how_the_shared_kv_head_is_spread(monke
         q = replicated(device, torch.randn(1, users, heads, dim))
         for name, budget in (("repeated", 1 << 40), ("head_by_head", 0)):
             monkeypatch.setattr(attention, "_REPEAT_KV_BYTES", budget)
+            assert int(positions.max()) < attention._REPEAT_KV_MAX_LENGTH
             outputs[name] = shards(ttnn.transformer.paged_flash_multi_latent_attention_decode(
                 q, cache, head_dim_v=dv, page_table_tensor=tpt, cur_pos_tensor=tpos, scale=dim**-0.5))
     assert outputs["repeated"].abs().sum() > 0

@@ -202,8 +202,12 @@ def _decode_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torc
     return out.unsqueeze(1)
 
 
-#: fp32 bytes of the KV rows repeated per query head up to which a shared (MLA) KV head is repeated.
+#: A shared (MLA) KV head is repeated per query head up to these fp32 bytes of repeated rows and this many
+#: positions. The length bound keeps the probabilities x values product's K (the length) far below the size
+#: from which, with two threads, a batched product's entry stops having the bits of the same product alone
+#: (K = 1024, ``_kernel_probe.py``): both ways then give the same bits.
 _REPEAT_KV_BYTES = 4 << 20
+_REPEAT_KV_MAX_LENGTH = 256
 
 
 def _user_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
@@ -215,7 +219,9 @@ def _user_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.
     # MLA: one latent KV head for every query head. A long cache is multiplied head by head against it: the
     # same [1, d] x [d, L] products as over a copy of the cache repeated per head (a batched product's entries
     # are computed independently), without the copy; a short one is repeated (cheaper than a loop of products).
-    shared = keys.shape[-3] == 1 and heads > 1 and keys[..., 0, :, :].numel() * heads * 4 > _REPEAT_KV_BYTES
+    length = keys.shape[-2]
+    short = length <= _REPEAT_KV_MAX_LENGTH and keys[..., 0, :, :].numel() * heads * 4 <= _REPEAT_KV_BYTES
+    shared = keys.shape[-3] == 1 and heads > 1 and not short
     if shared:
         keys, values = keys.squeeze(-3), values.squeeze(-3)
         scores = torch.stack([torch.matmul(qh[..., h, :, :], keys.transpose(-1, -2)) for h in range(heads)], -3)
@@ -223,7 +229,6 @@ def _user_attention(op: str, q: torch.Tensor, keys: torch.Tensor, values: torch.
     else:
         keys, values = _repeat_kv(keys, heads, op), _repeat_kv(values, heads, op)
         scores = torch.matmul(qh, keys.transpose(-1, -2)) * scale  # [..., nh, 1, L]
-    length = keys.shape[-2]
     if is_causal:
         allowed = torch.arange(length, device=q.device) <= pos.unsqueeze(-1)  # [..., L]
         scores = scores.masked_fill(~allowed[..., None, None, :], float("-inf"))
