@@ -10,7 +10,8 @@ Findings, one per (test_id, metric, stage):
 - ``missing``: in the baseline, absent from the latest run;
 - ``new``: in the latest run, absent from the baseline;
 - ``improvement`` / ``ok``;
-- ``context``: a figure of the yardstick, not of the model (``reference_*``, ``plain_torch_*``, the ``roofline_*`` bounds;
+- ``context``: a figure of the yardstick, not of the model (``reference_*``, ``plain_torch_*``, the
+  ``roofline_*`` bounds), or one derived from judged figures (the serving concurrency gain;
   ``reports.metrics.is_context_metric``): its change is shown and never decides the verdict. A slower
   transformers reference is not a slower model; the model's own figures and its ratio to the reference
   are judged.

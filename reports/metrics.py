@@ -3,8 +3,9 @@
 Generic over metric names: a metric is an *accuracy* metric when any of its rows carries a threshold or its
 name says so (PCC, top-k, agreement, accuracy, lm-eval scores, magnitude checks ...); a *context* figure when
 it describes the yardstick rather than the model (the transformers reference's own ``reference_*`` speed, plain
-torch's ``plain_torch_*`` time, the computed ``roofline_*`` bounds): reported, never judged; everything else is a *performance* figure
-(throughput, latency, ratios), judged against the noise band of its history.
+torch's ``plain_torch_*`` time, the computed ``roofline_*`` bounds) or is derived from judged figures (the serving
+benchmark's concurrency gain): reported, never judged; everything else is a *performance* figure (throughput,
+latency, ratios), judged against the noise band of its history.
 """
 
 from __future__ import annotations
@@ -79,13 +80,22 @@ def is_reference_metric(metric: str) -> bool:
     return metric.startswith("reference_")
 
 
+#: Context by exact name: figures derived from judged ones that move for reasons of their own. The serving
+#: benchmark's ``throughput_ratio`` (16 concurrent requests' throughput over one request's) falls whenever one
+#: request alone gets faster; both throughputs are judged, and the test itself asserts the gain (> 2).
+DERIVED_CONTEXT_METRICS = frozenset({"throughput_ratio"})
+
+
 def is_context_metric(metric: str) -> bool:
     """A figure recorded beside the judged ones, shown and never judged: the reference's own measurements
     (``reference_*``), plain torch's time on the same operands (``plain_torch_*``) and the roofline bounds
     computed from the config (``roofline_*bound*``). They move with the machine, the transformers or torch
     release or the hardware model, not with the model under test, whose own figures and its ratio to the
-    yardstick are judged (so is ``roofline_fraction``, the share of the bound a device reaches)."""
+    yardstick are judged (so is ``roofline_fraction``, the share of the bound a device reaches). Also the
+    derived figures of ``DERIVED_CONTEXT_METRICS``."""
     name = str(metric)
+    if name in DERIVED_CONTEXT_METRICS:
+        return True
     return name.startswith(("reference_", "plain_torch_")) or (name.startswith("roofline_") and "bound" in name)
 
 

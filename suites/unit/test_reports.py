@@ -533,10 +533,10 @@ def _bench_run(results_dir: Path, run_index: int, tt: float, reference: float) -
 
 def test_context_metrics_are_the_yardstick_only():
     for metric in ("reference_decode_tokens_per_s", "reference_ttft_s", "roofline_prefill_time_bound_s",
-                   "roofline_decode_tokens_per_s_per_user_bound", "plain_torch_s"):
+                   "roofline_decode_tokens_per_s_per_user_bound", "plain_torch_s", "throughput_ratio"):
         assert is_context_metric(metric), metric
     for metric in ("decode_tokens_per_s", "throughput_ratio_tt_over_reference", "roofline_fraction", "ttft_s",
-                   "emulated_s", "emulated_over_plain_torch"):
+                   "emulated_s", "emulated_over_plain_torch", "concurrent_tok_s", "single_tok_s"):
         assert not is_context_metric(metric), metric
 
 
