@@ -1,18 +1,24 @@
-"""Whether a model's dims split over a mesh, asked before anything is loaded (``--mesh-shape``).
+"""Whether a model fits a mesh, asked before anything is loaded (``--mesh-shape``): its dims split over the mesh,
+and its weights and KV cache fit the chips' DRAM.
 
-The rules are the model modules' own checks (MLA heads and hidden size, dense and shared-expert MLP
+The split rules are the model modules' own checks (MLA heads and hidden size, dense and shared-expert MLP
 widths, routed experts per device, users per device), called with a shape-only stand-in for the mesh,
 plus the two that live inside weight conversion (the LM head's vocabulary and the norms' hidden size).
+The memory rule adds up the weight and KV-cache bytes of the fullest device as the model lays them out
+(``perf.roofline``) against the DRAM of the mesh device's architecture (``perf.hardware``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from deepseek_tt.backend import ttnn
 from deepseek_tt.config.mesh import NAMED_MESH_SHAPES, format_mesh_shape
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,4 +82,72 @@ def describe_misfit(hf_config: Any, mesh: tuple[int, int]) -> str | None:
     return f"the model's dims do not split over a {format_mesh_shape(mesh)} mesh: {'; '.join(problems)} ({where})"
 
 
-__all__ = ["describe_misfit", "fitting_meshes", "mesh_problems", "tiling_problems"]
+def device_memory_need(hf_config: Any, dtype_policy: str, mesh: tuple[int, int], parallelism: str, max_seq_len: int) -> float:
+    """Bytes of weights and KV cache on the fullest device (``perf.roofline``'s layout, checked against the
+    loaded models' own tensors by the unit tests): what a device needs at least, before activations and
+    program and trace buffers."""
+    from deepseek_tt.perf.roofline import stored_kv_cache_bytes_per_device, stored_weight_bytes_per_device
+
+    weights = stored_weight_bytes_per_device(hf_config, dtype_policy, mesh, parallelism)
+    kv = stored_kv_cache_bytes_per_device(hf_config, dtype_policy, mesh, parallelism, max_seq_len)
+    return max(w + k for w, k in zip(weights, kv))
+
+
+def describe_memory_misfit(hf_config: Any, dtype_policy: str, mesh: tuple[int, int], parallelism: str, max_seq_len: int,
+                           capacity_bytes: int) -> str | None:
+    """One line saying that the weights and KV cache exceed a chip's ``capacity_bytes`` of DRAM on ``mesh``, and
+    with what they fit (a named mesh, the other generator, a shorter ``--max-seq-len``); None when they fit."""
+    need = device_memory_need(hf_config, dtype_policy, mesh, parallelism, max_seq_len)
+    if need <= capacity_bytes:
+        return None
+    gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
+    other = "pp" if parallelism == "bp" else "bp"
+    options = [f"--mesh-shape {name} ({format_mesh_shape(shape)})" for name, shape in NAMED_MESH_SHAPES.items()
+               if shape[0] * shape[1] > mesh[0] * mesh[1] and not mesh_problems(hf_config, shape)
+               and _fits(hf_config, dtype_policy, shape, parallelism, max_seq_len, capacity_bytes)][:1]
+    if mesh[0] > 1 and _fits(hf_config, dtype_policy, mesh, other, max_seq_len, capacity_bytes):
+        options.append(f"--generator {other}")
+    shortest = 1024 if max_seq_len > 1024 else None
+    if shortest and _fits(hf_config, dtype_policy, mesh, parallelism, shortest, capacity_bytes):
+        options.append(f"--max-seq-len {shortest}")
+    hint = f"it fits with {' or '.join(options)}" if options else "no named mesh, generator or shorter context fits it"
+    return (f"the weights ({dtype_policy} policy) and KV cache ({max_seq_len} tokens per user) need at least "
+            f"{gib(need)} on the fullest chip of the {format_mesh_shape(mesh)} mesh under --generator {parallelism}, "
+            f"more than a chip's {gib(capacity_bytes)} of DRAM ({hint})")
+
+
+def _fits(hf_config: Any, dtype_policy: str, mesh: tuple[int, int], parallelism: str, max_seq_len: int, capacity: int) -> bool:
+    try:
+        return device_memory_need(hf_config, dtype_policy, mesh, parallelism, max_seq_len) <= capacity
+    except ValueError:  # e.g. pp with fewer layers than rows, users that do not split over the columns
+        return False
+
+
+class DeviceMemoryError(ValueError):
+    """The model's weights and KV cache cannot fit the chips of the mesh device."""
+
+
+def check_device_memory(hf_config: Any, dtype_policy: str, mesh_device: Any, parallelism: str, max_seq_len: int) -> None:
+    """Before any weight is converted or loaded: :class:`DeviceMemoryError` (naming ``--mesh-shape``) when the
+    model cannot fit the DRAM of ``mesh_device``'s chips (``arch()``). The emulator, which holds the model in host
+    memory, runs it: there the misfit is a warning. Nothing is checked for an architecture of unknown DRAM."""
+    from deepseek_tt.backend import backend_name
+    from deepseek_tt.perf.hardware import DRAM_BYTES_PER_CHIP
+
+    arch = mesh_device.arch()
+    capacity = DRAM_BYTES_PER_CHIP.get(getattr(arch, "name", str(arch)))
+    if capacity is None:
+        log.info("no DRAM capacity known for %s: the model's device memory is not checked", arch)
+        return
+    mesh = tuple(int(d) for d in tuple(mesh_device.shape))
+    misfit = describe_memory_misfit(hf_config, dtype_policy, mesh, parallelism, max_seq_len, capacity)
+    if misfit is None:
+        return
+    where = f"--mesh-shape {format_mesh_shape(mesh)}"
+    if backend_name() == "emulator":
+        log.warning("%s: on a device %s; the emulator runs it in host memory", where, misfit)
+        return
+    raise DeviceMemoryError(f"{where}: {misfit}")
+
+
+__all__ = ["DeviceMemoryError", "check_device_memory", "describe_memory_misfit", "describe_misfit", "device_memory_need", "fitting_meshes", "mesh_problems", "tiling_problems"]

@@ -61,6 +61,12 @@ def paged_config_for(
     return PagedConfig(block_size=block_size, max_num_blocks=u * (max_seq_len // block_size), users_per_device=u)
 
 
+def model_paged_config(max_seq_len: int, users_per_row: int = USERS_PER_ROW, mesh_cols: int = 1) -> PagedConfig:
+    """The pages a model of ``max_seq_len`` tokens per user allocates on each device (the length rounded up
+    to whole pages)."""
+    return paged_config_for(-(-int(max_seq_len) // BLOCK_SIZE) * BLOCK_SIZE, users_per_row, mesh_cols)
+
+
 def user_location(user_id: int, mesh_shape: tuple[int, int], users_per_row: int = USERS_PER_ROW) -> tuple[int, int, int]:
     """``(row, col, slot)`` of global user ``user_id``."""
     rows, cols = (int(d) for d in mesh_shape)
@@ -171,6 +177,7 @@ __all__ = [
     "create_page_table",
     "decode_positions_tensor",
     "default_page_table",
+    "model_paged_config",
     "pack_user_caches",
     "paged_config_for",
     "unpack_user_cache",

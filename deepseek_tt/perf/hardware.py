@@ -15,6 +15,9 @@ BYTES_PER_VALUE: dict[str, float] = {
 #: TFLOPS of one Tensix core by math fidelity (a 32x32x32 tile matmul takes 16/32/48/64 cycles at 1 GHz).
 CORE_TFLOPS: dict[str, float] = {"LoFi": 4.096, "HiFi2": 2.048, "HiFi3": 1.365, "HiFi4": 1.024}
 
+#: DRAM of one chip, by ``ttnn.Arch`` name (a mesh device's ``arch()``): Wormhole's 12 GB of GDDR6 (binary sizes).
+DRAM_BYTES_PER_CHIP: dict[str, int] = {"WORMHOLE_B0": 12 * 2**30}
+
 #: The usual pairing of weight dtype and math fidelity on Wormhole.
 FIDELITY_FOR_DTYPE: dict[str, str] = {"bfloat4_b": "LoFi", "bfloat8_b": "HiFi2", "bfloat16": "HiFi4", "float32": "HiFi4"}
 
@@ -29,7 +32,6 @@ class System:
     dram_gb_s_per_chip: float  # nominal DRAM bandwidth of one chip (about 93% is achieved; see docs/HARDWARE.md)
     eth_gb_s_per_link: float = 12.5  # one direction of one 100 GbE link
     links_per_neighbour: int = 4  # Ethernet links between two mesh neighbours used by collectives
-    dram_gb_per_chip: float = 12.0
 
     @property
     def num_chips(self) -> int:

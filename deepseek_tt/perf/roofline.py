@@ -256,6 +256,31 @@ def stored_weight_bytes_per_device(config, policy: str | DtypePolicy | None, mes
     return out
 
 
+def stored_kv_cache_bytes_per_device(config, policy: str | DtypePolicy | None, mesh: tuple[int, int], parallelism: str = "bp",
+                                     max_seq_len: int = 4096, users_per_row: int = TILE_ROWS) -> list[float]:
+    """KV-cache bytes each device of a mesh row stores (one value per row), as the model allocates them
+    (``runtime/memory.py`` measures the same): per layer one paged KVPE cache of ``kv_cache.model_paged_config``
+    pages, ``[pages, 1, 32, kv_lora + rope]`` tile-padded, in the policy's KV dtype. ``bp``: every layer on every
+    device; ``pp``: row r its stage's layers, each with the pages of every row's users (its micro-batches)."""
+    from deepseek_tt.modules import kv_cache
+    from deepseek_tt.modules.pipeline import stage_paged_config
+
+    if parallelism not in ("bp", "pp"):
+        raise ValueError(f"parallelism must be 'bp' or 'pp', not {parallelism!r}")
+    rows, cols = mesh
+    paged = kv_cache.model_paged_config(max_seq_len, users_per_row, cols)
+    kvpe = -(-(config.kv_lora_rank + config.qk_rope_head_dim) // TILE_ROWS) * TILE_ROWS
+    kv_bytes = BYTES_PER_VALUE[get_dtype_policy(policy).kv_cache]
+
+    def layer_bytes(pages: kv_cache.PagedConfig) -> float:
+        return pages.max_num_blocks * pages.block_size * kvpe * kv_bytes
+
+    if parallelism == "bp":
+        return [config.num_hidden_layers * layer_bytes(paged)] * rows
+    stage_pages = stage_paged_config(paged, rows)
+    return [len(stage) * layer_bytes(stage_pages) for stage in stage_layers(config.num_hidden_layers, rows)]
+
+
 @dataclass(frozen=True)
 class PipelineRoofline:
     """Decode bound of the row-pipelined model: R stages of 1 x C chips, R micro-batches of U users in flight."""

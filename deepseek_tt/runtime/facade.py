@@ -60,9 +60,7 @@ class ModelFacade:
         self.max_seq_len = int(max_seq_len)
         self.weight_config = weight_config
         self.weight_root = weight_root
-        self.paged_config = kv_cache.paged_config_for(
-            round_up(self.max_seq_len, kv_cache.BLOCK_SIZE), users_per_row=self.users_per_row, mesh_cols=cols
-        )
+        self.paged_config = kv_cache.model_paged_config(self.max_seq_len, self.users_per_row, cols)
         self.page_table = kv_cache.default_page_table(self.paged_config)
         self._loaded: dict = weight_loads if weight_loads is not None else {}  # a VerifiedLoads checks each file
         self._set_up_mesh()

@@ -40,3 +40,52 @@ def test_message_names_the_problem_and_the_meshes_that_fit():
     assert "(it fits N150 (1x1), N300 (1x2))" in message
     assert describe_misfit(config, (1, 1)) is None
     assert "TG (4x8)" in fitting_meshes(get_preset("galaxy-tiny"))
+
+
+WORMHOLE_DRAM = 12 * 2**30
+
+
+def test_full_model_memory_on_one_galaxy_and_what_fits_instead():
+    """DeepSeek-V3 at the default policy does not fit a Galaxy's chips (routed experts ~15 GB a chip alone); the
+    message says how much it needs and what fits; a dual Galaxy holds it; the embedded model fits one chip."""
+    from deepseek_tt.demo.mesh_fit import describe_memory_misfit, device_memory_need
+
+    full = get_preset("full")
+    need = device_memory_need(full, "default", (4, 8), "bp", 4096)
+    assert need > WORMHOLE_DRAM
+    message = describe_memory_misfit(full, "default", (4, 8), "bp", 4096, WORMHOLE_DRAM)
+    assert message and f"{need / 2**30:.1f} GiB" in message and "4x8" in message and "--mesh-shape DUAL (8x8)" in message
+    assert describe_memory_misfit(full, "default", (8, 8), "bp", 4096, WORMHOLE_DRAM) is None
+    # a long context's KV cache can be what does not fit: then a shorter --max-seq-len is offered
+    long_context = describe_memory_misfit(full, "default", (8, 8), "bp", 32768, WORMHOLE_DRAM)
+    assert long_context and "--max-seq-len 1024" in long_context
+    assert device_memory_need(get_preset("galaxy-tiny", num_layers=2), "default", (1, 1), "bp", 4096) < 2**30
+
+
+def test_demo_and_server_refuse_on_a_device_and_the_demo_warns_on_the_emulator(monkeypatch, tmp_path, caplog, capsys):
+    """Before anything is converted: on a device a model over a chip's DRAM is refused by the demo and the server
+    (exit 2, nothing written to the cache); the emulator runs it and warns. The capacity is shrunk to make the
+    embedded model too big."""
+    import deepseek_tt.backend as backend
+    from deepseek_tt.demo.cli import main
+    from deepseek_tt.perf import hardware
+
+    monkeypatch.setitem(hardware.DRAM_BYTES_PER_CHIP, "WORMHOLE_B0", 1 << 20)
+    common = ["--max-new-tokens", "1", "--runtime", "tt", "--no-progress", "Hello"]
+    monkeypatch.setattr(backend, "backend_name", lambda: "ttnn")
+    cache = tmp_path / "device-cache"
+    assert main(common + ["--cache-dir", str(cache)]) == 2
+    error = capsys.readouterr().err
+    assert "error: --mesh-shape 1x1: the weights (default policy) and KV cache" in error and "of DRAM" in error
+    assert not cache.exists() or not any(cache.iterdir())
+    from deepseek_tt.serving.__main__ import main as serve
+
+    assert serve(["--cache-dir", str(cache), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "error: --mesh-shape 1x1: the weights (default policy) and KV cache (1024 tokens per user)" in error
+    assert not cache.exists() or not any(cache.iterdir())
+    monkeypatch.undo()
+    monkeypatch.setitem(hardware.DRAM_BYTES_PER_CHIP, "WORMHOLE_B0", 1 << 20)
+    with caplog.at_level("WARNING", logger="deepseek_tt.demo"):
+        assert main(common + ["--cache-dir", str(tmp_path / "emulator-cache")]) == 0
+    assert any("on a device the weights" in r.getMessage() and "of DRAM" in r.getMessage() for r in caplog.records)

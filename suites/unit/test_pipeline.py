@@ -157,11 +157,15 @@ def test_external_page_table_is_refused_in_one_line_naming_the_option(tiny_model
 
 
 def test_roofline_stored_bytes_equal_the_measured_per_device_bytes(tiny_models):
-    """The roofline's per-device weight bytes (bp and pp) are those the loaded models hold, byte for byte."""
-    from deepseek_tt.perf.roofline import stored_weight_bytes_per_device
+    """The roofline's per-device weight and KV-cache bytes (bp and pp) are those the loaded models hold, byte for
+    byte (the demo's device-memory check relies on them)."""
+    from deepseek_tt.perf.roofline import stored_kv_cache_bytes_per_device, stored_weight_bytes_per_device
 
     bp, pp = tiny_models
     for model, parallelism in ((bp, "bp"), (pp, "pp")):
         measured = weight_bytes_per_device(model)
         computed = stored_weight_bytes_per_device(model.hf_config, "default", (2, 2), parallelism)
         assert [round(c) for c in computed] == [measured[0], measured[2]], parallelism
+        measured_kv = kv_cache_bytes_per_device(model)
+        computed_kv = stored_kv_cache_bytes_per_device(model.hf_config, "default", (2, 2), parallelism, model.max_seq_len)
+        assert [round(c) for c in computed_kv] == [measured_kv[0], measured_kv[2]] and measured_kv[0] > 0, parallelism
