@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from deepseek_tt.config.dtype_policy import DtypePolicy, get_dtype_policy
-from deepseek_tt.perf.hardware import BYTES_PER_VALUE, CORE_TFLOPS, FIDELITY_FOR_DTYPE, SYSTEMS, System
+from deepseek_tt.perf.hardware import BYTES_PER_VALUE, CORE_TFLOPS, DRAM_BYTES_PER_CHIP, FIDELITY_FOR_DTYPE, SYSTEMS, System
 
 ACTIVATION_BYTES = BYTES_PER_VALUE["bfloat16"]
 #: rows of a tile: a [1, E] tensor in TILE layout is stored as [32, E]
@@ -366,6 +366,25 @@ def pipeline_summary(config, policy: str = "default", context: int = 1024) -> pd
     return pd.DataFrame.from_records(records)
 
 
+def memory_summary(config, policy: str = "default", context: int = 1024) -> pd.DataFrame:
+    """Per system and generator: the fullest chip's weight and KV-cache bytes (32 users per mesh row, ``context``
+    tokens each) in GiB, and whether they fit its DRAM (``hardware.DRAM_BYTES_PER_CHIP``; activations and program
+    buffers come on top). The check the demo and the server make before converting anything."""
+    capacity = DRAM_BYTES_PER_CHIP["WORMHOLE_B0"]
+    records = []
+    for system in SYSTEMS.values():
+        for parallelism in ("bp", "pp") if system.mesh[0] > 1 and config.num_hidden_layers >= system.mesh[0] else ("bp",):
+            weights = stored_weight_bytes_per_device(config, policy, system.mesh, parallelism)
+            kv = stored_kv_cache_bytes_per_device(config, policy, system.mesh, parallelism, context)
+            row = max(range(len(weights)), key=lambda r: weights[r] + kv[r])
+            records.append({
+                "system": system.name, "generator": parallelism, "policy": policy, "context": context,
+                "weights_GiB/chip": weights[row] / 2**30, "kv_cache_GiB/chip": kv[row] / 2**30,
+                "total_GiB/chip": (weights[row] + kv[row]) / 2**30, "fits": weights[row] + kv[row] <= capacity,
+            })
+    return pd.DataFrame.from_records(records)
+
+
 def main(argv: list[str] | None = None) -> int:
     from reference_models.presets import PRESET_NAMES, get_preset
 
@@ -380,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(pp):
             print("\npipeline parallel (--generator pp: layers split over the mesh rows) against batch parallel:")
             print(pp.round(3).to_string(index=False))
+        memory = memory_summary(get_preset(args.preset), args.policy, args.context)
+        print(f"\ndevice memory (fullest chip; {DRAM_BYTES_PER_CHIP['WORMHOLE_B0'] / 2**30:.0f} GiB of DRAM a Wormhole chip):")
+        print(memory.round(2).to_string(index=False))
     return 0
 
 

@@ -69,3 +69,21 @@ def test_summary_covers_every_system_at_batch_1_and_32_per_row(full_config):
 def test_unknown_mode_is_rejected(full_config):
     with pytest.raises(ValueError, match="mode"):
         estimate(full_config, mode="train")
+
+
+def test_memory_summary_agrees_with_the_demo_check(full_config):
+    """The CLI's memory table and the demo's refusal are one computation: a Galaxy cannot hold DeepSeek-V3 at
+    the default policy (bp or pp), two can."""
+    from deepseek_tt.demo.mesh_fit import describe_memory_misfit
+    from deepseek_tt.perf.hardware import DRAM_BYTES_PER_CHIP, SYSTEMS
+    from deepseek_tt.perf.roofline import memory_summary
+
+    table = memory_summary(full_config, "default", 4096)
+    by_name = {system.name: system.mesh for system in SYSTEMS.values()}
+    for _, row in table.iterrows():
+        refused = describe_memory_misfit(full_config, "default", by_name[row["system"]], row["generator"], 4096,
+                                         DRAM_BYTES_PER_CHIP["WORMHOLE_B0"])
+        assert bool(row["fits"]) == (refused is None), (row["system"], row["generator"])
+    fits = {(r["system"], r["generator"]): bool(r["fits"]) for _, r in table.iterrows()}
+    assert not fits[("TG (1 Galaxy)", "bp")] and not fits[("TG (1 Galaxy)", "pp")]
+    assert fits[("DUAL (2 Galaxies)", "bp")] and fits[("DUAL (2 Galaxies)", "pp")]
