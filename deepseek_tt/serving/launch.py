@@ -54,9 +54,10 @@ def load_serving_stack(
     resources = ExitStack()
     try:
         mesh_device = resources.enter_context(open_mesh(shape, enable_trace=False))
-        if resolve_runtime(runtime) == "tt":
+        resolved_runtime = resolve_runtime(runtime)
+        if resolved_runtime == "tt":  # before any weight is converted or loaded
             check_device_memory(load_hf_config(path), dtype_policy, mesh_device, "bp", max_seq_len)
-        model = load_model(resolve_runtime(runtime), ModelChoice(path, _source), mesh_device, cache, dtype_policy=dtype_policy,
+        model = load_model(resolved_runtime, ModelChoice(path, _source), mesh_device, cache, dtype_policy=dtype_policy,
                            max_seq_len=max_seq_len, recalculate_weights=recalculate_weights, progress=False)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         engine = BatchingEngine(model, model.hf_config.eos_token_id).start()
