@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from deepseek_tt.demo.errors import DemoInputError
-from deepseek_tt.demo.mesh_fit import describe_misfit, tiling_problems
+from deepseek_tt.runtime.mesh_fit import describe_misfit, tiling_problems
 from deepseek_tt.demo.model_source import (
     ModelChoice,
     cache_dir_flag,

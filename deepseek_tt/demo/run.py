@@ -71,15 +71,13 @@ def run_with_options(options: DemoOptions, stream: TextIO | None = None) -> dict
 def _load(run: ResolvedRun, mesh_device: Any) -> Any:
     """The model of ``run`` on ``mesh_device``; the errors bad input can still cause at load time as
     :class:`DemoInputError`."""
-    from deepseek_tt.demo.mesh_fit import DeviceMemoryError, check_device_memory
+    from deepseek_tt.runtime.mesh_fit import DeviceMemoryError
     from deepseek_tt.modules.pipeline import PipelineConfigError
     from deepseek_tt.weights.cache import CacheDirError
     from deepseek_tt.weights.errors import CheckpointError
 
     o = run.options
     try:
-        if run.runtime == "tt":  # before any weight is converted or loaded
-            check_device_memory(run.model.hf_config, o.dtype_policy, mesh_device, "pp" if run.pipelined else "bp", o.max_seq_len)
         return load_model(
             run.runtime,
             run.model,
@@ -91,7 +89,7 @@ def _load(run: ResolvedRun, mesh_device: Any) -> Any:
             progress=o.progress,
             pipelined=run.pipelined,
         )
-    except DeviceMemoryError as exc:
+    except DeviceMemoryError as exc:  # checked by the load before any weight is converted
         raise DemoInputError(str(exc)) from None
     except PipelineConfigError as exc:
         raise DemoInputError(f"--generator pp: {exc}") from None

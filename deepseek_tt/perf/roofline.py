@@ -369,7 +369,7 @@ def pipeline_summary(config, policy: str = "default", context: int = 1024) -> pd
 def memory_summary(config, policy: str = "default", context: int = 1024) -> pd.DataFrame:
     """Per system and generator: the fullest chip's weight and KV-cache bytes (32 users per mesh row, ``context``
     tokens each) in GiB, and whether they fit its DRAM (``hardware.DRAM_BYTES_PER_CHIP``; activations and program
-    buffers come on top). The check the demo and the server make before converting anything."""
+    buffers come on top). The check ``TtModel.load`` and ``PipelinedTtModel.load`` make before converting anything."""
     capacity = DRAM_BYTES_PER_CHIP["WORMHOLE_B0"]
     records = []
     for system in SYSTEMS.values():

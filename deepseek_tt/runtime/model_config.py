@@ -1,6 +1,7 @@
 """What ``TtModel.load`` and ``PipelinedTtModel.load`` share: the Hugging Face config they load with
-(:func:`resolve_load_config`), the source of the weights (:func:`resolve_weight_source`) and the weight-cache load with per-file checksum verification and the rebuild
-of a corrupt entry (:func:`load_through_cache`)."""
+(:func:`resolve_load_config`), the device-memory check before anything is converted (:func:`check_load_fits`),
+the source of the weights (:func:`resolve_weight_source`) and the weight-cache load with per-file checksum
+verification and the rebuild of a corrupt entry (:func:`load_through_cache`)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str 
     if cache_dir is None:
         raise ValueError(f"{who}: cache_dir is required (--cache-dir or ${CACHE_DIR_ENV})")
     return hf_config
+
+
+def check_load_fits(hf_config: Any, dtype_policy: Any, mesh_device: Any, parallelism: str, max_batch_size: int | None,
+                    max_seq_len: int) -> None:
+    """The memory check of ``runtime.mesh_fit.check_device_memory`` for a load's geometry, before any weight is
+    converted (a batch that does not split over the rows is left to the model's own error)."""
+    from deepseek_tt.modules import kv_cache
+    from deepseek_tt.modules.base import mesh_shape
+    from deepseek_tt.runtime.mesh_fit import check_device_memory
+
+    rows = mesh_shape(mesh_device)[0]
+    batch = kv_cache.USERS_PER_ROW * rows if max_batch_size is None else int(max_batch_size)
+    if batch % rows == 0:
+        check_device_memory(hf_config, dtype_policy, mesh_device, parallelism, max_seq_len, batch // rows)
 
 
 def resolve_weight_source(who: str, model_path: str | Path | None, random_weights: bool, seed: int,

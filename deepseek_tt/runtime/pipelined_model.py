@@ -33,7 +33,9 @@ from deepseek_tt.modules.lm_head import LMHead
 from deepseek_tt.modules.pipeline import PipelinedModel, assign_stages, create_stage_page_tables, create_stage_sockets, stage_meshes
 from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.runtime.facade import ModelFacade
-from deepseek_tt.runtime.model_config import DEFAULT_MAX_SEQ_LEN, RANDOM_WEIGHTS_SEED, load_through_cache, resolve_load_config, resolve_weight_source
+from deepseek_tt.runtime.model_config import (
+    DEFAULT_MAX_SEQ_LEN, RANDOM_WEIGHTS_SEED, check_load_fits, load_through_cache, resolve_load_config, resolve_weight_source,
+)
 from deepseek_tt.runtime.memory import KV_KEYS, STATE_KEYS, iter_tensors
 
 logger = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ class PipelinedTtModel(ModelFacade):
         hf_config = resolve_load_config("PipelinedTtModel.load", model_path, cache_dir, random_weights, hf_config)
         rows = mesh_shape(mesh_device)[0]
         layout = pipeline_layout(hf_config, rows)  # checks the stage split
+        check_load_fits(hf_config, dtype_policy, mesh_device, "pp", max_batch_size, max_seq_len)
         policy = get_dtype_policy(dtype_policy)
         source = resolve_weight_source("PipelinedTtModel.load", model_path, random_weights, seed, weight_source)
         cache = source.cache(hf_config, mesh_shape(mesh_device), Path(cache_dir), policy, layout=layout)

@@ -37,6 +37,7 @@ from deepseek_tt.modules.rope import RotarySetup
 from deepseek_tt.runtime.model_config import (
     DEFAULT_MAX_SEQ_LEN,
     RANDOM_WEIGHTS_SEED,
+    check_load_fits,
     load_through_cache,
     resolve_load_config,
     resolve_weight_source,
@@ -79,6 +80,7 @@ class TtModel(ModelFacade):
         ``full`` preset cut to one dense layer). ``weight_source``: a ``weights.convert.WeightSource`` of the
         same weights resolved by the caller (its checkpoint identity is reused)."""
         hf_config = resolve_load_config("TtModel.load", model_path, cache_dir, random_weights, hf_config)
+        check_load_fits(hf_config, dtype_policy, mesh_device, "bp", max_batch_size, max_seq_len)
         convert_args = dict(
             source=resolve_weight_source("TtModel.load", model_path, random_weights, seed, weight_source),
             dtype_policy=dtype_policy,

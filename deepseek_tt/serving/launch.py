@@ -11,12 +11,10 @@ from fastapi import FastAPI
 from transformers import AutoTokenizer
 
 from deepseek_tt.config.mesh import default_mesh_shape, parse_mesh_shape
-from deepseek_tt.demo.mesh_fit import check_device_memory
 from deepseek_tt.demo.model_source import ModelChoice, resolve_cache_dir, resolve_model_path
 from deepseek_tt.demo.runtime import load_model, open_mesh, resolve_runtime
 from deepseek_tt.serving.engine import BatchingEngine
 from deepseek_tt.serving.server import DEFAULT_MAX_REQUEST_BYTES, create_app
-from deepseek_tt.weights.hf_config import load_hf_config
 
 
 @dataclass
@@ -54,10 +52,7 @@ def load_serving_stack(
     resources = ExitStack()
     try:
         mesh_device = resources.enter_context(open_mesh(shape, enable_trace=False))
-        resolved_runtime = resolve_runtime(runtime)
-        if resolved_runtime == "tt":  # before any weight is converted or loaded
-            check_device_memory(load_hf_config(path), dtype_policy, mesh_device, "bp", max_seq_len)
-        model = load_model(resolved_runtime, ModelChoice(path, _source), mesh_device, cache, dtype_policy=dtype_policy,
+        model = load_model(resolve_runtime(runtime), ModelChoice(path, _source), mesh_device, cache, dtype_policy=dtype_policy,
                            max_seq_len=max_seq_len, recalculate_weights=recalculate_weights, progress=False)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         engine = BatchingEngine(model, model.hf_config.eos_token_id).start()

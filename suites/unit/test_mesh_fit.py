@@ -1,4 +1,4 @@
-"""The demo's up-front mesh check (``deepseek_tt.demo.mesh_fit``) agrees with the model's own: a mesh it
+"""The demo's up-front mesh check (``deepseek_tt.runtime.mesh_fit``) agrees with the model's own: a mesh it
 accepts builds the model's prefill and decode configs, a mesh it refuses makes them raise."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from deepseek_tt.backend import ttnn
-from deepseek_tt.demo.mesh_fit import describe_misfit, fitting_meshes, mesh_problems
+from deepseek_tt.runtime.mesh_fit import describe_misfit, fitting_meshes, mesh_problems
 from deepseek_tt.modules.model import Model
 from reference_models.presets import get_preset
 
@@ -48,7 +48,7 @@ WORMHOLE_DRAM = 12 * 2**30
 def test_full_model_memory_on_one_galaxy_and_what_fits_instead():
     """DeepSeek-V3 at the default policy does not fit a Galaxy's chips (routed experts ~15 GB a chip alone); the
     message says how much it needs and what fits; a dual Galaxy holds it; the embedded model fits one chip."""
-    from deepseek_tt.demo.mesh_fit import describe_memory_misfit, device_memory_need
+    from deepseek_tt.runtime.mesh_fit import describe_memory_misfit, device_memory_need
 
     full = get_preset("full")
     need = device_memory_need(full, "default", (4, 8), "bp", 4096)
@@ -63,9 +63,9 @@ def test_full_model_memory_on_one_galaxy_and_what_fits_instead():
 
 
 def test_demo_and_server_refuse_on_a_device_and_the_demo_warns_on_the_emulator(monkeypatch, tmp_path, caplog, capsys):
-    """Before anything is converted: on a device a model over a chip's DRAM is refused by the demo and the server
-    (exit 2, nothing written to the cache); the emulator runs it and warns. The capacity is shrunk to make the
-    embedded model too big."""
+    """Before anything is converted (the check is the models' ``load``'s): on a device a model over a chip's DRAM
+    is refused by the demo and the server (exit 2, nothing written to the cache); the emulator runs it and warns.
+    The capacity is shrunk to make the embedded model too big."""
     import deepseek_tt.backend as backend
     from deepseek_tt.demo.cli import main
     from deepseek_tt.perf import hardware
@@ -78,6 +78,9 @@ def test_demo_and_server_refuse_on_a_device_and_the_demo_warns_on_the_emulator(m
     error = capsys.readouterr().err
     assert "error: --mesh-shape 1x1: the weights (default policy) and KV cache" in error and "of DRAM" in error
     assert not cache.exists() or not any(cache.iterdir())
+    assert main(common + ["--cache-dir", str(cache), "--mesh-shape", "2x2", "--generator", "pp"]) == 2
+    assert "error: --mesh-shape 2x2:" in (error := capsys.readouterr().err) and "under --generator pp" in error
+    assert not cache.exists() or not any(cache.iterdir())
     from deepseek_tt.serving.__main__ import main as serve
 
     assert serve(["--cache-dir", str(cache), "--port", "0"]) == 2
@@ -86,6 +89,6 @@ def test_demo_and_server_refuse_on_a_device_and_the_demo_warns_on_the_emulator(m
     assert not cache.exists() or not any(cache.iterdir())
     monkeypatch.undo()
     monkeypatch.setitem(hardware.DRAM_BYTES_PER_CHIP, "WORMHOLE_B0", 1 << 20)
-    with caplog.at_level("WARNING", logger="deepseek_tt.demo"):
+    with caplog.at_level("WARNING", logger="deepseek_tt.runtime.mesh_fit"):
         assert main(common + ["--cache-dir", str(tmp_path / "emulator-cache")]) == 0
     assert any("on a device the weights" in r.getMessage() and "of DRAM" in r.getMessage() for r in caplog.records)

@@ -74,7 +74,7 @@ def test_unknown_mode_is_rejected(full_config):
 def test_memory_summary_agrees_with_the_demo_check(full_config):
     """The CLI's memory table and the demo's refusal are one computation: a Galaxy cannot hold DeepSeek-V3 at
     the default policy (bp or pp), two can."""
-    from deepseek_tt.demo.mesh_fit import describe_memory_misfit
+    from deepseek_tt.runtime.mesh_fit import describe_memory_misfit
     from deepseek_tt.perf.hardware import DRAM_BYTES_PER_CHIP, SYSTEMS
     from deepseek_tt.perf.roofline import memory_summary
 

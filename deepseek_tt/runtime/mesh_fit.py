@@ -17,6 +17,7 @@ from typing import Any
 
 from deepseek_tt.backend import ttnn
 from deepseek_tt.config.mesh import NAMED_MESH_SHAPES, format_mesh_shape
+from deepseek_tt.modules import kv_cache
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ class MeshShapeOnly:
 
 def mesh_problems(hf_config: Any, mesh: tuple[int, int], users_per_row: int | None = None) -> list[str]:
     """Every reason the model of ``hf_config`` cannot run on a ``mesh`` (empty when it fits)."""
-    from deepseek_tt.modules import kv_cache
     from deepseek_tt.modules.experts import experts_per_device
     from deepseek_tt.modules.mla import _check_mesh
     from deepseek_tt.modules.mlp import MLP, SharedExpert
@@ -82,43 +82,46 @@ def describe_misfit(hf_config: Any, mesh: tuple[int, int]) -> str | None:
     return f"the model's dims do not split over a {format_mesh_shape(mesh)} mesh: {'; '.join(problems)} ({where})"
 
 
-def device_memory_need(hf_config: Any, dtype_policy: str, mesh: tuple[int, int], parallelism: str, max_seq_len: int) -> float:
+def device_memory_need(hf_config: Any, dtype_policy: Any, mesh: tuple[int, int], parallelism: str, max_seq_len: int,
+                       users_per_row: int = kv_cache.USERS_PER_ROW) -> float:
     """Bytes of weights and KV cache on the fullest device (``perf.roofline``'s layout, checked against the
     loaded models' own tensors by the unit tests): what a device needs at least, before activations and
     program and trace buffers."""
     from deepseek_tt.perf.roofline import stored_kv_cache_bytes_per_device, stored_weight_bytes_per_device
 
     weights = stored_weight_bytes_per_device(hf_config, dtype_policy, mesh, parallelism)
-    kv = stored_kv_cache_bytes_per_device(hf_config, dtype_policy, mesh, parallelism, max_seq_len)
+    kv = stored_kv_cache_bytes_per_device(hf_config, dtype_policy, mesh, parallelism, max_seq_len, users_per_row)
     return max(w + k for w, k in zip(weights, kv))
 
 
-def describe_memory_misfit(hf_config: Any, dtype_policy: str, mesh: tuple[int, int], parallelism: str, max_seq_len: int,
-                           capacity_bytes: int) -> str | None:
+def describe_memory_misfit(hf_config: Any, dtype_policy: Any, mesh: tuple[int, int], parallelism: str, max_seq_len: int,
+                           capacity_bytes: int, users_per_row: int = kv_cache.USERS_PER_ROW) -> str | None:
     """One line saying that the weights and KV cache exceed a chip's ``capacity_bytes`` of DRAM on ``mesh``, and
     with what they fit (a named mesh, the other generator, a shorter ``--max-seq-len``); None when they fit."""
-    need = device_memory_need(hf_config, dtype_policy, mesh, parallelism, max_seq_len)
+    need = device_memory_need(hf_config, dtype_policy, mesh, parallelism, max_seq_len, users_per_row)
     if need <= capacity_bytes:
         return None
     gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
     other = "pp" if parallelism == "bp" else "bp"
     options = [f"--mesh-shape {name} ({format_mesh_shape(shape)})" for name, shape in NAMED_MESH_SHAPES.items()
                if shape[0] * shape[1] > mesh[0] * mesh[1] and not mesh_problems(hf_config, shape)
-               and _fits(hf_config, dtype_policy, shape, parallelism, max_seq_len, capacity_bytes)][:1]
-    if mesh[0] > 1 and _fits(hf_config, dtype_policy, mesh, other, max_seq_len, capacity_bytes):
+               and _fits(hf_config, dtype_policy, shape, parallelism, max_seq_len, capacity_bytes, users_per_row)][:1]
+    if mesh[0] > 1 and _fits(hf_config, dtype_policy, mesh, other, max_seq_len, capacity_bytes, users_per_row):
         options.append(f"--generator {other}")
     shortest = 1024 if max_seq_len > 1024 else None
-    if shortest and _fits(hf_config, dtype_policy, mesh, parallelism, shortest, capacity_bytes):
+    if shortest and _fits(hf_config, dtype_policy, mesh, parallelism, shortest, capacity_bytes, users_per_row):
         options.append(f"--max-seq-len {shortest}")
     hint = f"it fits with {' or '.join(options)}" if options else "no named mesh, generator or shorter context fits it"
-    return (f"the weights ({dtype_policy} policy) and KV cache ({max_seq_len} tokens per user) need at least "
+    policy = getattr(dtype_policy, "name", dtype_policy)
+    return (f"the weights ({policy} policy) and KV cache ({max_seq_len} tokens per user) need at least "
             f"{gib(need)} on the fullest chip of the {format_mesh_shape(mesh)} mesh under --generator {parallelism}, "
             f"more than a chip's {gib(capacity_bytes)} of DRAM ({hint})")
 
 
-def _fits(hf_config: Any, dtype_policy: str, mesh: tuple[int, int], parallelism: str, max_seq_len: int, capacity: int) -> bool:
+def _fits(hf_config: Any, dtype_policy: Any, mesh: tuple[int, int], parallelism: str, max_seq_len: int, capacity: int,
+          users_per_row: int) -> bool:
     try:
-        return device_memory_need(hf_config, dtype_policy, mesh, parallelism, max_seq_len) <= capacity
+        return device_memory_need(hf_config, dtype_policy, mesh, parallelism, max_seq_len, users_per_row) <= capacity
     except ValueError:  # e.g. pp with fewer layers than rows, users that do not split over the columns
         return False
 
@@ -127,10 +130,12 @@ class DeviceMemoryError(ValueError):
     """The model's weights and KV cache cannot fit the chips of the mesh device."""
 
 
-def check_device_memory(hf_config: Any, dtype_policy: str, mesh_device: Any, parallelism: str, max_seq_len: int) -> None:
-    """Before any weight is converted or loaded: :class:`DeviceMemoryError` (naming ``--mesh-shape``) when the
-    model cannot fit the DRAM of ``mesh_device``'s chips (``arch()``). The emulator, which holds the model in host
-    memory, runs it: there the misfit is a warning. Nothing is checked for an architecture of unknown DRAM."""
+def check_device_memory(hf_config: Any, dtype_policy: Any, mesh_device: Any, parallelism: str, max_seq_len: int,
+                        users_per_row: int = kv_cache.USERS_PER_ROW) -> None:
+    """Before any weight is converted or loaded (``TtModel.load``, ``PipelinedTtModel.load``): :class:`DeviceMemoryError`
+    (naming ``--mesh-shape``) when the model cannot fit the DRAM of ``mesh_device``'s chips (``arch()``). The
+    emulator, which holds the model in host memory, runs it: there the misfit is a warning. Nothing is checked for
+    an architecture of unknown DRAM."""
     from deepseek_tt.backend import backend_name
     from deepseek_tt.perf.hardware import DRAM_BYTES_PER_CHIP
 
@@ -140,7 +145,7 @@ def check_device_memory(hf_config: Any, dtype_policy: str, mesh_device: Any, par
         log.info("no DRAM capacity known for %s: the model's device memory is not checked", arch)
         return
     mesh = tuple(int(d) for d in tuple(mesh_device.shape))
-    misfit = describe_memory_misfit(hf_config, dtype_policy, mesh, parallelism, max_seq_len, capacity)
+    misfit = describe_memory_misfit(hf_config, dtype_policy, mesh, parallelism, max_seq_len, capacity, users_per_row)
     if misfit is None:
         return
     where = f"--mesh-shape {format_mesh_shape(mesh)}"
