@@ -42,6 +42,15 @@ class PagedConfig:
         return self.blocks_per_user * self.block_size
 
 
+def users_per_row_of(max_batch_size: int | None, mesh_rows: int) -> int:
+    """U = B / R (``max_batch_size`` None: ``USERS_PER_ROW``), with a clear error when B does not split over the rows."""
+    if max_batch_size is None:
+        return USERS_PER_ROW
+    if int(max_batch_size) % mesh_rows:
+        raise ValueError(f"max_batch_size {max_batch_size} does not split over {mesh_rows} mesh rows")
+    return int(max_batch_size) // mesh_rows
+
+
 def users_per_device(users_per_row: int, mesh_cols: int) -> int:
     """u = U / C, with a clear error when the row's users do not split over the columns."""
     if users_per_row % mesh_cols:
@@ -183,4 +192,5 @@ __all__ = [
     "unpack_user_cache",
     "user_location",
     "users_per_device",
+    "users_per_row_of",
 ]

@@ -46,16 +46,12 @@ class ModelFacade:
         weight_loads: dict | None = None,
     ) -> None:
         rows, cols = mesh_shape(mesh_device)
-        if max_batch_size is None:
-            max_batch_size = DEFAULT_USERS_PER_ROW * rows
-        if max_batch_size % rows:
-            raise ValueError(f"max_batch_size {max_batch_size} does not split over {rows} mesh rows")
+        self.users_per_row = kv_cache.users_per_row_of(max_batch_size, rows)
         self.hf_config = hf_config
         self.mesh_device = mesh_device
         self.dtype_policy = get_dtype_policy(dtype_policy)
         self.vocab_size = int(hf_config.vocab_size)
-        self.max_batch_size = int(max_batch_size)
-        self.users_per_row = self.max_batch_size // rows
+        self.max_batch_size = self.users_per_row * rows
         kv_cache.users_per_device(self.users_per_row, cols)
         self.max_seq_len = int(max_seq_len)
         self.weight_config = weight_config

@@ -44,16 +44,14 @@ def resolve_load_config(who: str, model_path: str | Path | None, cache_dir: str 
 
 def check_load_fits(hf_config: Any, dtype_policy: Any, mesh_device: Any, parallelism: str, max_batch_size: int | None,
                     max_seq_len: int) -> None:
-    """The memory check of ``runtime.mesh_fit.check_device_memory`` for a load's geometry, before any weight is
-    converted (a batch that does not split over the rows is left to the model's own error)."""
+    """The memory check of ``runtime.mesh_fit.check_device_memory`` for a load's geometry (the model's own users
+    per row: ``kv_cache.users_per_row_of``), before any weight is converted."""
     from deepseek_tt.modules import kv_cache
     from deepseek_tt.modules.base import mesh_shape
     from deepseek_tt.runtime.mesh_fit import check_device_memory
 
-    rows = mesh_shape(mesh_device)[0]
-    batch = kv_cache.USERS_PER_ROW * rows if max_batch_size is None else int(max_batch_size)
-    if batch % rows == 0:
-        check_device_memory(hf_config, dtype_policy, mesh_device, parallelism, max_seq_len, batch // rows)
+    users_per_row = kv_cache.users_per_row_of(max_batch_size, mesh_shape(mesh_device)[0])
+    check_device_memory(hf_config, dtype_policy, mesh_device, parallelism, max_seq_len, users_per_row)
 
 
 def resolve_weight_source(who: str, model_path: str | Path | None, random_weights: bool, seed: int,
